@@ -1,0 +1,133 @@
+"""The ports: what the use cases need from the outside world, and nothing about how it is done.
+
+``bootstrap.py`` picks the adapters; unit tests swap in fakes.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime
+from typing import Protocol, Self
+from uuid import UUID
+
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
+from presto_deck.domain.deck import Deck, Slide
+from presto_deck.domain.events import Event
+
+
+class DeckRepository(Protocol):
+    async def add(self, deck: Deck, idempotency_key: str | None = None) -> Deck:
+        """Insert a new deck; with a key the user already used, return that earlier deck instead."""
+        ...
+
+    async def get(self, deck_id: UUID, user_id: str | None = None) -> Deck | None:
+        """The deck, if it exists and (when ``user_id`` is given) belongs to that user."""
+        ...
+
+    async def lock(self, deck_id: UUID) -> Deck | None:
+        """The deck, locked until the transaction ends, so its version bumps are serialized."""
+        ...
+
+    async def save(self, deck: Deck) -> None:
+        """Write the deck's new state and append its pending events to the event log."""
+        ...
+
+    async def list_for_user(self, user_id: str, limit: int, offset: int) -> tuple[list[Deck], int]:
+        """The user's decks, newest first, and how many there are in all."""
+        ...
+
+    async def claim(self, deck_id: UUID, owner: str, until: datetime) -> None:
+        """Take (or renew) the lease that says a live worker is generating this deck."""
+        ...
+
+    async def release(self, deck_id: UUID, owner: str) -> None: ...
+
+    async def stalled(self, now: datetime, grace_seconds: float, limit: int) -> list[UUID]:
+        """Active decks with no live worker: the lease lapsed, or none was taken within grace."""
+        ...
+
+
+class SlideRepository(Protocol):
+    async def add(self, slide: Slide) -> None: ...
+
+    async def list(self, deck_id: UUID) -> list[Slide]:
+        """The deck's slides by order."""
+        ...
+
+    async def count(self, deck_id: UUID) -> int: ...
+
+
+class EventLog(Protocol):
+    async def after(self, deck_id: UUID, version: int, limit: int | None = None) -> list[Event]:
+        """Persisted events of the deck with a version above ``version``, in order."""
+        ...
+
+    async def mark_published(self, events: Sequence[Event]) -> None: ...
+
+    async def unpublished(self, older_than: datetime, limit: int) -> list[Event]:
+        """Events committed but never appended to the stream (the outbox)."""
+        ...
+
+
+class UnitOfWork(Protocol):
+    """One transaction: ``async with uow: ...; await uow.commit()``; leaving without commit rolls back."""
+
+    decks: DeckRepository
+    slides: SlideRepository
+    events: EventLog
+
+    async def __aenter__(self) -> Self: ...
+
+    async def __aexit__(self, *exc_info: object) -> None: ...
+
+    async def commit(self) -> None: ...
+
+
+class UnitOfWorkFactory(Protocol):
+    def __call__(self) -> UnitOfWork: ...
+
+
+class EventPublisher(Protocol):
+    async def publish(self, events: Sequence[Event]) -> None:
+        """Append committed events to the event stream; repeating a publish is harmless."""
+        ...
+
+
+class JobQueue(Protocol):
+    async def enqueue_generation(self, deck_id: UUID) -> None:
+        """Queue the deck's generation; a job already queued for the deck absorbs this one."""
+        ...
+
+    async def requeue_generation(self, deck_id: UUID) -> None:
+        """Queue the deck again after its worker died, even if that worker's job looks alive."""
+        ...
+
+
+class CancelFlags(Protocol):
+    """Fast, short-lived cancellation flags; PostgreSQL keeps the durable request."""
+
+    async def request(self, deck_id: UUID) -> None: ...
+
+    async def is_requested(self, deck_id: UUID) -> bool: ...
+
+
+class DeckWriter(Protocol):
+    """Plans a deck and writes its slides: an LLM, or the offline template writer."""
+
+    name: str
+
+    async def plan(self, brief: DeckBrief) -> DeckPlan: ...
+
+    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+        """Write slide ``index`` (0-based) of the plan."""
+        ...
+
+
+class SlideRenderer(Protocol):
+    def render(self, content: SlideContent, theme: str | None, position: int, total: int) -> str:
+        """Turn written content into sanitized HTML through a theme template."""
+        ...
+
+
+class Clock(Protocol):
+    def __call__(self) -> datetime: ...
