@@ -70,7 +70,7 @@ class EventLog(Protocol):
 
 
 class UnitOfWork(Protocol):
-    """One transaction: ``async with uow: ...; await uow.commit()``; leaving without commit rolls back."""
+    """One transaction: ``async with uow: ...; await uow.commit()``; no commit means rollback."""
 
     decks: DeckRepository
     slides: SlideRepository
@@ -85,6 +85,14 @@ class UnitOfWork(Protocol):
 
 class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
+
+
+class PublishError(Exception):
+    """The event stream could not take the events; the outbox relay will try again."""
+
+
+class WriterError(Exception):
+    """The writer gave up (after its retries): the deck ends as FAILED with this message."""
 
 
 class EventPublisher(Protocol):

@@ -1,4 +1,4 @@
-"""The events of a deck's life: the same shape on the stream, in ``deck_events`` and on the socket."""
+"""The events of a deck's life: one shape on the stream, in ``deck_events`` and on the socket."""
 
 from __future__ import annotations
 

@@ -1,0 +1,251 @@
+"""PostgreSQL adapters of the repository ports. Rows are mapped to domain objects here and
+never leave this module."""
+
+from __future__ import annotations
+
+from collections.abc import Sequence
+from datetime import datetime, timedelta
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.ext.asyncio import AsyncConnection
+
+from presto_deck.domain.content import DeckBrief, DeckPlan
+from presto_deck.domain.deck import Deck, DeckStatus, Slide
+from presto_deck.domain.events import Event
+from presto_deck.infrastructure.db.tables import deck_events, decks, slides
+
+_ACTIVE = [DeckStatus.PENDING.value, DeckStatus.PLANNING.value, DeckStatus.GENERATING.value]
+
+
+class SqlDeckRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def add(self, deck: Deck, idempotency_key: str | None = None) -> Deck:
+        insert = (
+            pg_insert(decks)
+            .values(
+                id=deck.id,
+                user_id=deck.user_id,
+                title=deck.title,
+                status=deck.status.value,
+                version=deck.version,
+                prompt=deck.brief.prompt,
+                slide_count=deck.brief.slide_count,
+                template=deck.brief.template,
+                theme=deck.brief.theme,
+                language=deck.brief.language,
+                requested_title=deck.brief.title,
+                idempotency_key=idempotency_key,
+                created_at=deck.created_at,
+                updated_at=deck.updated_at,
+            )
+            .on_conflict_do_nothing(constraint="uq_decks_user_idempotency_key")
+            .returning(decks.c.id)
+        )
+        if (await self._conn.execute(insert)).first() is not None:
+            return deck
+        # The same user sent the same key before: that earlier deck is the answer.
+        row = (
+            await self._conn.execute(
+                sa.select(decks).where(
+                    decks.c.user_id == deck.user_id, decks.c.idempotency_key == idempotency_key
+                )
+            )
+        ).one()
+        return _deck(row._mapping)
+
+    async def get(self, deck_id: UUID, user_id: str | None = None) -> Deck | None:
+        query = sa.select(decks).where(decks.c.id == deck_id)
+        if user_id is not None:
+            query = query.where(decks.c.user_id == user_id)
+        row = (await self._conn.execute(query)).first()
+        return None if row is None else _deck(row._mapping)
+
+    async def lock(self, deck_id: UUID) -> Deck | None:
+        query = sa.select(decks).where(decks.c.id == deck_id).with_for_update()
+        row = (await self._conn.execute(query)).first()
+        return None if row is None else _deck(row._mapping)
+
+    async def save(self, deck: Deck) -> None:
+        await self._conn.execute(
+            sa.update(decks)
+            .where(decks.c.id == deck.id)
+            .values(
+                title=deck.title,
+                status=deck.status.value,
+                version=deck.version,
+                deck_plan=None if deck.plan is None else msgspec.to_builtins(deck.plan),
+                cancel_requested=deck.cancel_requested,
+                updated_at=deck.updated_at,
+            )
+        )
+        if deck.pending_events:
+            await self._conn.execute(
+                sa.insert(deck_events),
+                [
+                    {
+                        "deck_id": deck.id,
+                        "version": event.version,
+                        "event_type": event.event_type,
+                        "payload": event.payload,
+                        "created_at": event.timestamp,
+                    }
+                    for event in deck.pending_events
+                ],
+            )
+
+    async def list_for_user(self, user_id: str, limit: int, offset: int) -> tuple[list[Deck], int]:
+        rows = await self._conn.execute(
+            sa.select(decks)
+            .where(decks.c.user_id == user_id)
+            .order_by(decks.c.created_at.desc(), decks.c.id.desc())
+            .limit(limit)
+            .offset(offset)
+        )
+        total = await self._conn.scalar(
+            sa.select(sa.func.count()).select_from(decks).where(decks.c.user_id == user_id)
+        )
+        return [_deck(row._mapping) for row in rows], int(total or 0)
+
+    async def claim(self, deck_id: UUID, owner: str, until: datetime) -> None:
+        await self._conn.execute(
+            sa.update(decks)
+            .where(decks.c.id == deck_id)
+            .values(lease_owner=owner, lease_expires_at=until)
+        )
+
+    async def release(self, deck_id: UUID, owner: str) -> None:
+        await self._conn.execute(
+            sa.update(decks)
+            .where(decks.c.id == deck_id, decks.c.lease_owner == owner)
+            .values(lease_owner=None, lease_expires_at=None)
+        )
+
+    async def stalled(self, now: datetime, grace_seconds: float, limit: int) -> list[UUID]:
+        grace = timedelta(seconds=grace_seconds)
+        deadline = sa.func.coalesce(decks.c.lease_expires_at, decks.c.updated_at + grace)
+        rows = await self._conn.execute(
+            sa.select(decks.c.id)
+            .where(decks.c.status.in_(_ACTIVE), deadline < now)
+            .order_by(decks.c.updated_at)
+            .limit(limit)
+        )
+        return list(rows.scalars())
+
+
+class SqlSlideRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def add(self, slide: Slide) -> None:
+        await self._conn.execute(
+            sa.insert(slides).values(
+                id=slide.id,
+                deck_id=slide.deck_id,
+                slide_order=slide.order,
+                html_content=slide.html_content,
+                presenter_notes=slide.presenter_notes,
+                created_at=slide.created_at,
+                updated_at=slide.updated_at,
+            )
+        )
+
+    async def list(self, deck_id: UUID) -> list[Slide]:
+        rows = await self._conn.execute(
+            sa.select(slides).where(slides.c.deck_id == deck_id).order_by(slides.c.slide_order)
+        )
+        return [_slide(row._mapping) for row in rows]
+
+    async def count(self, deck_id: UUID) -> int:
+        total = await self._conn.scalar(
+            sa.select(sa.func.count()).select_from(slides).where(slides.c.deck_id == deck_id)
+        )
+        return int(total or 0)
+
+
+class SqlEventLog:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def after(self, deck_id: UUID, version: int, limit: int | None = None) -> list[Event]:
+        query = (
+            sa.select(deck_events)
+            .where(deck_events.c.deck_id == deck_id, deck_events.c.version > version)
+            .order_by(deck_events.c.version)
+            .limit(limit)
+        )
+        return [_event(row._mapping) for row in await self._conn.execute(query)]
+
+    async def mark_published(self, events: Sequence[Event]) -> None:
+        by_deck: dict[str, list[int]] = {}
+        for event in events:
+            by_deck.setdefault(event.deck_id, []).append(event.version)
+        for deck_id, versions in by_deck.items():
+            await self._conn.execute(
+                sa.update(deck_events)
+                .where(
+                    deck_events.c.deck_id == UUID(deck_id),
+                    deck_events.c.version.in_(versions),
+                    deck_events.c.published_at.is_(None),
+                )
+                .values(published_at=sa.func.now())
+            )
+
+    async def unpublished(self, older_than: datetime, limit: int) -> list[Event]:
+        query = (
+            sa.select(deck_events)
+            .where(deck_events.c.published_at.is_(None), deck_events.c.created_at < older_than)
+            .order_by(deck_events.c.deck_id, deck_events.c.version)
+            .limit(limit)
+        )
+        return [_event(row._mapping) for row in await self._conn.execute(query)]
+
+
+def _deck(row: Any) -> Deck:
+    plan = row["deck_plan"]
+    return Deck(
+        id=row["id"],
+        user_id=row["user_id"],
+        title=row["title"],
+        status=DeckStatus(row["status"]),
+        version=row["version"],
+        brief=DeckBrief(
+            prompt=row["prompt"],
+            slide_count=row["slide_count"],
+            title=row["requested_title"],
+            template=row["template"],
+            theme=row["theme"],
+            language=row["language"],
+        ),
+        plan=None if plan is None else msgspec.convert(plan, DeckPlan),
+        cancel_requested=row["cancel_requested"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _slide(row: Any) -> Slide:
+    return Slide(
+        id=row["id"],
+        deck_id=row["deck_id"],
+        order=row["slide_order"],
+        html_content=row["html_content"],
+        presenter_notes=row["presenter_notes"],
+        created_at=row["created_at"],
+        updated_at=row["updated_at"],
+    )
+
+
+def _event(row: Any) -> Event:
+    return Event(
+        event_type=row["event_type"],
+        deck_id=str(row["deck_id"]),
+        version=row["version"],
+        timestamp=row["created_at"],
+        payload=row["payload"] or {},
+    )

@@ -1,0 +1,133 @@
+"""One typed settings object: defaults from ``config/``, overridden by ``PRESTO_*`` variables."""
+
+from __future__ import annotations
+
+import os
+import tomllib
+from collections.abc import Mapping
+from importlib import resources
+from pathlib import Path
+from typing import Any, Literal
+
+import msgspec
+
+ENV_PREFIX = "PRESTO_"
+
+
+class SettingsError(Exception):
+    """A missing or invalid setting; the message names it as the user would set it."""
+
+
+class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
+    database_url: str
+    redis_url: str
+    jwt_secret: str | None = None
+    jwt_algorithms: list[str] = msgspec.field(default_factory=lambda: ["HS256"])
+    jwt_audience: str | None = None
+    jwt_issuer: str | None = None
+    jwt_public_key: str | None = None
+    llm_model: str = "offline"
+    llm_base_url: str | None = None
+    llm_api_key: str | None = None
+    llm_timeout_seconds: float = 60.0
+    llm_max_attempts: int = 4
+    llm_structured_output: Literal["function_calling", "json_schema"] = "function_calling"
+    offline_slide_delay_ms: int = 300
+    ws_heartbeat_seconds: float = 15.0
+    ws_allowed_origins: list[str] = msgspec.field(default_factory=list)
+    log_format: Literal["json", "text"] = "json"
+    log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
+    worker_lease_seconds: float = 20.0
+    worker_sweep_seconds: float = 10.0
+    worker_max_jobs: int = 10
+    stream_maxlen: int = 100000
+    dev_mode: bool = False
+
+    def __post_init__(self) -> None:
+        if not self.database_url.startswith(("postgresql://", "postgresql+psycopg://")):
+            raise SettingsError(
+                "PRESTO_DATABASE_URL must start with postgresql:// or postgresql+psycopg://"
+            )
+        if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
+            raise SettingsError("PRESTO_REDIS_URL must start with redis://, rediss:// or unix://")
+        if not self.jwt_algorithms or "none" in (a.lower() for a in self.jwt_algorithms):
+            raise SettingsError("PRESTO_JWT_ALGORITHMS must name at least one real algorithm")
+        for name in ("llm_timeout_seconds", "ws_heartbeat_seconds", "worker_lease_seconds"):
+            if getattr(self, name) <= 0:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be greater than 0")
+        for name in ("llm_max_attempts", "worker_max_jobs", "stream_maxlen"):
+            if getattr(self, name) < 1:
+                raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
+        if self.offline_slide_delay_ms < 0:
+            raise SettingsError(f"{ENV_PREFIX}OFFLINE_SLIDE_DELAY_MS must be 0 or more")
+
+    @property
+    def sqlalchemy_url(self) -> str:
+        """The database URL with the psycopg 3 driver named, as SQLAlchemy wants it."""
+        if self.database_url.startswith("postgresql://"):
+            return "postgresql+psycopg://" + self.database_url.removeprefix("postgresql://")
+        return self.database_url
+
+    def require_jwt_key(self) -> None:
+        """Refuse to serve without a way to verify tokens."""
+        if self.jwt_secret or self.jwt_public_key:
+            return
+        raise SettingsError("PRESTO_JWT_SECRET is not set (or PRESTO_JWT_PUBLIC_KEY)")
+
+
+def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
+    """Read defaults, the optional ``PRESTO_CONFIG`` file, the environment and ``overrides``."""
+    environ = os.environ if environ is None else environ
+    values: dict[str, Any] = _read_toml(_defaults_text())
+    if config_file := environ.get(f"{ENV_PREFIX}CONFIG"):
+        try:
+            values.update(_read_toml(Path(config_file).read_text()))
+        except OSError as exc:
+            raise SettingsError(f"PRESTO_CONFIG: cannot read {config_file}: {exc}") from exc
+    fields = set(Settings.__struct_fields__)
+    for key, raw in environ.items():
+        if key.startswith(ENV_PREFIX) and (name := key[len(ENV_PREFIX) :].lower()) in fields:
+            if raw.strip() == "":
+                values.pop(name, None)  # an empty variable means "not set"
+            else:
+                values[name] = _parse_env_value(name, raw)
+    values.update({k: v for k, v in overrides.items() if v is not None})
+    for required in ("database_url", "redis_url"):
+        if not values.get(required):
+            raise SettingsError(f"{ENV_PREFIX}{required.upper()} is not set")
+    try:
+        return msgspec.convert(values, Settings, strict=False)
+    except msgspec.ValidationError as exc:
+        raise SettingsError(_describe(exc)) from None
+
+
+def _defaults_text() -> str:
+    # A source checkout keeps config/ beside the package; a built wheel carries a copy inside it.
+    beside = Path(__file__).resolve().parent.parent / "config" / "defaults.toml"
+    if beside.is_file():
+        return beside.read_text()
+    return (resources.files("presto_deck") / "config" / "defaults.toml").read_text()
+
+
+def _read_toml(text: str) -> dict[str, Any]:
+    try:
+        return tomllib.loads(text)
+    except tomllib.TOMLDecodeError as exc:
+        raise SettingsError(f"configuration file is not valid TOML: {exc}") from None
+
+
+def _parse_env_value(name: str, raw: str) -> Any:
+    if name in ("jwt_algorithms", "ws_allowed_origins"):
+        return [part.strip() for part in raw.split(",") if part.strip()]
+    return raw
+
+
+def _describe(exc: msgspec.ValidationError) -> str:
+    message = str(exc)
+    if " - at `$." in message:
+        reason, _, where = message.rpartition(" - at `$.")
+        field = where.rstrip("`").split("[")[0].split(".")[0]
+        return f"{ENV_PREFIX}{field.upper()}: {reason}"
+    if "unknown field" in message.lower():
+        return f"configuration: {message}"
+    return message
