@@ -95,6 +95,11 @@ class DeckService:
                 raise DeckNotFound(str(deck_id))
             return await uow.events.after(deck_id, version, limit)
 
+    async def history(self, deck_id: UUID, version: int, limit: int) -> Sequence[Event]:
+        """Events after ``version`` for a caller that has already checked ownership (a socket)."""
+        async with self._uow() as uow:
+            return await uow.events.after(deck_id, version, limit)
+
     async def cancel(self, user_id: str, deck_id: UUID) -> None:
         """Cancel a deck that is still being generated; raises DeckAlreadyFinished otherwise."""
         async with self._uow() as uow:

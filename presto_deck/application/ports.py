@@ -72,9 +72,14 @@ class EventLog(Protocol):
 class UnitOfWork(Protocol):
     """One transaction: ``async with uow: ...; await uow.commit()``; no commit means rollback."""
 
-    decks: DeckRepository
-    slides: SlideRepository
-    events: EventLog
+    @property
+    def decks(self) -> DeckRepository: ...
+
+    @property
+    def slides(self) -> SlideRepository: ...
+
+    @property
+    def events(self) -> EventLog: ...
 
     async def __aenter__(self) -> Self: ...
 

@@ -1,0 +1,91 @@
+"""The Litestar application: routes, dependencies, the Pub/Sub fan-out and its lifespan."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+
+from litestar import Litestar
+from litestar.channels import ChannelsPlugin
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+from litestar.di import Provide
+from litestar.openapi import OpenAPIConfig
+from loguru import logger
+from redis.asyncio import Redis
+
+from presto_deck import __version__
+from presto_deck.api.decks import DeckController
+from presto_deck.api.errors import exception_handlers
+from presto_deck.api.health import live, metrics, ready
+from presto_deck.api.websocket import deck_events_socket
+from presto_deck.bootstrap import Container
+from presto_deck.infrastructure.messaging import keys
+from presto_deck.infrastructure.messaging.stream import StreamFanout
+
+#: Live events a slow socket may fall behind by before the oldest are dropped; a drop shows up
+#: as a version gap, which that socket backfills from PostgreSQL.
+_SUBSCRIBER_BACKLOG = 1000
+
+
+def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
+    """The API; with ``with_worker`` the arq worker runs in the same process and event loop."""
+    # Pub/Sub holds one connection per process and must not hit the client's read timeout.
+    pubsub_redis = Redis.from_url(
+        container.settings.redis_url, socket_connect_timeout=5, health_check_interval=30
+    )
+    channels = ChannelsPlugin(
+        backend=RedisChannelsPubSubBackend(redis=pubsub_redis, key_prefix=keys.CHANNELS_PREFIX),
+        arbitrary_channels_allowed=True,
+        subscriber_max_backlog=_SUBSCRIBER_BACKLOG,
+        subscriber_backlog_strategy="dropleft",
+    )
+
+    async def broadcast(channel: str, data: bytes) -> None:
+        await channels.wait_published(data, [channel])
+
+    fanout = StreamFanout(container.redis, broadcast)
+
+    @contextlib.asynccontextmanager
+    async def lifespan(_: Litestar) -> AsyncIterator[None]:
+        tasks = [asyncio.create_task(fanout.run(), name="stream-fanout")]
+        worker = None
+        if with_worker:
+            from presto_deck.worker import build_worker
+
+            worker = build_worker(container, handle_signals=False)
+            tasks.append(asyncio.create_task(worker.async_run(), name="worker"))
+        logger.info("API ready{}", " with an in-process worker" if with_worker else "")
+        try:
+            yield
+        finally:
+            if worker is not None:
+                await worker.close()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, Exception):
+                    await task
+            await container.close()
+            await pubsub_redis.aclose()
+
+    def provide(value: Any) -> Provide:
+        return Provide(lambda: value, use_cache=True, sync_to_thread=False)
+
+    return Litestar(
+        route_handlers=[DeckController, deck_events_socket, live, ready, metrics],
+        plugins=[channels],
+        dependencies={
+            "decks": provide(container.decks),
+            "verifier": provide(container.verifier),
+            "settings": provide(container.settings),
+            "engine": provide(container.engine),
+            "redis": provide(container.redis),
+        },
+        exception_handlers=exception_handlers,
+        lifespan=[lifespan],
+        openapi_config=OpenAPIConfig(title="Presto-Deck", version=__version__, path="/schema"),
+        logging_config=None,
+        debug=False,
+    )

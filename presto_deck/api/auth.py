@@ -1,0 +1,94 @@
+"""JWT bearer tokens (PyJWT): verify them for every route and socket, mint them for scripts."""
+
+from __future__ import annotations
+
+import time
+from typing import Any
+
+import jwt
+from litestar import Request
+from litestar.exceptions import NotAuthorizedException
+
+from presto_deck.settings import Settings
+
+_MAX_USER_ID_LENGTH = 255
+
+
+class InvalidToken(Exception):
+    """The token is missing, malformed, expired, badly signed or lacks a claim we require."""
+
+
+class TokenVerifier:
+    def __init__(self, settings: Settings) -> None:
+        self._secret = settings.jwt_secret
+        self._public_key = settings.jwt_public_key
+        self._algorithms = list(settings.jwt_algorithms)
+        self._audience = settings.jwt_audience
+        self._issuer = settings.jwt_issuer
+
+    def verify(self, token: str) -> str:
+        """The token's user id (``sub``), or InvalidToken."""
+        try:
+            algorithm = jwt.get_unverified_header(token).get("alg")
+            if algorithm not in self._algorithms:
+                raise InvalidToken("token algorithm is not accepted")
+            # Choose the key by the algorithm's family, so an HMAC token can never be checked
+            # against the public key (key confusion) and vice versa.
+            key = self._secret if str(algorithm).startswith("HS") else self._public_key
+            if not key:
+                raise InvalidToken("token algorithm is not accepted")
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key,
+                algorithms=[algorithm],
+                audience=self._audience,
+                issuer=self._issuer,
+                options={"require": ["exp", "sub"]},
+            )
+        except jwt.ExpiredSignatureError:
+            raise InvalidToken("token has expired") from None
+        except jwt.PyJWTError as exc:
+            raise InvalidToken(f"invalid token: {exc}") from None
+        subject = claims["sub"]
+        if not isinstance(subject, str) or not 0 < len(subject) <= _MAX_USER_ID_LENGTH:
+            raise InvalidToken("invalid token: sub must be a string of 1 to 255 characters")
+        return subject
+
+    def mint(self, user_id: str, ttl_seconds: int) -> str:
+        """A token for ``user_id`` signed with the configured secret (development and scripts)."""
+        if not self._secret:
+            raise InvalidToken("minting needs PRESTO_JWT_SECRET")
+        algorithm = next((a for a in self._algorithms if a.startswith("HS")), "HS256")
+        now = int(time.time())
+        claims: dict[str, Any] = {"sub": user_id, "iat": now, "exp": now + ttl_seconds}
+        if self._audience:
+            claims["aud"] = self._audience
+        if self._issuer:
+            claims["iss"] = self._issuer
+        return jwt.encode(claims, self._secret, algorithm=algorithm)
+
+
+def bearer_token(authorization: str | None) -> str | None:
+    """The token of an ``Authorization: Bearer <token>`` header, or None."""
+    if not authorization:
+        return None
+    scheme, _, token = authorization.strip().partition(" ")
+    token = token.strip()
+    if scheme.lower() != "bearer" or not token or " " in token:
+        return None
+    return token
+
+
+async def provide_user_id(request: Request[Any, Any, Any], verifier: TokenVerifier) -> str:
+    """The dependency every ``/api`` route takes: the caller's user id, or 401."""
+    token = bearer_token(request.headers.get("authorization"))
+    if token is None:
+        raise NotAuthorizedException(
+            "Missing or malformed bearer token.", headers={"WWW-Authenticate": "Bearer"}
+        )
+    try:
+        return verifier.verify(token)
+    except InvalidToken as exc:
+        raise NotAuthorizedException(
+            str(exc).capitalize() + ".", headers={"WWW-Authenticate": "Bearer"}
+        ) from None

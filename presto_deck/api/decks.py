@@ -1,0 +1,80 @@
+"""The deck routes of the HTTP API (v1). Each decodes, calls one use case and encodes."""
+
+from __future__ import annotations
+
+from typing import Annotated
+from uuid import UUID
+
+from litestar import Controller, get, post
+from litestar.di import Provide
+from litestar.params import Parameter
+from litestar.status_codes import HTTP_202_ACCEPTED
+
+from presto_deck.api.auth import provide_user_id
+from presto_deck.api.schemas import (
+    DeckCreated,
+    DeckCreationRequest,
+    DeckList,
+    DeckResponse,
+    Message,
+)
+from presto_deck.application.decks import DeckService
+from presto_deck.domain.content import DeckBrief
+from presto_deck.domain.events import Event
+
+
+class DeckController(Controller):
+    path = "/api/v1/decks"
+    tags = ["decks"]
+    dependencies = {"user_id": Provide(provide_user_id)}
+
+    @post("/", status_code=HTTP_202_ACCEPTED, summary="Start generating a deck")
+    async def create(
+        self,
+        data: DeckCreationRequest,
+        user_id: str,
+        decks: DeckService,
+        idempotency_key: Annotated[
+            str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=255)
+        ] = None,
+    ) -> DeckCreated:
+        brief = DeckBrief(
+            prompt=data.prompt,
+            slide_count=data.slide_count,
+            title=data.title,
+            template=data.template,
+            theme=data.theme,
+            language=data.language,
+        )
+        deck = await decks.create(user_id, brief, idempotency_key)
+        return DeckCreated(deck_id=deck.id, status=deck.status)
+
+    @get("/", summary="The caller's decks, newest first")
+    async def list_decks(
+        self,
+        user_id: str,
+        decks: DeckService,
+        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
+        offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
+    ) -> DeckList:
+        return DeckList.of(await decks.list(user_id, limit, offset), limit, offset)
+
+    @get("/{deck_id:uuid}", summary="A deck with its slides")
+    async def get_deck(self, deck_id: UUID, user_id: str, decks: DeckService) -> DeckResponse:
+        return DeckResponse.of(await decks.get(user_id, deck_id))
+
+    @get("/{deck_id:uuid}/events", summary="Persisted events after a version, in order")
+    async def list_events(
+        self,
+        deck_id: UUID,
+        user_id: str,
+        decks: DeckService,
+        after_version: Annotated[int, Parameter(ge=0, le=2**31 - 1)] = 0,
+        limit: Annotated[int, Parameter(ge=1, le=1000)] = 1000,
+    ) -> list[Event]:
+        return list(await decks.events_after(user_id, deck_id, after_version, limit))
+
+    @post("/{deck_id:uuid}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel generation")
+    async def cancel(self, deck_id: UUID, user_id: str, decks: DeckService) -> Message:
+        await decks.cancel(user_id, deck_id)
+        return Message(message="Cancellation request received.")

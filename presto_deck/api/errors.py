@@ -1,0 +1,88 @@
+"""Domain and infrastructure errors mapped to HTTP answers, in one place. WebSocket close codes
+live beside them so the two stay consistent."""
+
+from __future__ import annotations
+
+from typing import Any, Final
+
+from litestar import MediaType, Request, Response
+from litestar.exceptions import HTTPException, ValidationException
+from litestar.status_codes import (
+    HTTP_400_BAD_REQUEST,
+    HTTP_404_NOT_FOUND,
+    HTTP_409_CONFLICT,
+    HTTP_500_INTERNAL_SERVER_ERROR,
+    HTTP_503_SERVICE_UNAVAILABLE,
+)
+from loguru import logger
+from redis.exceptions import RedisError
+from sqlalchemy.exc import DBAPIError, SQLAlchemyError
+
+from presto_deck.domain.deck import DeckAlreadyFinished, DeckNotFound
+
+#: WebSocket close codes of the contract.
+CLOSE_BAD_REQUEST: Final = 4400
+CLOSE_UNAUTHORIZED: Final = 4401
+CLOSE_FORBIDDEN_ORIGIN: Final = 4403
+CLOSE_NOT_FOUND: Final = 4404
+CLOSE_UNAVAILABLE: Final = 1011
+
+_AnyRequest = Request[Any, Any, Any]
+
+
+def _error(status: int, detail: str, **extra: Any) -> Response[dict[str, Any]]:
+    return Response(
+        {"status_code": status, "detail": detail, **extra},
+        status_code=status,
+        media_type=MediaType.JSON,
+    )
+
+
+def _not_found(_: _AnyRequest, exc: DeckNotFound) -> Response[dict[str, Any]]:
+    return _error(HTTP_404_NOT_FOUND, "Deck not found.")
+
+
+def _already_finished(_: _AnyRequest, exc: DeckAlreadyFinished) -> Response[dict[str, Any]]:
+    return _error(HTTP_409_CONFLICT, "The deck has already finished; there is nothing to cancel.")
+
+
+def _validation(_: _AnyRequest, exc: ValidationException) -> Response[dict[str, Any]]:
+    problems = exc.extra if isinstance(exc.extra, list) else []
+    named = [
+        f"{p.get('key')}: {p.get('message')}" if p.get("key") else str(p.get("message"))
+        for p in problems
+        if isinstance(p, dict)
+    ]
+    detail = "; ".join(named) or exc.detail or "Invalid request."
+    return _error(HTTP_400_BAD_REQUEST, detail, extra=problems)
+
+
+def _http(_: _AnyRequest, exc: HTTPException) -> Response[dict[str, Any]]:
+    response = _error(exc.status_code, exc.detail)
+    response.headers.update(exc.headers or {})
+    return response
+
+
+def _unavailable(request: _AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
+    logger.error(
+        "backing service unavailable during {} {}: {}", request.method, request.url.path, exc
+    )
+    return _error(HTTP_503_SERVICE_UNAVAILABLE, "Service temporarily unavailable; try again.")
+
+
+def _internal(request: _AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
+    logger.opt(exception=exc).error("unhandled error in {} {}", request.method, request.url.path)
+    return _error(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error.")
+
+
+exception_handlers: dict[type[Exception] | int, Any] = {
+    DeckNotFound: _not_found,
+    DeckAlreadyFinished: _already_finished,
+    ValidationException: _validation,
+    HTTPException: _http,
+    DBAPIError: _unavailable,
+    SQLAlchemyError: _unavailable,
+    RedisError: _unavailable,
+    OSError: _unavailable,
+    Exception: _internal,
+}

@@ -1,0 +1,120 @@
+"""Request and response bodies of the HTTP API (msgspec; Litestar derives the OpenAPI schema)."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from typing import Annotated, Any
+from uuid import UUID
+
+import msgspec
+
+from presto_deck.application.decks import DeckPage, DeckView
+from presto_deck.domain.deck import Deck, DeckStatus, Slide
+
+NonBlank = r"\S"
+
+
+class DeckCreationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    prompt: Annotated[
+        str,
+        msgspec.Meta(
+            min_length=1, max_length=4000, pattern=NonBlank, description="What the deck is about."
+        ),
+    ]
+    slide_count: Annotated[int, msgspec.Meta(ge=1, le=30)] = 8
+    title: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NonBlank)] | None = (
+        None
+    )
+    template: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    theme: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
+    language: Annotated[str, msgspec.Meta(min_length=1, max_length=35)] | None = None
+
+
+class DeckCreated(msgspec.Struct, kw_only=True):
+    deck_id: UUID
+    status: DeckStatus
+
+
+class SlideResponse(msgspec.Struct, kw_only=True):
+    id: UUID
+    order: int
+    html_content: str
+    presenter_notes: str | None
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, slide: Slide) -> SlideResponse:
+        return cls(
+            id=slide.id,
+            order=slide.order,
+            html_content=slide.html_content,
+            presenter_notes=slide.presenter_notes,
+            created_at=slide.created_at,
+            updated_at=slide.updated_at,
+        )
+
+
+class DeckSummary(msgspec.Struct, kw_only=True):
+    id: UUID
+    title: str
+    status: DeckStatus
+    version: int
+    created_at: datetime
+    updated_at: datetime
+
+    @classmethod
+    def of(cls, deck: Deck) -> DeckSummary:
+        return cls(
+            id=deck.id,
+            title=deck.title,
+            status=deck.status,
+            version=deck.version,
+            created_at=deck.created_at,
+            updated_at=deck.updated_at,
+        )
+
+
+class DeckResponse(msgspec.Struct, kw_only=True):
+    id: UUID
+    title: str
+    status: DeckStatus
+    version: int
+    deck_plan: dict[str, Any] | None
+    created_at: datetime
+    updated_at: datetime
+    slides: list[SlideResponse]
+
+    @classmethod
+    def of(cls, view: DeckView) -> DeckResponse:
+        deck = view.deck
+        return cls(
+            id=deck.id,
+            title=deck.title,
+            status=deck.status,
+            version=deck.version,
+            deck_plan=None if deck.plan is None else msgspec.to_builtins(deck.plan),
+            created_at=deck.created_at,
+            updated_at=deck.updated_at,
+            slides=[SlideResponse.of(slide) for slide in view.slides],
+        )
+
+
+class DeckList(msgspec.Struct, kw_only=True):
+    items: list[DeckSummary]
+    total: int
+    limit: int
+    offset: int
+
+    @classmethod
+    def of(cls, page: DeckPage, limit: int, offset: int) -> DeckList:
+        return cls(
+            items=[DeckSummary.of(deck) for deck in page.decks],
+            total=page.total,
+            limit=limit,
+            offset=offset,
+        )
+
+
+class Message(msgspec.Struct, kw_only=True):
+    message: str

@@ -1,0 +1,43 @@
+"""Nothing stays stuck: find decks whose worker died and queue them again; relay the outbox."""
+
+from __future__ import annotations
+
+from dataclasses import dataclass
+
+from loguru import logger
+
+from presto_deck.application.ports import Clock, JobQueue, UnitOfWorkFactory
+from presto_deck.application.publishing import EventPublishing
+
+
+@dataclass(frozen=True)
+class SweepReport:
+    requeued: int
+    relayed: int
+
+
+class Recovery:
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWorkFactory,
+        queue: JobQueue,
+        publishing: EventPublishing,
+        clock: Clock,
+        lease_seconds: float,
+    ) -> None:
+        self._uow = uow
+        self._queue = queue
+        self._publishing = publishing
+        self._clock = clock
+        self._lease_seconds = lease_seconds
+
+    async def sweep(self, batch: int = 100) -> SweepReport:
+        """Requeue active decks with no live worker, then publish events left unpublished."""
+        async with self._uow() as uow:
+            stalled = await uow.decks.stalled(self._clock(), self._lease_seconds, batch)
+        for deck_id in stalled:
+            logger.info("requeueing deck {}: no live worker holds it", deck_id)
+            await self._queue.requeue_generation(deck_id)
+        relayed = await self._publishing.relay()
+        return SweepReport(requeued=len(stalled), relayed=relayed)

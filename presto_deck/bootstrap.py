@@ -1,0 +1,106 @@
+"""The composition root: the one place that picks adapters and wires the use cases to them."""
+
+from __future__ import annotations
+
+import os
+import socket
+import uuid
+from dataclasses import dataclass, field
+
+from arq.connections import ArqRedis
+from sqlalchemy.ext.asyncio import AsyncEngine
+
+from presto_deck.api.auth import TokenVerifier
+from presto_deck.application.decks import DeckService
+from presto_deck.application.generation import DeckGenerator
+from presto_deck.application.ports import DeckWriter
+from presto_deck.application.publishing import EventPublishing
+from presto_deck.application.recovery import Recovery
+from presto_deck.domain.events import utc_now
+from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork, create_engine
+from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelFlags
+from presto_deck.infrastructure.messaging.redis_client import connect
+from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
+from presto_deck.infrastructure.observability.metrics import LLM_TOKENS
+from presto_deck.infrastructure.writers.offline import OfflineWriter
+from presto_deck.infrastructure.writers.rendering import ThemeRenderer
+from presto_deck.settings import Settings
+
+
+@dataclass(kw_only=True)
+class Container:
+    """Everything one process needs, built once from the settings."""
+
+    settings: Settings
+    engine: AsyncEngine
+    redis: ArqRedis
+    decks: DeckService
+    generator: DeckGenerator
+    recovery: Recovery
+    verifier: TokenVerifier
+    worker_id: str = field(default="")
+
+    async def close(self) -> None:
+        await self.redis.aclose(close_connection_pool=True)
+        await self.engine.dispose()
+
+
+def build_container(settings: Settings) -> Container:
+    engine = create_engine(settings.sqlalchemy_url)
+    redis = connect(settings.redis_url)
+
+    def uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine)
+
+    publishing = EventPublishing(uow, RedisStreamPublisher(redis, settings.stream_maxlen), utc_now)
+    queue = ArqJobQueue(redis)
+    cancel_flags = RedisCancelFlags(redis)
+    worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    return Container(
+        settings=settings,
+        engine=engine,
+        redis=redis,
+        decks=DeckService(
+            uow=uow, queue=queue, cancel_flags=cancel_flags, publishing=publishing, clock=utc_now
+        ),
+        generator=DeckGenerator(
+            uow=uow,
+            writer=build_writer(settings),
+            renderer=ThemeRenderer(),
+            publishing=publishing,
+            cancel_flags=cancel_flags,
+            clock=utc_now,
+            worker_id=worker_id,
+            lease_seconds=settings.worker_lease_seconds,
+        ),
+        recovery=Recovery(
+            uow=uow,
+            queue=queue,
+            publishing=publishing,
+            clock=utc_now,
+            lease_seconds=settings.worker_lease_seconds,
+        ),
+        verifier=TokenVerifier(settings),
+        worker_id=worker_id,
+    )
+
+
+def build_writer(settings: Settings) -> DeckWriter:
+    """The offline writer, or a LangChain chat model named ``provider:model``."""
+    if settings.llm_model == "offline":
+        return OfflineWriter(slide_delay_ms=settings.offline_slide_delay_ms)
+    from presto_deck.infrastructure.writers.langchain import LangChainWriter, TokenUsage
+
+    def count_tokens(usage: TokenUsage) -> None:
+        LLM_TOKENS.labels(model=usage.model, kind="input").inc(usage.input_tokens)
+        LLM_TOKENS.labels(model=usage.model, kind="output").inc(usage.output_tokens)
+
+    return LangChainWriter(
+        model=settings.llm_model,
+        base_url=settings.llm_base_url,
+        api_key=settings.llm_api_key,
+        timeout_seconds=settings.llm_timeout_seconds,
+        max_attempts=settings.llm_max_attempts,
+        structured_output=settings.llm_structured_output,
+        on_usage=count_tokens,
+    )

@@ -1,0 +1,32 @@
+"""Every Redis key, stream, group and channel name the product uses, in one place."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+#: The arq queue of generation jobs.
+QUEUE = "presto:queue"
+#: Events appended by workers after each commit; read by the API instances' consumer group.
+EVENT_STREAM = "presto:events"
+#: One group for all API instances: each entry is handled by exactly one of them.
+API_CONSUMER_GROUP = "presto-api"
+#: Entries no API instance could handle after several deliveries, kept for inspection.
+DEAD_LETTER_STREAM = "presto:events:dead"
+#: Key prefix of the Litestar channels plugin (Pub/Sub fan-out to every API instance).
+CHANNELS_PREFIX = "presto:channels"
+#: Name of the arq job that generates a deck.
+GENERATE_JOB = "generate_deck"
+
+
+def generation_job_id(deck_id: UUID) -> str:
+    """One job id per deck, so that duplicate enqueues collapse into one job."""
+    return f"generate:{deck_id}"
+
+
+def cancel_flag(deck_id: UUID | str) -> str:
+    return f"presto:cancel:{deck_id}"
+
+
+def deck_channel(deck_id: UUID | str) -> str:
+    """The Pub/Sub channel every socket watching the deck subscribes to."""
+    return f"deck:{deck_id}"

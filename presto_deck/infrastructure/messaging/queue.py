@@ -1,0 +1,42 @@
+"""The arq job queue and the Redis cancellation flags."""
+
+from __future__ import annotations
+
+from uuid import UUID
+
+from arq.connections import ArqRedis
+from arq.constants import in_progress_key_prefix
+
+from presto_deck.infrastructure.messaging import keys
+
+_CANCEL_FLAG_TTL_SECONDS = 24 * 3600
+
+
+class ArqJobQueue:
+    def __init__(self, redis: ArqRedis) -> None:
+        self._redis = redis
+
+    async def enqueue_generation(self, deck_id: UUID) -> None:
+        await self._redis.enqueue_job(
+            keys.GENERATE_JOB,
+            str(deck_id),
+            _job_id=keys.generation_job_id(deck_id),
+            _queue_name=keys.QUEUE,
+        )
+
+    async def requeue_generation(self, deck_id: UUID) -> None:
+        # arq keeps a dead worker's job "in progress" until its job timeout runs out; the deck's
+        # lapsed lease in PostgreSQL already proves that worker dead, so free the job now.
+        await self._redis.delete(in_progress_key_prefix + keys.generation_job_id(deck_id))
+        await self.enqueue_generation(deck_id)
+
+
+class RedisCancelFlags:
+    def __init__(self, redis: ArqRedis) -> None:
+        self._redis = redis
+
+    async def request(self, deck_id: UUID) -> None:
+        await self._redis.set(keys.cancel_flag(deck_id), b"1", ex=_CANCEL_FLAG_TTL_SECONDS)
+
+    async def is_requested(self, deck_id: UUID) -> bool:
+        return bool(await self._redis.exists(keys.cancel_flag(deck_id)))

@@ -1,0 +1,190 @@
+"""The durable event bus: workers append to a Redis Stream; every API instance reads it in one
+consumer group and fans each event out to all instances over Pub/Sub.
+
+Delivery to sockets does not depend on this path alone: each socket orders events by version
+and backfills any gap from PostgreSQL, so a lost or repeated entry costs latency, never data.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import os
+import socket
+import uuid
+from collections.abc import Awaitable, Callable, Sequence
+from typing import Any
+
+import msgspec
+from arq.connections import ArqRedis
+from loguru import logger
+from redis.exceptions import RedisError, ResponseError
+
+from presto_deck.application.ports import PublishError
+from presto_deck.domain.events import Event, encode_event, peek_version
+from presto_deck.infrastructure.messaging import keys
+
+_FIELD = b"event"
+
+#: Called with the Pub/Sub channel and the encoded event; returns once Redis accepted it.
+Broadcast = Callable[[str, bytes], Awaitable[None]]
+
+
+class RedisStreamPublisher:
+    """The worker's side: append committed events to the stream (bounded with MAXLEN ~)."""
+
+    def __init__(self, redis: ArqRedis, maxlen: int) -> None:
+        self._redis = redis
+        self._maxlen = maxlen
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        try:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for event in events:
+                    pipe.xadd(
+                        keys.EVENT_STREAM,
+                        {_FIELD: encode_event(event)},
+                        maxlen=self._maxlen,
+                        approximate=True,
+                    )
+                await pipe.execute()
+        except RedisError as exc:
+            raise PublishError(str(exc)) from exc
+
+
+class StreamFanout:
+    """The API's side: read the stream in the consumer group, broadcast, then acknowledge.
+
+    Entries left pending by an instance that died are claimed after ``claim_idle_ms``; an entry
+    delivered ``max_deliveries`` times without success is moved to the dead-letter stream.
+    """
+
+    def __init__(
+        self,
+        redis: ArqRedis,
+        broadcast: Broadcast,
+        *,
+        consumer: str | None = None,
+        block_ms: int = 1000,
+        claim_idle_ms: int = 15000,
+        max_deliveries: int = 5,
+    ) -> None:
+        self._redis = redis
+        self._broadcast = broadcast
+        self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        self._block_ms = block_ms
+        self._claim_idle_ms = claim_idle_ms
+        self._max_deliveries = max_deliveries
+
+    async def run(self) -> None:
+        """Consume until cancelled; Redis outages are waited out with backoff."""
+        backoff = 0.1
+        claim_every = max(self._claim_idle_ms / 1000 / 2, 0.5)
+        next_claim = 0.0
+        loop = asyncio.get_running_loop()
+        while True:
+            try:
+                await self._ensure_group()
+                while True:
+                    if loop.time() >= next_claim:
+                        await self.claim_stale()
+                        next_claim = loop.time() + claim_every
+                    await self._read_new()
+                    backoff = 0.1
+            except RedisError as exc:
+                logger.warning("event stream unavailable, retrying in {:.1f}s: {}", backoff, exc)
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, 5.0)
+
+    async def _ensure_group(self) -> None:
+        try:
+            await self._redis.xgroup_create(
+                keys.EVENT_STREAM, keys.API_CONSUMER_GROUP, id="$", mkstream=True
+            )
+        except ResponseError as exc:
+            if "BUSYGROUP" not in str(exc):
+                raise
+
+    async def _read_new(self) -> None:
+        try:
+            response = await self._redis.xreadgroup(
+                keys.API_CONSUMER_GROUP,
+                self.consumer,
+                {keys.EVENT_STREAM: ">"},
+                count=100,
+                block=self._block_ms,
+            )
+        except ResponseError as exc:
+            if "NOGROUP" in str(exc):  # the stream was deleted (Redis restarted or flushed)
+                await self._ensure_group()
+                return
+            raise
+        for _stream, entries in response or []:
+            await self._handle(entries)
+
+    async def claim_stale(self) -> int:
+        """Take over entries that another (dead) instance read but never acknowledged."""
+        await self._dead_letter_poison()
+        claimed = 0
+        cursor: Any = "0-0"
+        while True:
+            cursor, entries, *_ = await self._redis.xautoclaim(
+                keys.EVENT_STREAM,
+                keys.API_CONSUMER_GROUP,
+                self.consumer,
+                min_idle_time=self._claim_idle_ms,
+                start_id=cursor,
+                count=100,
+            )
+            live = [(entry_id, fields) for entry_id, fields in entries if fields is not None]
+            if live:
+                claimed += len(live)
+                await self._handle(live)
+            if cursor in (b"0-0", "0-0"):
+                return claimed
+
+    async def _dead_letter_poison(self) -> None:
+        pending = await self._redis.xpending_range(
+            keys.EVENT_STREAM,
+            keys.API_CONSUMER_GROUP,
+            min="-",
+            max="+",
+            count=100,
+            idle=self._claim_idle_ms,
+        )
+        for entry in pending:
+            if entry["times_delivered"] < self._max_deliveries:
+                continue
+            entry_id = entry["message_id"]
+            found = await self._redis.xrange(keys.EVENT_STREAM, entry_id, entry_id)
+            fields = found[0][1] if found else {}
+            await self._dead_letter(entry_id, fields, "too many deliveries")
+
+    async def _handle(self, entries: Sequence[tuple[Any, dict[bytes, bytes]]]) -> None:
+        done = []
+        for entry_id, fields in entries:
+            data = fields.get(_FIELD)
+            try:
+                head = peek_version(data) if data is not None else None
+            except msgspec.DecodeError:
+                head = None
+            if head is None:
+                await self._dead_letter(entry_id, fields, "not an event")
+                continue
+            await self._broadcast(keys.deck_channel(head.deck_id), data or b"")
+            done.append(entry_id)
+        if done:
+            await self._redis.xack(keys.EVENT_STREAM, keys.API_CONSUMER_GROUP, *done)
+
+    async def _dead_letter(self, entry_id: Any, fields: dict[bytes, bytes], reason: str) -> None:
+        logger.error("dead-lettering stream entry {}: {}", entry_id, reason)
+        record: dict[Any, Any] = dict(fields)
+        record.update({b"reason": reason.encode(), b"entry_id": str(entry_id).encode()})
+        async with self._redis.pipeline(transaction=True) as pipe:
+            pipe.xadd(
+                keys.DEAD_LETTER_STREAM,
+                record,
+                maxlen=10000,
+                approximate=True,
+            )
+            pipe.xack(keys.EVENT_STREAM, keys.API_CONSUMER_GROUP, entry_id)
+            await pipe.execute()

@@ -1,0 +1,78 @@
+"""Structured logs with loguru: one JSON object a line (or plain text), stdlib logging routed in,
+and credentials redacted from every line whatever logger wrote it."""
+
+from __future__ import annotations
+
+import logging
+import re
+import sys
+from typing import TYPE_CHECKING, Any
+
+import msgspec
+from loguru import logger
+
+if TYPE_CHECKING:
+    from loguru import Message, Record
+
+_SECRETS = (
+    (re.compile(r"(?i)(token=)[^&\s\"']+"), r"\1[redacted]"),
+    (re.compile(r"(?i)(bearer\s+)[\w\-.~+/]+=*"), r"\1[redacted]"),
+    (re.compile(r"eyJ[\w-]{5,}\.[\w-]+\.[\w-]*"), "[redacted-jwt]"),
+)
+_encoder = msgspec.json.Encoder()
+
+
+def redact(text: str) -> str:
+    """Remove tokens from a log line (query strings, headers, bare JWTs)."""
+    for pattern, replacement in _SECRETS:
+        text = pattern.sub(replacement, text)
+    return text
+
+
+def _patch(record: Record) -> None:
+    record["message"] = redact(record["message"])
+
+
+def _json_sink(message: Message) -> None:
+    record = message.record
+    line: dict[str, Any] = {
+        "time": record["time"].isoformat(),
+        "level": record["level"].name,
+        "message": record["message"],
+        "logger": record["name"],
+    }
+    line.update({k: v for k, v in record["extra"].items() if v is not None})
+    if record["exception"] is not None:
+        exc_type, exc, _ = record["exception"]
+        line["exception"] = redact(f"{getattr(exc_type, '__name__', 'Exception')}: {exc}")
+    sys.stderr.write(_encoder.encode(line).decode() + "\n")
+
+
+class _InterceptHandler(logging.Handler):
+    """Send stdlib records (uvicorn, arq, stamina, SQLAlchemy) through loguru."""
+
+    def emit(self, record: logging.LogRecord) -> None:
+        try:
+            level: str | int = logger.level(record.levelname).name
+        except ValueError:
+            level = record.levelno
+        logger.opt(exception=record.exc_info, depth=6).log(level, record.getMessage())
+
+
+def configure_logging(log_format: str, level: str) -> None:
+    logger.remove()
+    logger.configure(patcher=_patch)
+    if log_format == "json":
+        logger.add(_json_sink, level=level, backtrace=False, diagnose=False)
+    else:
+        logger.add(
+            sys.stderr,
+            level=level,
+            backtrace=False,
+            diagnose=False,
+            format="{time:HH:mm:ss.SSS} {level: <7} {message} {extra}",
+        )
+    logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
+    for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "stamina"):
+        logging.getLogger(name).handlers = []
+        logging.getLogger(name).propagate = True
