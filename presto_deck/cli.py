@@ -4,11 +4,14 @@ from __future__ import annotations
 
 import asyncio
 from pathlib import Path
-from typing import Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
 from presto_deck.settings import Settings, SettingsError, load_settings
+
+if TYPE_CHECKING:
+    from alembic.config import Config
 
 app = typer.Typer(
     name="presto-deck",
@@ -57,6 +60,7 @@ def serve(
         host=host,
         port=port,
         log_config=None,
+        ws="websockets-sansio",
         ws_per_message_deflate=False,  # small frames; deflate costs tens of KiB a socket
         ws_max_size=64 * 1024,
         timeout_graceful_shutdown=5,
@@ -88,15 +92,21 @@ def work() -> None:
 def migrate() -> None:
     """Bring the database schema up to date (safe to run any number of times)."""
     from alembic import command
-    from alembic.config import Config
 
     settings = _settings()
+    command.upgrade(migrations_config(settings.sqlalchemy_url), "head")
+    typer.echo("database is up to date")
+
+
+def migrations_config(sqlalchemy_url: str) -> Config:
+    """Alembic's configuration for the migrations beside the package."""
+    from alembic.config import Config
+
     root = Path(__file__).resolve().parent.parent
     config = Config(str(root / "alembic.ini"))
     config.set_main_option("script_location", str(root / "migrations"))
-    config.attributes["sqlalchemy_url"] = settings.sqlalchemy_url
-    command.upgrade(config, "head")
-    typer.echo("database is up to date")
+    config.attributes["sqlalchemy_url"] = sqlalchemy_url
+    return config
 
 
 @app.command()

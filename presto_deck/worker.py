@@ -3,6 +3,8 @@ decks whose worker died and relays events that were committed but never publishe
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 from typing import Any
 from uuid import UUID
 
@@ -66,3 +68,19 @@ def build_worker(
         job_deserializer=deserialize_job,
         log_results=False,
     )
+
+
+async def stop_gracefully(worker: Worker, task: asyncio.Task[Any], grace: float = 5.0) -> None:
+    """Take no new job, give running ones ``grace`` seconds to finish, then cancel the rest.
+
+    A cancelled generation loses nothing: its lease lapses and another worker continues it.
+    """
+    worker.burst = True
+    worker.max_burst_jobs = 0  # arq's main loop then waits for running jobs and returns
+    with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+        async with asyncio.timeout(grace):
+            await asyncio.shield(task)
+    await worker.close()
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError, Exception):
+        await task

@@ -21,21 +21,22 @@ depends_on: str | Sequence[str] | None = None
 STATUSES = ("PENDING", "PLANNING", "GENERATING", "COMPLETED", "FAILED", "CANCELLED")
 
 
+def _uuid_pk() -> sa.Column[object]:
+    return sa.Column(
+        "id", pg.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+    )
+
+
+def _timestamp(name: str) -> sa.Column[object]:
+    return sa.Column(name, sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now())
+
+
 def upgrade() -> None:
     status = pg.ENUM(*STATUSES, name="deck_status", create_type=False)
     pg.ENUM(*STATUSES, name="deck_status").create(op.get_bind(), checkfirst=True)
-    uuid_pk = sa.Column(
-        "id", pg.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
-    )
-    created = sa.Column(
-        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-    )
-    updated = sa.Column(
-        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
-    )
     op.create_table(
         "decks",
-        uuid_pk,
+        _uuid_pk(),
         sa.Column("user_id", sa.String(255), nullable=False),
         sa.Column("title", sa.String(255), nullable=False),
         sa.Column("status", status, nullable=False, server_default="PENDING"),
@@ -51,8 +52,8 @@ def upgrade() -> None:
         sa.Column("idempotency_key", sa.String(255)),
         sa.Column("lease_owner", sa.String(255)),
         sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
-        created,
-        updated,
+        _timestamp("created_at"),
+        _timestamp("updated_at"),
         sa.UniqueConstraint("user_id", "idempotency_key", name="uq_decks_user_idempotency_key"),
     )
     op.create_index("ix_decks_user_created", "decks", ["user_id", sa.text("created_at DESC")])
@@ -64,7 +65,7 @@ def upgrade() -> None:
     )
     op.create_table(
         "slides",
-        uuid_pk.copy(),
+        _uuid_pk(),
         sa.Column(
             "deck_id",
             pg.UUID(as_uuid=True),
@@ -74,8 +75,8 @@ def upgrade() -> None:
         sa.Column("slide_order", sa.Integer, nullable=False),
         sa.Column("html_content", sa.Text, nullable=False),
         sa.Column("presenter_notes", sa.Text),
-        created.copy(),
-        updated.copy(),
+        _timestamp("created_at"),
+        _timestamp("updated_at"),
         sa.UniqueConstraint("deck_id", "slide_order", name="uq_slides_deck_order"),
     )
     op.create_table(
@@ -90,7 +91,7 @@ def upgrade() -> None:
         sa.Column("version", sa.Integer, nullable=False),
         sa.Column("event_type", sa.String(50), nullable=False),
         sa.Column("payload", pg.JSONB),
-        created.copy(),
+        _timestamp("created_at"),
         sa.Column("published_at", sa.DateTime(timezone=True)),
         sa.UniqueConstraint("deck_id", "version", name="uq_deck_events_deck_version"),
     )

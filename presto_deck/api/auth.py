@@ -7,6 +7,7 @@ from typing import Any
 
 import jwt
 from litestar import Request
+from litestar.di import NamedDependency
 from litestar.exceptions import NotAuthorizedException
 
 from presto_deck.settings import Settings
@@ -79,7 +80,9 @@ def bearer_token(authorization: str | None) -> str | None:
     return token
 
 
-async def provide_user_id(request: Request[Any, Any, Any], verifier: TokenVerifier) -> str:
+async def provide_user_id(
+    request: Request[Any, Any, Any], verifier: NamedDependency[TokenVerifier]
+) -> str:
     """The dependency every ``/api`` route takes: the caller's user id, or 401."""
     token = bearer_token(request.headers.get("authorization"))
     if token is None:

@@ -6,8 +6,8 @@ from typing import Annotated
 from uuid import UUID
 
 from litestar import Controller, get, post
-from litestar.di import Provide
-from litestar.params import Parameter
+from litestar.di import NamedDependency, Provide
+from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
 from presto_deck.api.auth import provide_user_id
@@ -31,11 +31,11 @@ class DeckController(Controller):
     @post("/", status_code=HTTP_202_ACCEPTED, summary="Start generating a deck")
     async def create(
         self,
-        data: DeckCreationRequest,
-        user_id: str,
-        decks: DeckService,
+        data: JSONBody[DeckCreationRequest],
+        user_id: NamedDependency[str],
+        decks: NamedDependency[DeckService],
         idempotency_key: Annotated[
-            str | None, Parameter(header="Idempotency-Key", min_length=1, max_length=255)
+            str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255)
         ] = None,
     ) -> DeckCreated:
         brief = DeckBrief(
@@ -52,29 +52,39 @@ class DeckController(Controller):
     @get("/", summary="The caller's decks, newest first")
     async def list_decks(
         self,
-        user_id: str,
-        decks: DeckService,
-        limit: Annotated[int, Parameter(ge=1, le=100)] = 20,
-        offset: Annotated[int, Parameter(ge=0, le=1_000_000)] = 0,
+        user_id: NamedDependency[str],
+        decks: NamedDependency[DeckService],
+        limit: Annotated[int, QueryParameter(ge=1, le=100)] = 20,
+        offset: Annotated[int, QueryParameter(ge=0, le=1_000_000)] = 0,
     ) -> DeckList:
         return DeckList.of(await decks.list(user_id, limit, offset), limit, offset)
 
     @get("/{deck_id:uuid}", summary="A deck with its slides")
-    async def get_deck(self, deck_id: UUID, user_id: str, decks: DeckService) -> DeckResponse:
+    async def get_deck(
+        self,
+        deck_id: FromPath[UUID],
+        user_id: NamedDependency[str],
+        decks: NamedDependency[DeckService],
+    ) -> DeckResponse:
         return DeckResponse.of(await decks.get(user_id, deck_id))
 
     @get("/{deck_id:uuid}/events", summary="Persisted events after a version, in order")
     async def list_events(
         self,
-        deck_id: UUID,
-        user_id: str,
-        decks: DeckService,
-        after_version: Annotated[int, Parameter(ge=0, le=2**31 - 1)] = 0,
-        limit: Annotated[int, Parameter(ge=1, le=1000)] = 1000,
+        deck_id: FromPath[UUID],
+        user_id: NamedDependency[str],
+        decks: NamedDependency[DeckService],
+        after_version: Annotated[int, QueryParameter(ge=0, le=2**31 - 1)] = 0,
+        limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 1000,
     ) -> list[Event]:
         return list(await decks.events_after(user_id, deck_id, after_version, limit))
 
     @post("/{deck_id:uuid}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel generation")
-    async def cancel(self, deck_id: UUID, user_id: str, decks: DeckService) -> Message:
+    async def cancel(
+        self,
+        deck_id: FromPath[UUID],
+        user_id: NamedDependency[str],
+        decks: NamedDependency[DeckService],
+    ) -> Message:
         await decks.cancel(user_id, deck_id)
         return Message(message="Cancellation request received.")

@@ -7,6 +7,7 @@ import asyncio
 import sqlalchemy as sa
 from arq.connections import ArqRedis
 from litestar import MediaType, Response, get
+from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
 from sqlalchemy.ext.asyncio import AsyncEngine
@@ -20,7 +21,9 @@ def live() -> dict[str, str]:
 
 
 @get("/health/ready", include_in_schema=False)
-async def ready(engine: AsyncEngine, redis: ArqRedis) -> Response[dict[str, str]]:
+async def ready(
+    engine: NamedDependency[AsyncEngine], redis: NamedDependency[ArqRedis]
+) -> Response[dict[str, str]]:
     checks = {"database": "ok", "redis": "ok"}
     try:
         async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS), engine.connect() as connection:

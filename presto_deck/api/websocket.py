@@ -10,7 +10,9 @@ from uuid import UUID
 import msgspec
 from litestar import WebSocket, websocket
 from litestar.channels import ChannelsPlugin
+from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
+from litestar.params import FromPath
 from loguru import logger
 
 from presto_deck.api.auth import InvalidToken, TokenVerifier, bearer_token
@@ -42,11 +44,11 @@ class _Rejected(Exception):
 @websocket("/ws/decks/{deck_id:str}")
 async def deck_events_socket(
     socket: _AnySocket,
-    deck_id: str,
-    decks: DeckService,
-    verifier: TokenVerifier,
-    channels: ChannelsPlugin,
-    settings: Settings,
+    deck_id: FromPath[str],
+    decks: NamedDependency[DeckService],
+    verifier: NamedDependency[TokenVerifier],
+    channels: NamedDependency[ChannelsPlugin],
+    settings: NamedDependency[Settings],
 ) -> None:
     await socket.accept()
     try:

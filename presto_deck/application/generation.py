@@ -84,7 +84,7 @@ class DeckGenerator:
                     return None if deck is None else deck.status
             content = await self._writer.write_slide(deck.brief, plan, index)
             html = await asyncio.to_thread(
-                self._renderer.render, content, deck.brief.theme, index + 1, total
+                self._renderer.render, content, deck.brief.theme, index, total
             )
             deck = await self._step(deck_id, self._add_slide(index, html, content))
             if deck is None or deck.status is not DeckStatus.GENERATING:

@@ -138,7 +138,7 @@ class DeckWriter(Protocol):
 
 class SlideRenderer(Protocol):
     def render(self, content: SlideContent, theme: str | None, position: int, total: int) -> str:
-        """Turn written content into sanitized HTML through a theme template."""
+        """Sanitized HTML of slide ``position`` (0-based) of ``total``, through a theme template."""
         ...
 
 

@@ -1,0 +1,295 @@
+"""The LLM deck writer: any LangChain chat model (``provider:model``) behind the DeckWriter port.
+
+Every model call runs under its own timeout and is retried with exponential backoff and jitter
+(stamina) on timeouts, connection errors, 429, 5xx and unparseable output; anything else, or the
+last failed attempt, surfaces as one ``WriterError`` that the caller turns into a failed deck.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import re
+from collections.abc import Callable
+from typing import Any, Literal, TypeVar
+
+import msgspec
+import openai
+import stamina
+from langchain.chat_models import init_chat_model
+from langchain_core.exceptions import ModelError
+from langchain_core.language_models import LanguageModelInput
+from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
+from langchain_core.runnables import Runnable
+
+from presto_deck.application.ports import WriterError
+from presto_deck.domain.content import LAYOUTS, DeckBrief, DeckPlan, SlideContent
+
+__all__ = ["LangChainWriter", "TokenUsage", "WriterError"]
+
+StructuredOutput = Literal["function_calling", "json_schema"]
+_T = TypeVar("_T")
+_MARKDOWN_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
+
+
+class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
+    """Tokens one model response cost."""
+
+    model: str
+    input_tokens: int
+    output_tokens: int
+
+
+class _BadOutput(Exception):
+    """The model answered, but not with the structure we asked for; asking again may help."""
+
+
+_SYSTEM_PROMPT = f"""\
+You are an expert presentation writer. You plan slide decks that tell a clear story and write \
+slides that are concise, concrete and accurate.
+Rules:
+- Always answer with the requested structure, never with prose around it.
+- Write in the requested language; if none is given, use the language of the user's request.
+- Slide layouts are one of: {", ".join(LAYOUTS)}.
+- Bullets are short phrases (at most about 12 words), 3 to 6 per slide.
+- Text may use only simple inline markup: <strong>, <em>, <code>. No other HTML, no scripts.
+- Presenter notes are two to four sentences the speaker can say aloud."""
+
+
+class LangChainWriter:
+    """Plans decks and writes slides with a LangChain chat model.
+
+    Use it from one event loop: langchain-openai shares an HTTP client per (base URL, timeout)
+    across the process, and its pooled connections belong to the loop that opened them.
+    """
+
+    def __init__(
+        self,
+        *,
+        model: str,
+        base_url: str | None,
+        api_key: str | None,
+        timeout_seconds: float,
+        max_attempts: int,
+        structured_output: StructuredOutput,
+        on_usage: Callable[[TokenUsage], None] | None = None,
+    ) -> None:
+        self.name = model
+        self._api_key = api_key
+        self._timeout_seconds = timeout_seconds
+        self._max_attempts = max_attempts
+        self._on_usage = on_usage
+        kwargs = _model_kwargs(model, base_url, api_key, timeout_seconds)
+        chat_model = init_chat_model(model, **kwargs)
+        self._plan_model = chat_model.with_structured_output(
+            _json_schema(DeckPlan, "The plan of a slide deck: title, story and slide outlines."),
+            method=structured_output,
+            include_raw=True,
+        )
+        self._slide_model = chat_model.with_structured_output(
+            _json_schema(SlideContent, "The written content of one slide of a deck."),
+            method=structured_output,
+            include_raw=True,
+        )
+
+    async def plan(self, brief: DeckBrief) -> DeckPlan:
+        messages = [SystemMessage(_SYSTEM_PROMPT), HumanMessage(_plan_prompt(brief))]
+
+        def check(plan: DeckPlan) -> DeckPlan:
+            if len(plan.slides) < brief.slide_count:
+                raise _BadOutput(
+                    f"the plan has {len(plan.slides)} slides, {brief.slide_count} were asked for"
+                )
+            return msgspec.structs.replace(
+                plan,
+                title=brief.title or plan.title,
+                slides=plan.slides[: brief.slide_count],
+            )
+
+        return await self._generate("plan the deck", self._plan_model, messages, DeckPlan, check)
+
+    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+        """Write slide ``index`` (0-based) of the plan."""
+        if not 0 <= index < len(plan.slides):
+            raise IndexError(f"slide {index} is outside a plan of {len(plan.slides)} slides")
+        messages = [SystemMessage(_SYSTEM_PROMPT), HumanMessage(_slide_prompt(brief, plan, index))]
+        return await self._generate(
+            f"write slide {index + 1}", self._slide_model, messages, SlideContent, lambda s: s
+        )
+
+    async def _generate(
+        self,
+        task: str,
+        runnable: Runnable[LanguageModelInput, Any],
+        messages: list[BaseMessage],
+        output_type: type[_T],
+        check: Callable[[_T], _T],
+    ) -> _T:
+        attempts = 0
+        try:
+            async for attempt in stamina.retry_context(
+                on=_is_transient,
+                attempts=self._max_attempts,
+                # Each attempt has its own timeout; the attempt count bounds the whole call.
+                timeout=None,
+                wait_initial=0.5,
+                wait_max=20.0,
+                wait_jitter=1.0,
+            ):
+                with attempt:
+                    attempts = attempt.num
+                    result = check(await self._invoke_once(runnable, messages, output_type))
+        except Exception as exc:
+            raise WriterError(self._failure_message(task, attempts, exc)) from exc
+        return result
+
+    async def _invoke_once(
+        self,
+        runnable: Runnable[LanguageModelInput, Any],
+        messages: list[BaseMessage],
+        output_type: type[_T],
+    ) -> _T:
+        # The client has the same timeout, but not every provider honours it for the whole
+        # response (slow streams, stuck connection pools); this one always holds.
+        async with asyncio.timeout(self._timeout_seconds):
+            output = await runnable.ainvoke(messages)
+        # include_raw=True makes LangChain answer {"raw": AIMessage, "parsed", "parsing_error"}.
+        raw, error = output["raw"], output["parsing_error"]
+        if not isinstance(raw, AIMessage):
+            raise _BadOutput(f"no message in the answer ({error})")
+        if self._on_usage is not None and (usage := raw.usage_metadata) is not None:
+            self._on_usage(
+                TokenUsage(
+                    model=self.name,
+                    input_tokens=usage["input_tokens"],
+                    output_tokens=usage["output_tokens"],
+                )
+            )
+        if error is not None:
+            raise _BadOutput(f"unparseable structured output ({error})")
+        try:
+            return msgspec.convert(_structured_payload(raw), output_type)
+        except msgspec.ValidationError as exc:
+            raise _BadOutput(f"output does not match the schema: {exc}") from exc
+
+    def _failure_message(self, task: str, attempts: int, exc: Exception) -> str:
+        if isinstance(exc, TimeoutError):
+            reason = f"no answer within {self._timeout_seconds:g} s"
+        else:
+            reason = f"{type(exc).__name__}: {exc}"
+        message = f"model {self.name} could not {task} after {attempts} attempt(s): {reason}"
+        if self._api_key:
+            # Providers echo a wrong key back ("Incorrect API key provided: ..."). Whole tokens
+            # only, so that a dummy key such as "x" does not mangle the rest of the message.
+            key = rf"(?<![\w-]){re.escape(self._api_key)}(?![\w-])"
+            message = re.sub(key, "***", message)
+        return message
+
+
+def _is_transient(exc: Exception) -> bool:
+    """Whether asking again may succeed: timeouts, lost connections, 429, 5xx, bad output."""
+    # A LengthFinishReasonError is an answer cut off mid-structure: bad output too.
+    transient = (TimeoutError, ConnectionError, openai.APIConnectionError, _BadOutput)
+    if isinstance(exc, (*transient, openai.LengthFinishReasonError)):
+        return True
+    # LangChain maps every provider's errors onto ModelError subclasses that say this.
+    if isinstance(exc, ModelError) and exc.is_retryable:
+        return True
+    status = getattr(exc, "status_code", None)
+    return isinstance(status, int) and (status == 429 or status >= 500)
+
+
+def _structured_payload(message: AIMessage) -> Any:
+    """The structure the model answered with, parsed strictly.
+
+    Not LangChain's ``parsed``: its JSON parser repairs truncated JSON, which would turn a
+    cut-off answer into a slide with missing parts instead of a retry.
+    """
+    if message.tool_calls:
+        return message.tool_calls[0]["args"]
+    if message.invalid_tool_calls:
+        raise _BadOutput("the tool call's arguments are not valid JSON")
+    text = message.text.strip()
+    if fenced := _MARKDOWN_FENCE.fullmatch(text):
+        text = fenced.group(1)
+    try:
+        return json.loads(text)
+    except ValueError as exc:
+        raise _BadOutput(f"the answer is not valid JSON: {exc}") from exc
+
+
+def _model_kwargs(
+    model: str, base_url: str | None, api_key: str | None, timeout_seconds: float
+) -> dict[str, Any]:
+    """Settings for ``init_chat_model``, only those set: some servers reject null parameters."""
+    kwargs: dict[str, Any] = {}
+    if base_url:
+        kwargs["base_url"] = base_url
+    if model.split(":", 1)[0] == "ollama":
+        # ChatOllama has neither `timeout`, `api_key` nor `max_retries`; its httpx client
+        # takes them, and it does not retry on its own.
+        kwargs["client_kwargs"] = {"timeout": timeout_seconds}
+        if api_key:
+            kwargs["client_kwargs"]["headers"] = {"Authorization": f"Bearer {api_key}"}
+        return kwargs
+    kwargs["timeout"] = timeout_seconds
+    kwargs["max_retries"] = 0  # we retry ourselves, with backoff and a per-attempt timeout
+    if api_key:
+        kwargs["api_key"] = api_key
+    return kwargs
+
+
+def _json_schema(struct: type[msgspec.Struct], description: str) -> dict[str, Any]:
+    """The struct's JSON schema, self-contained, with the top-level title LangChain names it by.
+
+    msgspec answers ``{"$ref": "#/$defs/X", "$defs": {...}}``; the refs are inlined because
+    some OpenAI-compatible servers (llama.cpp grammars, older vLLM) handle ``$ref`` poorly.
+    """
+    schema = msgspec.json.schema(struct)
+    definitions: dict[str, Any] = schema.get("$defs", {})
+    inlined: dict[str, Any] = _inline_refs(schema, definitions, ())
+    inlined.pop("$defs", None)
+    return {**inlined, "title": struct.__name__, "description": description}
+
+
+def _inline_refs(node: Any, definitions: dict[str, Any], seen: tuple[str, ...]) -> Any:
+    if isinstance(node, list):
+        return [_inline_refs(item, definitions, seen) for item in node]
+    if not isinstance(node, dict):
+        return node
+    if isinstance(ref := node.get("$ref"), str):
+        name = ref.removeprefix("#/$defs/")
+        if name in seen:
+            raise ValueError(f"recursive schema through {name!r} cannot be inlined")
+        return _inline_refs(definitions[name], definitions, (*seen, name))
+    return {key: _inline_refs(value, definitions, seen) for key, value in node.items()}
+
+
+def _brief_lines(brief: DeckBrief) -> str:
+    return (
+        f"Request: {brief.prompt}\nNumber of slides: {brief.slide_count}\n"
+        f"Deck title: {brief.title or '(choose a fitting title)'}\n"
+        f"Language: {brief.language or '(the language of the request)'}\n"
+        f"Template: {brief.template or '(none; a general-purpose deck)'}"
+    )
+
+
+def _plan_prompt(brief: DeckBrief) -> str:
+    return (
+        f"Plan a presentation deck.\n\n{_brief_lines(brief)}\n\n"
+        f"Return the deck title, a one-paragraph summary of the story the deck tells, and exactly "
+        f"{brief.slide_count} slide outlines in presentation order. Each outline has a title, a "
+        f"layout and 2 to 5 key points. Open with a title slide and end with a closing slide "
+        f"when there are at least three slides."
+    )
+
+
+def _slide_prompt(brief: DeckBrief, plan: DeckPlan, index: int) -> str:
+    outline = msgspec.json.encode(plan.slides[index]).decode()
+    return (
+        f"Write one slide of a presentation deck.\n\n{_brief_lines(brief)}\n\n"
+        f"The plan of the whole deck:\n{msgspec.json.encode(plan).decode()}\n\n"
+        f"Write slide {index + 1} of {len(plan.slides)}, whose outline is:\n{outline}\n\n"
+        f"Keep its title and layout unless they clearly do not fit, cover its key points, and do "
+        f"not repeat what the other slides of the plan cover. Add presenter notes."
+    )

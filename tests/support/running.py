@@ -1,0 +1,67 @@
+"""The real API and worker, run in the test's event loop on a free port."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+
+import uvicorn
+from arq import Worker
+
+from presto_deck.api.app import create_app
+from presto_deck.bootstrap import Container, build_container
+from presto_deck.settings import Settings
+from presto_deck.worker import build_worker, stop_gracefully
+
+
+@dataclass
+class RunningApi:
+    url: str
+    ws_url: str
+    container: Container
+    server: uvicorn.Server
+
+
+@contextlib.asynccontextmanager
+async def running_api(
+    settings: Settings, *, with_worker: bool = False
+) -> AsyncIterator[RunningApi]:
+    container = build_container(settings)
+    config = uvicorn.Config(
+        create_app(container, with_worker=with_worker),
+        host="127.0.0.1",
+        port=0,
+        log_config=None,
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,
+        lifespan="on",
+        timeout_graceful_shutdown=1,
+    )
+    server = uvicorn.Server(config)
+    task = asyncio.create_task(server.serve())
+    async with asyncio.timeout(15):
+        while not server.started:
+            if task.done():
+                task.result()
+            await asyncio.sleep(0.01)
+    port = server.servers[0].sockets[0].getsockname()[1]
+    try:
+        yield RunningApi(f"http://127.0.0.1:{port}", f"ws://127.0.0.1:{port}", container, server)
+    finally:
+        server.should_exit = True
+        async with asyncio.timeout(15):
+            await task
+
+
+@contextlib.asynccontextmanager
+async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
+    container = build_container(settings)
+    worker = build_worker(container, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield worker
+    finally:
+        await stop_gracefully(worker, task)
+        await container.close()
