@@ -122,3 +122,27 @@ def token(
         typer.echo(TokenVerifier(settings).mint(user_id, ttl))
     except (SettingsError, InvalidToken) as exc:
         _fail(str(exc))
+
+
+@app.command()
+def watch(
+    deck_id: Annotated[str, typer.Argument(help="The deck to follow.")],
+    token: Annotated[
+        str, typer.Option(envvar="PRESTO_TOKEN", help="JWT (default: $PRESTO_TOKEN).")
+    ],
+    server: Annotated[str, typer.Option(help="The API's base URL.")] = "http://127.0.0.1:8000",
+    last_version: Annotated[int, typer.Option(min=0, help="Print events after this one.")] = 1,
+    follow: Annotated[bool, typer.Option(help="Keep following after the deck ends.")] = False,
+) -> None:
+    """Print a deck's events as JSON lines, resuming after a dropped connection."""
+    from presto_deck.watch import WatchError
+    from presto_deck.watch import watch as follow_deck
+
+    try:
+        asyncio.run(
+            follow_deck(server, deck_id, token, last_version, follow=follow, emit=typer.echo)
+        )
+    except WatchError as exc:
+        _fail(f"the server closed the socket: {exc}")
+    except KeyboardInterrupt:
+        pass

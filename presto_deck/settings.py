@@ -12,6 +12,7 @@ from typing import Any, Literal
 import msgspec
 
 ENV_PREFIX = "PRESTO_"
+_SECRET_FIELDS = frozenset({"jwt_secret", "llm_api_key", "database_url", "redis_url"})
 
 
 class SettingsError(Exception):
@@ -41,7 +42,6 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     worker_sweep_seconds: float = 10.0
     worker_max_jobs: int = 10
     stream_maxlen: int = 100000
-    dev_mode: bool = False
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("postgresql://", "postgresql+psycopg://")):
@@ -60,6 +60,13 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
         if self.offline_slide_delay_ms < 0:
             raise SettingsError(f"{ENV_PREFIX}OFFLINE_SLIDE_DELAY_MS must be 0 or more")
+
+    def __repr__(self) -> str:
+        shown = (
+            f"{name}={'***' if name in _SECRET_FIELDS and value else repr(value)}"
+            for name, value in msgspec.structs.asdict(self).items()
+        )
+        return f"Settings({', '.join(shown)})"
 
     @property
     def sqlalchemy_url(self) -> str:

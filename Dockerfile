@@ -1,0 +1,33 @@
+# One image, two roles: the command picks it.
+#   docker run IMAGE serve --host 0.0.0.0        the API (add --with-worker for both in one)
+#   docker run IMAGE work                         the worker
+#   docker run IMAGE migrate                      bring the schema up to date
+# Configure with PRESTO_* environment variables (see README).
+
+FROM python:3.11-slim AS build
+ENV UV_COMPILE_BYTECODE=1 \
+    UV_LINK_MODE=copy \
+    UV_PYTHON_DOWNLOADS=never \
+    UV_PROJECT_ENVIRONMENT=/app/.venv
+RUN python -m pip install --no-cache-dir uv
+WORKDIR /app
+# Dependencies first, from the lock file only, so they stay cached while the code changes.
+COPY pyproject.toml uv.lock README.md ./
+RUN uv sync --locked --no-dev --no-install-project
+COPY alembic.ini ./
+COPY config ./config
+COPY migrations ./migrations
+COPY presto_deck ./presto_deck
+RUN uv sync --locked --no-dev
+
+FROM python:3.11-slim
+RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home presto
+COPY --from=build --chown=root:root /app /app
+ENV PATH=/app/.venv/bin:$PATH \
+    PYTHONUNBUFFERED=1
+WORKDIR /app
+USER presto
+EXPOSE 8000
+HEALTHCHECK --interval=30s --timeout=3s CMD ["python", "-c", "import urllib.request,sys; sys.exit(0 if urllib.request.urlopen('http://127.0.0.1:8000/health/live', timeout=2).status == 200 else 1)"]
+ENTRYPOINT ["presto-deck"]
+CMD ["serve", "--host", "0.0.0.0", "--port", "8000"]
