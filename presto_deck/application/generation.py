@@ -12,6 +12,7 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
+from typing import TypeVar
 from uuid import UUID, uuid4
 
 from loguru import logger
@@ -28,6 +29,8 @@ from presto_deck.application.ports import (
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.domain.content import DeckPlan, SlideContent
 from presto_deck.domain.deck import Deck, DeckStatus, Slide
+
+_T = TypeVar("_T")
 
 #: A step's change to the locked deck; returns False when there was nothing to do.
 _Change = Callable[[Deck, UnitOfWork], Awaitable[bool]]
@@ -70,7 +73,7 @@ class DeckGenerator:
             return None if deck is None else deck.status
         plan = deck.plan
         if plan is None:
-            plan = await self._writer.plan(deck.brief)
+            plan = await self._writing(self._writer.plan(deck.brief))
             deck = await self._step(deck_id, _set_plan(plan, self._clock))
             if deck is None or deck.status is not DeckStatus.GENERATING:
                 return None if deck is None else deck.status
@@ -82,14 +85,29 @@ class DeckGenerator:
                 deck = await self._step(deck_id, _nothing)  # cancels, as PostgreSQL says
                 if deck is None or deck.status is not DeckStatus.GENERATING:
                     return None if deck is None else deck.status
-            content = await self._writer.write_slide(deck.brief, plan, index)
-            html = await asyncio.to_thread(
-                self._renderer.render, content, deck.brief.theme, index, total
+            content = await self._writing(self._writer.write_slide(deck.brief, plan, index))
+            html = await self._writing(
+                asyncio.to_thread(self._renderer.render, content, deck.brief.theme, index, total)
             )
             deck = await self._step(deck_id, self._add_slide(index, html, content))
             if deck is None or deck.status is not DeckStatus.GENERATING:
                 return None if deck is None else deck.status
         return await self._status_after(await self._step(deck_id, self._complete(total)))
+
+    @staticmethod
+    async def _writing(call: Awaitable[_T]) -> _T:
+        """Await the writer or renderer; whatever goes wrong there fails the deck, never stalls it.
+
+        Retrying belongs to the writer, which knows what is transient: an error reaching this
+        point would only repeat, so the deck ends as FAILED instead of being swept forever.
+        """
+        try:
+            return await call
+        except WriterError:
+            raise
+        except Exception as exc:
+            logger.opt(exception=exc).error("writer error")
+            raise WriterError(f"the writer failed: {type(exc).__name__}: {exc}") from exc
 
     # -- steps: each runs under the deck's row lock, in one transaction ---------------------------
 
