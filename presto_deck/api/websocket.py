@@ -32,6 +32,9 @@ from presto_deck.infrastructure.observability.metrics import EVENTS_DELIVERED, O
 from presto_deck.settings import Settings
 
 _AnySocket = WebSocket[Any, Any, Any]
+#: How a client that went away shows up when we read or write (uvicorn's ClientDisconnected is
+#: an OSError); none of these is an error of ours.
+_DISCONNECTED = (WebSocketDisconnect, OSError)
 
 
 class _Rejected(Exception):
@@ -65,7 +68,7 @@ async def deck_events_socket(
                 await session.run(subscriber.iter_events(), last_version, current)
     except _Rejected as rejection:
         await socket.close(code=rejection.code, reason=rejection.reason)
-    except WebSocketDisconnect:
+    except _DISCONNECTED:
         pass
 
 
@@ -126,7 +129,7 @@ class _Session:
             ]
             done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
-                if (exc := task.exception()) and not isinstance(exc, WebSocketDisconnect):
+                if (exc := task.exception()) and not isinstance(exc, _DISCONNECTED):
                     raise exc
         finally:
             OPEN_WEBSOCKETS.dec()
