@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from pathlib import Path
 from typing import TYPE_CHECKING, Annotated, NoReturn
 
@@ -49,12 +50,13 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP and WebSocket API."""
+    settings = _settings(needs_jwt_key=True)  # before the heavy imports: fail fast
+
     import uvicorn
 
     from presto_deck.api.app import create_app
     from presto_deck.bootstrap import build_container
 
-    settings = _settings(needs_jwt_key=True)
     uvicorn.run(
         create_app(build_container(settings), with_worker=with_worker),
         host=host,
@@ -71,16 +73,18 @@ def serve(
 @app.command()
 def work() -> None:
     """Run the worker: generation jobs, recovery sweep, outbox relay."""
+    settings = _settings()
+
     from presto_deck.bootstrap import build_container
     from presto_deck.worker import build_worker
-
-    settings = _settings()
 
     async def run() -> None:
         container = build_container(settings)
         worker = build_worker(container)
         try:
-            await worker.async_run()
+            # arq's SIGTERM/SIGINT handler stops the worker by cancelling its main task.
+            with contextlib.suppress(asyncio.CancelledError):
+                await worker.async_run()
         finally:
             await worker.close()
             await container.close()
