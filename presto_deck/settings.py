@@ -52,7 +52,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError("PRESTO_REDIS_URL must start with redis://, rediss:// or unix://")
         if not self.jwt_algorithms or "none" in (a.lower() for a in self.jwt_algorithms):
             raise SettingsError("PRESTO_JWT_ALGORITHMS must name at least one real algorithm")
-        for name in ("llm_timeout_seconds", "ws_heartbeat_seconds", "worker_lease_seconds"):
+        for name in (
+            "llm_timeout_seconds",
+            "ws_heartbeat_seconds",
+            "worker_lease_seconds",
+            "worker_sweep_seconds",
+        ):
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be greater than 0")
         for name in ("llm_max_attempts", "worker_max_jobs", "stream_maxlen"):

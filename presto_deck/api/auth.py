@@ -44,7 +44,9 @@ class TokenVerifier:
                 algorithms=[algorithm],
                 audience=self._audience,
                 issuer=self._issuer,
-                options={"require": ["exp", "sub"]},
+                # PyJWT rejects any token with an ``aud`` when no audience is given; unset
+                # means unchecked, as for the issuer.
+                options={"require": ["exp", "sub"], "verify_aud": self._audience is not None},
             )
         except jwt.ExpiredSignatureError:
             raise InvalidToken("token has expired") from None

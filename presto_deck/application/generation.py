@@ -75,8 +75,9 @@ class DeckGenerator:
         if plan is None:
             plan = await self._writing(self._writer.plan(deck.brief))
             deck = await self._step(deck_id, _set_plan(plan, self._clock))
-            if deck is None or deck.status is not DeckStatus.GENERATING:
+            if deck is None or deck.status is not DeckStatus.GENERATING or deck.plan is None:
                 return None if deck is None else deck.status
+            plan = deck.plan  # a concurrent run may have committed its plan first: follow that one
         async with self._uow() as uow:
             written = await uow.slides.count(deck_id)
         total = len(plan.slides)

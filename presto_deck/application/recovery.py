@@ -36,8 +36,13 @@ class Recovery:
         """Requeue active decks with no live worker, then publish events left unpublished."""
         async with self._uow() as uow:
             stalled = await uow.decks.stalled(self._clock(), self._lease_seconds, batch)
+        requeued = 0
         for deck_id in stalled:
             logger.info("requeueing deck {}: no live worker holds it", deck_id)
-            await self._queue.requeue_generation(deck_id)
+            try:
+                await self._queue.requeue_generation(deck_id)
+                requeued += 1
+            except Exception as exc:  # one failure must not hold up the others or the relay
+                logger.warning("could not requeue deck {}: {}", deck_id, exc)
         relayed = await self._publishing.relay()
-        return SweepReport(requeued=len(stalled), relayed=relayed)
+        return SweepReport(requeued=requeued, relayed=relayed)

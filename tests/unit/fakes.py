@@ -1,0 +1,624 @@
+"""In-memory fakes of the ports in ``presto_deck.application.ports``, for unit tests.
+
+In the cosmicpython style: the repositories of a ``FakeUnitOfWork`` share one ``FakeStore``;
+``commit`` makes a transaction's changes visible and leaving without it throws them away.
+
+A transaction does not copy the whole store on enter and swap it back on commit: two overlapping
+transactions (``asyncio.gather`` of two jobs) would then overwrite each other's commits, which
+PostgreSQL never does. Instead it keeps a journal of its writes, reads the committed state with
+its own journal replayed on top (PostgreSQL's READ COMMITTED), and applies the journal to the
+store on commit. ``lock`` holds a per-deck ``asyncio.Lock`` until the transaction ends, as
+``SELECT ... FOR UPDATE`` does, and the store enforces the unique keys the schema has, so a race
+that would duplicate a slide or an event fails loudly here as it would on PostgreSQL.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import dataclasses
+from collections.abc import Awaitable, Callable, Sequence
+from dataclasses import dataclass, field
+from datetime import UTC, datetime, timedelta
+from typing import TYPE_CHECKING, Self
+from uuid import UUID, uuid4
+
+from presto_deck.application.decks import DeckService
+from presto_deck.application.generation import DeckGenerator
+from presto_deck.application.ports import PublishError, WriterError
+from presto_deck.application.publishing import EventPublishing
+from presto_deck.application.recovery import Recovery
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideOutline
+from presto_deck.domain.deck import Deck, DeckStatus, Slide
+from presto_deck.domain.events import Event
+
+#: Far longer than any unit test needs a deck lock; a test that waits this long has deadlocked.
+_LOCK_TIMEOUT_SECONDS = 5.0
+
+_ACTIVE = (DeckStatus.PENDING, DeckStatus.PLANNING, DeckStatus.GENERATING)
+
+
+class FakeIntegrityError(Exception):
+    """A write broke a unique key of the schema (what PostgreSQL reports as a unique violation)."""
+
+
+class FakeDeadlock(Exception):
+    """A deck lock was not granted in time: the code under test waits for itself."""
+
+
+class WorkerKilled(BaseException):
+    """The worker died mid-call (``kill -9``, a cancelled job): nothing in the code catches it."""
+
+
+class QueueUnavailable(Exception):
+    """What the fake queue and cancellation flags raise when told to fail (Redis is down)."""
+
+
+# -- the store ------------------------------------------------------------------------------------
+
+
+@dataclass
+class DeckRow:
+    deck: Deck
+    idempotency_key: str | None = None
+    lease_owner: str | None = None
+    lease_expires_at: datetime | None = None
+
+    def copy(self) -> DeckRow:
+        return dataclasses.replace(self, deck=_copy_deck(self.deck))
+
+
+@dataclass
+class EventRow:
+    event: Event
+    published: bool = False
+
+
+@dataclass
+class _State:
+    decks: dict[UUID, DeckRow] = field(default_factory=dict)
+    slides: dict[UUID, list[Slide]] = field(default_factory=dict)
+    events: dict[UUID, list[EventRow]] = field(default_factory=dict)
+
+    def copy(self) -> _State:
+        return _State(
+            decks={key: row.copy() for key, row in self.decks.items()},
+            slides={
+                key: [dataclasses.replace(s) for s in rows] for key, rows in self.slides.items()
+            },
+            events={
+                key: [dataclasses.replace(r) for r in rows] for key, rows in self.events.items()
+            },
+        )
+
+
+_Write = Callable[[_State], None]
+
+
+def _copy_deck(deck: Deck) -> Deck:
+    # Every other field of a Deck is immutable (UUID, str, enum, frozen structs, datetime).
+    return dataclasses.replace(deck, pending_events=[])
+
+
+class FakeStore:
+    """The committed state of the fake database, and the deck locks."""
+
+    def __init__(self) -> None:
+        self._state = _State()
+        self._locks: dict[UUID, asyncio.Lock] = {}
+        self.commits = 0
+
+    def uow(self) -> FakeUnitOfWork:
+        """A new transaction: pass ``store.uow`` where a ``UnitOfWorkFactory`` is wanted."""
+        return FakeUnitOfWork(self)
+
+    # -- seen from the tests ----------------------------------------------------------------------
+
+    def deck(self, deck_id: UUID) -> Deck:
+        return _copy_deck(self._state.decks[deck_id].deck)
+
+    def deck_row(self, deck_id: UUID) -> DeckRow:
+        return self._state.decks[deck_id].copy()
+
+    def slides(self, deck_id: UUID) -> list[Slide]:
+        return sorted(self._state.slides.get(deck_id, []), key=lambda s: s.order)
+
+    def events(self, deck_id: UUID) -> list[Event]:
+        return [row.event for row in self._state.events.get(deck_id, [])]
+
+    def unpublished(self, deck_id: UUID) -> list[Event]:
+        return [row.event for row in self._state.events.get(deck_id, []) if not row.published]
+
+    def put(self, deck: Deck, slides: Sequence[Slide] = (), events: Sequence[Event] = ()) -> None:
+        """Seed a committed deck with its slides and (published) events, as a test's history."""
+        self.apply([_insert_deck(_copy_deck(deck), None)])
+        self.apply([_insert_slide(dataclasses.replace(slide)) for slide in slides])
+        self.apply([_insert_events(list(events), published=True)])
+
+    # -- used by the unit of work -----------------------------------------------------------------
+
+    def view(self, journal: Sequence[_Write]) -> _State:
+        state = self._state.copy()
+        for write in journal:
+            write(state)
+        return state
+
+    def apply(self, journal: Sequence[_Write]) -> None:
+        # All or nothing, as a transaction: a unique violation leaves the store as it was.
+        self._state = self.view(journal)
+        self.commits += 1
+
+    def lock_for(self, deck_id: UUID) -> asyncio.Lock:
+        return self._locks.setdefault(deck_id, asyncio.Lock())
+
+
+# -- the writes a transaction journals ------------------------------------------------------------
+
+
+def _insert_deck(deck: Deck, idempotency_key: str | None) -> _Write:
+    def write(state: _State) -> None:
+        if deck.id in state.decks:
+            raise FakeIntegrityError(f"duplicate deck id {deck.id}")
+        if idempotency_key is not None and any(
+            row.deck.user_id == deck.user_id and row.idempotency_key == idempotency_key
+            for row in state.decks.values()
+        ):
+            raise FakeIntegrityError("duplicate (user_id, idempotency_key)")
+        state.decks[deck.id] = DeckRow(deck=_copy_deck(deck), idempotency_key=idempotency_key)
+
+    return write
+
+
+def _update_deck(deck: Deck) -> _Write:
+    def write(state: _State) -> None:
+        if (row := state.decks.get(deck.id)) is not None:  # UPDATE of a missing row: no-op
+            state.decks[deck.id] = dataclasses.replace(row, deck=_copy_deck(deck))
+
+    return write
+
+
+def _insert_events(events: list[Event], *, published: bool = False) -> _Write:
+    def write(state: _State) -> None:
+        for event in events:
+            rows = state.events.setdefault(UUID(event.deck_id), [])
+            if any(row.event.version == event.version for row in rows):
+                raise FakeIntegrityError(
+                    f"duplicate (deck_id, version) = ({event.deck_id}, {event.version})"
+                )
+            rows.append(EventRow(event=event, published=published))
+            rows.sort(key=lambda row: row.event.version)
+
+    return write
+
+
+def _insert_slide(slide: Slide) -> _Write:
+    def write(state: _State) -> None:
+        rows = state.slides.setdefault(slide.deck_id, [])
+        if any(row.order == slide.order for row in rows):
+            raise FakeIntegrityError(
+                f"duplicate (deck_id, slide_order) = ({slide.deck_id}, {slide.order})"
+            )
+        rows.append(dataclasses.replace(slide))
+
+    return write
+
+
+def _set_lease(
+    deck_id: UUID, owner: str | None, until: datetime | None, only: str | None
+) -> _Write:
+    def write(state: _State) -> None:
+        row = state.decks.get(deck_id)
+        if row is None or (only is not None and row.lease_owner != only):
+            return
+        row.lease_owner, row.lease_expires_at = owner, until
+
+    return write
+
+
+def _mark_published(keys: set[tuple[str, int]]) -> _Write:
+    def write(state: _State) -> None:
+        for rows in state.events.values():
+            for row in rows:
+                if (row.event.deck_id, row.event.version) in keys:
+                    row.published = True
+
+    return write
+
+
+# -- the unit of work and its repositories --------------------------------------------------------
+
+
+class FakeUnitOfWork:
+    def __init__(self, store: FakeStore) -> None:
+        self._store = store
+        self._journal: list[_Write] = []
+        self._held: dict[UUID, asyncio.Lock] = {}
+        self._decks = FakeDeckRepository(self)
+        self._slides = FakeSlideRepository(self)
+        self._events = FakeEventLog(self)
+        self.committed = False
+
+    @property
+    def decks(self) -> FakeDeckRepository:
+        return self._decks
+
+    @property
+    def slides(self) -> FakeSlideRepository:
+        return self._slides
+
+    @property
+    def events(self) -> FakeEventLog:
+        return self._events
+
+    async def __aenter__(self) -> Self:
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        self._journal.clear()  # whatever was not committed is rolled back
+        for lock in self._held.values():
+            lock.release()
+        self._held.clear()
+
+    async def commit(self) -> None:
+        self._store.apply(self._journal)
+        self._journal.clear()
+        self.committed = True
+
+    # -- shared by the repositories ---------------------------------------------------------------
+
+    def read(self) -> _State:
+        """The committed state with this transaction's own writes on top."""
+        return self._store.view(self._journal)
+
+    def write(self, change: _Write) -> None:
+        change(self.read())  # fail at the statement, as PostgreSQL does, not only at commit
+        self._journal.append(change)
+
+    async def acquire(self, deck_id: UUID) -> None:
+        if deck_id in self._held:
+            return
+        lock = self._store.lock_for(deck_id)
+        try:
+            async with asyncio.timeout(_LOCK_TIMEOUT_SECONDS):
+                await lock.acquire()
+        except TimeoutError:
+            raise FakeDeadlock(f"deck {deck_id} stayed locked") from None
+        self._held[deck_id] = lock
+
+
+class FakeDeckRepository:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, deck: Deck, idempotency_key: str | None = None) -> Deck:
+        if idempotency_key is not None:
+            for row in self._uow.read().decks.values():
+                if row.deck.user_id == deck.user_id and row.idempotency_key == idempotency_key:
+                    return _copy_deck(row.deck)
+        self._uow.write(_insert_deck(deck, idempotency_key))
+        return deck
+
+    async def get(self, deck_id: UUID, user_id: str | None = None) -> Deck | None:
+        row = self._uow.read().decks.get(deck_id)
+        if row is None or (user_id is not None and row.deck.user_id != user_id):
+            return None
+        return _copy_deck(row.deck)
+
+    async def lock(self, deck_id: UUID) -> Deck | None:
+        if deck_id not in self._uow.read().decks:
+            return None
+        await self._uow.acquire(deck_id)
+        return await self.get(deck_id)  # read after the lock: what the last holder committed
+
+    async def save(self, deck: Deck) -> None:
+        self._uow.write(_update_deck(deck))
+        if deck.pending_events:
+            self._uow.write(_insert_events(list(deck.pending_events)))
+
+    async def list_for_user(self, user_id: str, limit: int, offset: int) -> tuple[list[Deck], int]:
+        mine = [row.deck for row in self._uow.read().decks.values() if row.deck.user_id == user_id]
+        mine.sort(key=lambda deck: (deck.created_at, deck.id), reverse=True)
+        return [_copy_deck(deck) for deck in mine[offset : offset + limit]], len(mine)
+
+    async def claim(self, deck_id: UUID, owner: str, until: datetime) -> None:
+        self._uow.write(_set_lease(deck_id, owner, until, only=None))
+
+    async def release(self, deck_id: UUID, owner: str) -> None:
+        self._uow.write(_set_lease(deck_id, None, None, only=owner))
+
+    async def stalled(self, now: datetime, grace_seconds: float, limit: int) -> list[UUID]:
+        grace = timedelta(seconds=grace_seconds)
+        rows = [
+            row
+            for row in self._uow.read().decks.values()
+            if row.deck.status in _ACTIVE
+            and (row.lease_expires_at or row.deck.updated_at + grace) < now
+        ]
+        rows.sort(key=lambda row: row.deck.updated_at)
+        return [row.deck.id for row in rows[:limit]]
+
+
+class FakeSlideRepository:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, slide: Slide) -> None:
+        self._uow.write(_insert_slide(slide))
+
+    async def list(self, deck_id: UUID) -> list[Slide]:
+        return sorted(self._uow.read().slides.get(deck_id, []), key=lambda slide: slide.order)
+
+    async def count(self, deck_id: UUID) -> int:
+        return len(self._uow.read().slides.get(deck_id, []))
+
+
+class FakeEventLog:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self._uow = uow
+
+    async def after(self, deck_id: UUID, version: int, limit: int | None = None) -> list[Event]:
+        rows = self._uow.read().events.get(deck_id, [])
+        events = [row.event for row in rows if row.event.version > version]
+        return events if limit is None else events[:limit]
+
+    async def mark_published(self, events: Sequence[Event]) -> None:
+        self._uow.write(_mark_published({(event.deck_id, event.version) for event in events}))
+
+    async def unpublished(self, older_than: datetime, limit: int) -> list[Event]:
+        rows = [
+            row.event
+            for rows in self._uow.read().events.values()
+            for row in rows
+            if not row.published and row.event.timestamp < older_than
+        ]
+        rows.sort(key=lambda event: (event.deck_id, event.version))
+        return rows[:limit]
+
+
+# -- the other ports ------------------------------------------------------------------------------
+
+
+class FakeClock:
+    """A clock that stands still unless told to move, or moves ``step`` on every reading."""
+
+    def __init__(
+        self,
+        start: datetime = datetime(2025, 1, 1, 9, 0, tzinfo=UTC),
+        step: timedelta = timedelta(0),
+    ) -> None:
+        self.now = start
+        self._step = step
+
+    def __call__(self) -> datetime:
+        now = self.now
+        self.now += self._step
+        return now
+
+    def advance(self, seconds: float) -> None:
+        self.now += timedelta(seconds=seconds)
+
+
+_PublishHook = Callable[[Sequence[Event]], Awaitable[None]]
+
+
+class FakeEventPublisher:
+    """Records what was published; ``fail = True`` makes every publish raise PublishError."""
+
+    def __init__(self) -> None:
+        self.published: list[Event] = []
+        self.attempts = 0
+        self.fail = False
+        self.on_publish: _PublishHook | None = None
+
+    async def publish(self, events: Sequence[Event]) -> None:
+        self.attempts += 1
+        if self.fail:
+            raise PublishError("the stream is unavailable")
+        self.published.extend(events)
+        if self.on_publish is not None:
+            await self.on_publish(events)
+
+    def published_for(self, deck_id: UUID) -> list[Event]:
+        return [event for event in self.published if event.deck_id == str(deck_id)]
+
+
+class FakeJobQueue:
+    def __init__(self) -> None:
+        self.enqueued: list[UUID] = []
+        self.requeued: list[UUID] = []
+        self.fail = False
+
+    async def enqueue_generation(self, deck_id: UUID) -> None:
+        if self.fail:
+            raise QueueUnavailable("the queue is unavailable")
+        self.enqueued.append(deck_id)
+
+    async def requeue_generation(self, deck_id: UUID) -> None:
+        if self.fail:
+            raise QueueUnavailable("the queue is unavailable")
+        self.requeued.append(deck_id)
+
+
+class FakeCancelFlags:
+    def __init__(self) -> None:
+        self.requested: set[UUID] = set()
+        self.fail = False
+
+    async def request(self, deck_id: UUID) -> None:
+        if self.fail:
+            raise QueueUnavailable("the flags are unavailable")
+        self.requested.add(deck_id)
+
+    async def is_requested(self, deck_id: UUID) -> bool:
+        if self.fail:
+            raise QueueUnavailable("the flags are unavailable")
+        return deck_id in self.requested
+
+
+_Hook = Callable[[], Awaitable[None]]
+
+
+class FakeWriter:
+    """A scripted writer: a plan of ``slides`` slides (or ``plan_sizes[i]`` on the i-th call).
+
+    ``fail_plan`` / ``fail_slide`` make it raise WriterError with that message; ``crash_slide``
+    raises any exception (``WorkerKilled``: the worker dies mid-deck). ``before_plan`` and
+    ``before_slide[k]`` run first: that is how a test cancels a deck "during" planning or
+    slide ``k`` (0-based).
+    Every call yields to the event loop once, so concurrent jobs really interleave.
+    """
+
+    name = "fake"
+
+    def __init__(
+        self,
+        slides: int = 3,
+        *,
+        plan_sizes: Sequence[int] = (),
+        fail_plan: str | None = None,
+        fail_slide: dict[int, str] | None = None,
+        crash_slide: dict[int, BaseException] | None = None,
+        before_plan: _Hook | None = None,
+        before_slide: dict[int, _Hook] | None = None,
+    ) -> None:
+        self._slides = slides
+        self._plan_sizes = list(plan_sizes)
+        self._fail_plan = fail_plan
+        self._fail_slide = fail_slide or {}
+        self._crash_slide = crash_slide or {}
+        self.before_plan = before_plan
+        self.before_slide = before_slide or {}
+        self.plan_calls = 0
+        self.slide_calls: list[int] = []
+
+    async def plan(self, brief: DeckBrief) -> DeckPlan:
+        call = self.plan_calls
+        self.plan_calls += 1
+        await asyncio.sleep(0)
+        if self.before_plan is not None:
+            await self.before_plan()
+        if self._fail_plan is not None:
+            raise WriterError(self._fail_plan)
+        count = self._plan_sizes[call] if call < len(self._plan_sizes) else self._slides
+        return DeckPlan(
+            title=f"A deck about {brief.prompt}",
+            summary=f"plan #{call + 1}",
+            slides=[
+                SlideOutline(title=f"Slide {i + 1} of {count}", key_points=[f"point {i + 1}"])
+                for i in range(count)
+            ],
+        )
+
+    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+        self.slide_calls.append(index)
+        await asyncio.sleep(0)
+        if (hook := self.before_slide.get(index)) is not None:
+            await hook()
+        if index in self._crash_slide:
+            raise self._crash_slide[index]
+        if index in self._fail_slide:
+            raise WriterError(self._fail_slide[index])
+        outline = plan.slides[index]
+        return SlideContent(
+            title=outline.title, bullets=list(outline.key_points), notes=f"notes {index + 1}"
+        )
+
+
+class FakeRenderer:
+    """Renders a slide as a tiny, deterministic piece of HTML."""
+
+    def render(self, content: SlideContent, theme: str | None, position: int, total: int) -> str:
+        return f'<section data-position="{position + 1}/{total}"><h1>{content.title}</h1></section>'
+
+
+# -- everything wired together, as bootstrap.py does with the real adapters -----------------------
+
+
+class Harness:
+    """The use cases on fakes: one store, clock, publisher, queue and set of flags."""
+
+    def __init__(self, *, clock: FakeClock | None = None, lease_seconds: float = 60.0) -> None:
+        self.store = FakeStore()
+        self.clock = clock or FakeClock()
+        self.publisher = FakeEventPublisher()
+        self.queue = FakeJobQueue()
+        self.flags = FakeCancelFlags()
+        self.lease_seconds = lease_seconds
+        self.publishing = EventPublishing(self.store.uow, self.publisher, self.clock)
+        self.service = DeckService(
+            uow=self.store.uow,
+            queue=self.queue,
+            cancel_flags=self.flags,
+            publishing=self.publishing,
+            clock=self.clock,
+        )
+        self.recovery = Recovery(
+            uow=self.store.uow,
+            queue=self.queue,
+            publishing=self.publishing,
+            clock=self.clock,
+            lease_seconds=lease_seconds,
+        )
+
+    def generator(self, writer: FakeWriter | None = None, worker_id: str = "w1") -> DeckGenerator:
+        return DeckGenerator(
+            uow=self.store.uow,
+            writer=writer or FakeWriter(),
+            renderer=FakeRenderer(),
+            publishing=self.publishing,
+            cancel_flags=self.flags,
+            clock=self.clock,
+            worker_id=worker_id,
+            lease_seconds=self.lease_seconds,
+        )
+
+    async def create(
+        self,
+        user_id: str = "alice",
+        prompt: str = "solar energy",
+        slide_count: int = 3,
+        **brief: str,
+    ) -> Deck:
+        return await self.service.create(
+            user_id, DeckBrief(prompt=prompt, slide_count=slide_count, **brief)
+        )
+
+
+def new_deck(
+    *,
+    user_id: str = "alice",
+    status: DeckStatus = DeckStatus.PENDING,
+    version: int = 1,
+    title: str | None = None,
+    now: datetime | None = None,
+    **brief: str,
+) -> Deck:
+    """A deck as DeckService.create would store it, for aggregate tests and seeding."""
+    now = now or datetime(2025, 1, 1, 9, 0, tzinfo=UTC)
+    return Deck(
+        id=uuid4(),
+        user_id=user_id,
+        title=title or "placeholder title",
+        status=status,
+        version=version,
+        brief=DeckBrief(prompt="solar energy", slide_count=3, title=title, **brief),
+        created_at=now,
+        updated_at=now,
+    )
+
+
+if TYPE_CHECKING:  # `mypy --strict tests/unit/fakes.py` proves that the fakes fit the ports
+
+    def _fakes_fit_the_ports(store: FakeStore) -> None:
+        from presto_deck.application import ports
+
+        _factory: ports.UnitOfWorkFactory = store.uow
+        _uow: ports.UnitOfWork = store.uow()
+        _decks: ports.DeckRepository = store.uow().decks
+        _slides: ports.SlideRepository = store.uow().slides
+        _events: ports.EventLog = store.uow().events
+        _publisher: ports.EventPublisher = FakeEventPublisher()
+        _queue: ports.JobQueue = FakeJobQueue()
+        _flags: ports.CancelFlags = FakeCancelFlags()
+        _writer: ports.DeckWriter = FakeWriter()
+        _renderer: ports.SlideRenderer = FakeRenderer()
+        _clock: ports.Clock = FakeClock()
