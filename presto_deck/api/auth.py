@@ -53,7 +53,11 @@ class TokenVerifier:
         except jwt.PyJWTError as exc:
             raise InvalidToken(f"invalid token: {exc}") from None
         subject = claims["sub"]
-        if not isinstance(subject, str) or not 0 < len(subject) <= _MAX_USER_ID_LENGTH:
+        if (
+            not isinstance(subject, str)
+            or not 0 < len(subject) <= _MAX_USER_ID_LENGTH
+            or "\x00" in subject
+        ):
             raise InvalidToken("invalid token: sub must be a string of 1 to 255 characters")
         return subject
 
@@ -95,5 +99,10 @@ async def provide_user_id(
         return verifier.verify(token)
     except InvalidToken as exc:
         raise NotAuthorizedException(
-            str(exc).capitalize() + ".", headers={"WWW-Authenticate": "Bearer"}
+            _sentence(str(exc)), headers={"WWW-Authenticate": "Bearer"}
         ) from None
+
+
+def _sentence(text: str) -> str:
+    text = text[:1].upper() + text[1:]
+    return text if text.endswith(".") else text + "."

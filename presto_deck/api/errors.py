@@ -48,13 +48,23 @@ def _already_finished(_: _AnyRequest, exc: DeckAlreadyFinished) -> Response[dict
 
 def _validation(_: _AnyRequest, exc: ValidationException) -> Response[dict[str, Any]]:
     problems = exc.extra if isinstance(exc.extra, list) else []
-    named = [
-        f"{p.get('key')}: {p.get('message')}" if p.get("key") else str(p.get("message"))
-        for p in problems
-        if isinstance(p, dict)
-    ]
+    named = [_describe_problem(p) for p in problems if isinstance(p, dict)]
     detail = "; ".join(named) or exc.detail or "Invalid request."
     return _error(HTTP_400_BAD_REQUEST, detail, extra=problems)
+
+
+def _undecodable(_: _AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
+    # Raised while decoding a request body: bytes that are not UTF-8, or JSON nested too deep.
+    return _error(HTTP_400_BAD_REQUEST, "The request body could not be decoded as JSON.")
+
+
+def _describe_problem(problem: dict[str, Any]) -> str:
+    key, message = problem.get("key"), str(problem.get("message"))
+    if problem.get("source") == "body" and key == "data":
+        # The body as a whole: msgspec's message names the field ("Object missing required
+        # field `prompt`"); Litestar's for a missing body is just "'data'".
+        return "a JSON object body is required" if message == "'data'" else message
+    return f"{key}: {message}" if key else message
 
 
 def _http(_: _AnyRequest, exc: HTTPException) -> Response[dict[str, Any]]:
@@ -80,6 +90,8 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     DeckAlreadyFinished: _already_finished,
     ValidationException: _validation,
     HTTPException: _http,
+    UnicodeDecodeError: _undecodable,
+    RecursionError: _undecodable,
     DBAPIError: _unavailable,
     SQLAlchemyError: _unavailable,
     RedisError: _unavailable,

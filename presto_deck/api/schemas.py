@@ -11,23 +11,30 @@ import msgspec
 from presto_deck.application.decks import DeckPage, DeckView
 from presto_deck.domain.deck import Deck, DeckStatus, Slide
 
-NonBlank = r"\S"
+#: Text PostgreSQL can store (no NUL) with at least one visible character.
+_VISIBLE_TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"
+#: Text PostgreSQL can store.
+_STORABLE_TEXT = r"^[^\x00]*$"
+_Title = Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=_VISIBLE_TEXT)]
+_Name = Annotated[str, msgspec.Meta(min_length=1, max_length=100, pattern=_STORABLE_TEXT)]
+_Language = Annotated[str, msgspec.Meta(min_length=1, max_length=35, pattern=_STORABLE_TEXT)]
 
 
 class DeckCreationRequest(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     prompt: Annotated[
         str,
         msgspec.Meta(
-            min_length=1, max_length=4000, pattern=NonBlank, description="What the deck is about."
+            min_length=1,
+            max_length=4000,
+            pattern=_VISIBLE_TEXT,
+            description="What the deck is about.",
         ),
     ]
     slide_count: Annotated[int, msgspec.Meta(ge=1, le=30)] = 8
-    title: Annotated[str, msgspec.Meta(min_length=1, max_length=255, pattern=NonBlank)] | None = (
-        None
-    )
-    template: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
-    theme: Annotated[str, msgspec.Meta(min_length=1, max_length=100)] | None = None
-    language: Annotated[str, msgspec.Meta(min_length=1, max_length=35)] | None = None
+    title: _Title | None = None
+    template: _Name | None = None
+    theme: _Name | None = None
+    language: _Language | None = None
 
 
 class DeckCreated(msgspec.Struct, kw_only=True):

@@ -14,6 +14,8 @@ from litestar.di import NamedDependency
 from litestar.exceptions import WebSocketDisconnect
 from litestar.params import FromPath
 from loguru import logger
+from redis.exceptions import RedisError
+from sqlalchemy.exc import SQLAlchemyError
 
 from presto_deck.api.auth import InvalidToken, TokenVerifier, bearer_token
 from presto_deck.api.errors import (
@@ -21,6 +23,7 @@ from presto_deck.api.errors import (
     CLOSE_FORBIDDEN_ORIGIN,
     CLOSE_NOT_FOUND,
     CLOSE_UNAUTHORIZED,
+    CLOSE_UNAVAILABLE,
 )
 from presto_deck.api.frames import error_frame, frame_decoder
 from presto_deck.application.decks import DeckService
@@ -68,6 +71,10 @@ async def deck_events_socket(
                 await session.run(subscriber.iter_events(), last_version, current)
     except _Rejected as rejection:
         await socket.close(code=rejection.code, reason=rejection.reason)
+    except (SQLAlchemyError, RedisError) as exc:
+        logger.error("socket closed, a backing service is unavailable: {}", exc)
+        with contextlib.suppress(*_DISCONNECTED):
+            await socket.close(code=CLOSE_UNAVAILABLE, reason="service unavailable")
     except _DISCONNECTED:
         pass
 
@@ -113,7 +120,8 @@ class _Session:
 
     async def run(self, live: Any, last_version: int | None, current: int) -> None:
         delivery = EventDelivery(
-            DeliveryCursor(current if last_version is None else last_version),
+            # Version 1 is a new deck's and has no event: after 0 comes 2, as after 1.
+            DeliveryCursor(current if last_version is None else max(last_version, 1)),
             history=lambda version, limit: self._decks.history(self._deck_id, version, limit),
             send=self._send_event,
         )
