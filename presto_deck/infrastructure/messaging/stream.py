@@ -178,7 +178,8 @@ class StreamFanout:
     async def _dead_letter(self, entry_id: Any, fields: dict[bytes, bytes], reason: str) -> None:
         logger.error("dead-lettering stream entry {}: {}", entry_id, reason)
         record: dict[Any, Any] = dict(fields)
-        record.update({b"reason": reason.encode(), b"entry_id": str(entry_id).encode()})
+        entry = entry_id if isinstance(entry_id, bytes) else str(entry_id).encode()
+        record.update({b"reason": reason.encode(), b"entry_id": entry})
         async with self._redis.pipeline(transaction=True) as pipe:
             pipe.xadd(
                 keys.DEAD_LETTER_STREAM,

@@ -1,0 +1,206 @@
+"""A deck written by an LLM through the real arq worker, with a fake OpenAI-compatible server:
+a model that keeps failing ends the deck as FAILED, never stuck; a working one completes it with
+sanitized slides (SPEC §8, §9)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from typing import Any
+
+import msgspec
+import pytest
+import stamina
+
+from presto_deck.settings import Settings
+from tests.support.client import DeckClient, assert_contiguous
+from tests.support.fake_openai import FakeOpenAI, hang, ok, status
+from tests.support.running import running_worker
+
+API_KEY = "test-key"
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+class HostileOpenAI(FakeOpenAI):
+    """A model whose slides carry scripts, event handlers and javascript: URLs."""
+
+    @staticmethod
+    def _content(name: str | None, slides: int) -> dict[str, Any]:
+        content = FakeOpenAI._content(name, slides)
+        if name == "SlideContent":
+            content["bullets"] = [
+                "first <strong>point</strong>",
+                "<script>alert('bullet')</script>second point",
+                '<img src="x" onerror="alert(1)">third point',
+                '<a href="javascript:alert(2)">a link</a>',
+            ]
+            content["body"] = '<iframe src="https://evil.example"></iframe><em>body</em>'
+            content["layout"] = "text"
+        return content
+
+
+@pytest.fixture(autouse=True)
+def _no_backoff() -> Iterator[None]:
+    # Backoff waits become zero; cap=True keeps each writer's own max_attempts.
+    with stamina.set_testing(True, attempts=100, cap=True):
+        yield
+
+
+@pytest.fixture
+def fake_openai() -> Iterator[FakeOpenAI]:
+    # A fresh server (so a fresh base URL) per test: langchain-openai caches one HTTP client per
+    # base URL per process, and its connections belong to the event loop that opened them.
+    with FakeOpenAI(plan_slides=3) as server:
+        yield server
+
+
+def llm_settings(settings: Settings, server: FakeOpenAI, **overrides: Any) -> Settings:
+    llm: dict[str, Any] = {
+        "llm_model": "openai:fake-model",
+        "llm_base_url": server.base_url,
+        "llm_api_key": API_KEY,
+        "llm_max_attempts": 2,
+        "llm_timeout_seconds": 2.0,
+    }
+    return msgspec.structs.replace(settings, **(llm | overrides))
+
+
+async def events(client: DeckClient, deck_id: str) -> list[dict[str, Any]]:
+    response = await client.http.get(f"/api/v1/decks/{deck_id}/events")
+    assert response.status_code == 200, response.text
+    return list(response.json())
+
+
+# -- failures --------------------------------------------------------------------------------------
+
+
+async def test_a_model_that_fails_every_call_ends_the_deck_as_failed(
+    alice: DeckClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    fake_openai.script(*[status(500)] * 10)
+
+    async with running_worker(llm_settings(settings, fake_openai)):
+        deck_id = await alice.create(slide_count=3)
+        deck = await alice.wait_for_status(deck_id, "FAILED", "COMPLETED", timeout=20)
+
+    assert deck["status"] == "FAILED"
+    history = await events(alice, deck_id)
+    assert_contiguous(history, first=2)
+    assert [event["event_type"] for event in history] == ["DeckStarted", "DeckFailed"]
+    error = history[-1]["payload"]["error"]
+    assert "plan" in error
+    assert "2 attempt" in error
+    assert "500" in error
+    assert deck["version"] == history[-1]["version"]
+    assert deck["slides"] == []
+    assert len(fake_openai.requests) == 2  # llm_max_attempts, and no retry by the client itself
+
+
+async def test_a_model_that_fails_mid_deck_keeps_the_slides_written_so_far(
+    alice: DeckClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    fake_openai.script(ok(), ok(), status(503), status(503))  # plan, slide 1, then slide 2 fails
+
+    async with running_worker(llm_settings(settings, fake_openai)):
+        deck_id = await alice.create(slide_count=3)
+        deck = await alice.wait_for_status(deck_id, "FAILED", "COMPLETED", timeout=20)
+
+    assert deck["status"] == "FAILED"
+    history = await events(alice, deck_id)
+    assert_contiguous(history, first=2)
+    assert [event["event_type"] for event in history] == [
+        "DeckStarted",
+        "PlanUpdated",
+        "SlideAdded",
+        "DeckFailed",
+    ]
+    assert "write slide 2" in history[-1]["payload"]["error"]
+    assert [slide["order"] for slide in deck["slides"]] == [1]
+
+
+async def test_a_model_that_never_answers_ends_the_deck_as_failed_after_its_timeouts(
+    alice: DeckClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    fake_openai.script(hang(30), hang(30))
+    custom = llm_settings(settings, fake_openai, llm_timeout_seconds=0.5)
+
+    async with running_worker(custom):
+        deck_id = await alice.create(slide_count=3)
+        deck = await alice.wait_for_status(deck_id, "FAILED", "COMPLETED", timeout=20)
+
+    assert deck["status"] == "FAILED"
+    history = await events(alice, deck_id)
+    assert [event["event_type"] for event in history] == ["DeckStarted", "DeckFailed"]
+    assert "no answer within 0.5 s" in history[-1]["payload"]["error"]
+    assert len(fake_openai.requests) == 2
+
+
+async def test_the_failure_reported_in_the_event_never_shows_the_api_key(
+    alice: DeckClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    fake_openai.script(*[status(500, f"Incorrect API key provided: {API_KEY}")] * 2)
+
+    async with running_worker(llm_settings(settings, fake_openai)):
+        deck_id = await alice.create(slide_count=3)
+        await alice.wait_for_status(deck_id, "FAILED", "COMPLETED", timeout=20)
+
+    history = await events(alice, deck_id)
+    error = history[-1]["payload"]["error"]
+    assert history[-1]["event_type"] == "DeckFailed"
+    assert API_KEY not in error
+    assert "***" in error
+
+
+# -- success ---------------------------------------------------------------------------------------
+
+
+async def test_a_working_model_completes_the_deck_through_the_worker(
+    alice: DeckClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    fake_openai.script(status(500))  # one transient error on the way is retried
+
+    async with running_worker(llm_settings(settings, fake_openai)):
+        deck_id = await alice.create("Why cats rule the internet", slide_count=3)
+        deck = await alice.wait_for_status(deck_id, "COMPLETED", "FAILED", timeout=20)
+
+    assert deck["status"] == "COMPLETED"
+    assert deck["title"] == "A fake deck"
+    assert [outline["title"] for outline in deck["deck_plan"]["slides"]] == [
+        "Slide 1",
+        "Slide 2",
+        "Slide 3",
+    ]
+    history = await events(alice, deck_id)
+    assert_contiguous(history, first=2)
+    assert [event["event_type"] for event in history] == (
+        ["DeckStarted", "PlanUpdated"] + ["SlideAdded"] * 3 + ["DeckCompleted"]
+    )
+    assert [slide["order"] for slide in deck["slides"]] == [1, 2, 3]
+    for slide in deck["slides"]:
+        assert "A written slide" in slide["html_content"]
+        assert "<strong>point</strong>" in slide["html_content"]
+        assert slide["presenter_notes"] == "Say something useful here."
+    schemas = [request.requested_schema for request in fake_openai.requests]
+    assert schemas == ["DeckPlan", "DeckPlan"] + ["SlideContent"] * 3
+
+
+async def test_hostile_model_output_is_sanitized_before_it_is_stored(
+    alice: DeckClient, settings: Settings
+) -> None:
+    with HostileOpenAI(plan_slides=2) as server:
+        async with running_worker(llm_settings(settings, server)):
+            deck_id = await alice.create(slide_count=2)
+            deck = await alice.wait_for_status(deck_id, "COMPLETED", "FAILED", timeout=20)
+
+    assert deck["status"] == "COMPLETED"
+    history = await events(alice, deck_id)
+    streamed = [e["payload"]["html_content"] for e in history if e["event_type"] == "SlideAdded"]
+    stored = [slide["html_content"] for slide in deck["slides"]]
+    assert streamed == stored
+    for html in stored:
+        lowered = html.lower()
+        for forbidden in ("<script", "onerror", "javascript:", "<iframe", "<img"):
+            assert forbidden not in lowered, (forbidden, html)
+        assert "<strong>point</strong>" in html
+        assert "<em>body</em>" in html
+        assert "second point" in html

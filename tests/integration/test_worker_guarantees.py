@@ -1,0 +1,467 @@
+"""What the worker guarantees (SPEC §8) on the real PostgreSQL, Redis and arq worker: versions
+without a gap, idempotent jobs, nothing lost when a worker dies, no deck left behind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import time
+from collections.abc import AsyncIterator
+from datetime import datetime, timedelta
+from html import escape
+from typing import Any
+from uuid import UUID
+
+import msgspec
+import pytest
+import sqlalchemy as sa
+from arq.constants import in_progress_key_prefix, retry_key_prefix
+from sqlalchemy.exc import IntegrityError
+
+from presto_deck.application.generation import DeckGenerator
+from presto_deck.application.publishing import EventPublishing
+from presto_deck.bootstrap import Container, build_container
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
+from presto_deck.domain.deck import DeckStatus
+from presto_deck.domain.events import utc_now
+from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork
+from presto_deck.infrastructure.messaging import keys
+from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelFlags
+from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
+from presto_deck.infrastructure.writers.offline import OfflineWriter
+from presto_deck.infrastructure.writers.rendering import ThemeRenderer
+from presto_deck.settings import Settings
+from presto_deck.worker import build_worker, stop_gracefully
+from tests.support.client import eventually
+from tests.support.running import running_worker
+
+# -- helpers ---------------------------------------------------------------------------------------
+
+
+class HeldWriter:
+    """The offline writer, held while planning or before slide ``hold_slide`` until released.
+
+    ``retitle`` makes its plans differ from the offline writer's, as two calls to an LLM would.
+    """
+
+    name = "held-offline"
+
+    def __init__(
+        self,
+        *,
+        hold_plan: bool = False,
+        hold_slide: int | None = None,
+        retitle: str = "",
+        slide_delay_ms: int = 0,
+    ) -> None:
+        self._offline = OfflineWriter(slide_delay_ms=slide_delay_ms)
+        self._hold_plan = hold_plan
+        self._hold_slide = hold_slide
+        self._retitle = retitle
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def plan(self, brief: DeckBrief) -> DeckPlan:
+        if self._hold_plan:
+            await self._hold()
+        plan = await self._offline.plan(brief)
+        if not self._retitle:
+            return plan
+        slides = [
+            msgspec.structs.replace(slide, title=self._retitle + slide.title)
+            for slide in plan.slides
+        ]
+        return msgspec.structs.replace(plan, slides=slides)
+
+    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+        if index == self._hold_slide:
+            await self._hold()
+        return await self._offline.write_slide(brief, plan, index)
+
+    async def _hold(self) -> None:
+        self.held.set()
+        await self.release.wait()
+
+
+def generator_for(container: Container, writer: Any, worker_id: str) -> DeckGenerator:
+    """A generator wired as bootstrap wires it, with our own writer and worker id."""
+    settings = container.settings
+
+    def uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(container.engine)
+
+    publisher = RedisStreamPublisher(container.redis, settings.stream_maxlen)
+    return DeckGenerator(
+        uow=uow,
+        writer=writer,
+        renderer=ThemeRenderer(),
+        publishing=EventPublishing(uow, publisher, utc_now),
+        cancel_flags=RedisCancelFlags(container.redis),
+        clock=utc_now,
+        worker_id=worker_id,
+        lease_seconds=settings.worker_lease_seconds,
+    )
+
+
+async def rows(container: Container, query: str, **params: Any) -> list[Any]:
+    async with container.engine.connect() as conn:
+        return list((await conn.execute(sa.text(query), params)).all())
+
+
+async def execute(container: Container, query: str, **params: Any) -> None:
+    async with container.engine.begin() as conn:
+        await conn.execute(sa.text(query), params)
+
+
+async def deck_row(container: Container, deck_id: UUID) -> Any:
+    [row] = await rows(container, "SELECT * FROM decks WHERE id = :id", id=deck_id)
+    return row
+
+
+async def status_of(container: Container, deck_id: UUID) -> str:
+    return str((await deck_row(container, deck_id)).status)
+
+
+async def wait_for_status(
+    container: Container, deck_id: UUID, status: DeckStatus, timeout: float = 20
+) -> None:
+    async def reached() -> bool:
+        return await status_of(container, deck_id) == status.value
+
+    await eventually(reached, timeout)
+
+
+async def job_finished(container: Container, deck_id: UUID) -> bool:
+    """Whether arq has no job of the deck queued or running."""
+    job_id = keys.generation_job_id(deck_id)
+    queued = await container.redis.zscore(keys.QUEUE, job_id)
+    running = await container.redis.exists(in_progress_key_prefix + job_id)
+    return queued is None and not running
+
+
+async def new_deck(
+    container: Container, slide_count: int, prompt: str = "The history of tea"
+) -> UUID:
+    deck = await container.decks.create("alice", DeckBrief(prompt=prompt, slide_count=slide_count))
+    return deck.id
+
+
+async def assert_generated_once(container: Container, deck_id: UUID, slide_count: int) -> None:
+    """Events 2, 3, … with no gap or repeat; each slide exactly once; decks.version is the last."""
+    events = await rows(
+        container,
+        "SELECT version, event_type, payload FROM deck_events WHERE deck_id = :id ORDER BY version",
+        id=deck_id,
+    )
+    versions = [event.version for event in events]
+    assert versions == list(range(2, 2 + len(events))), versions
+    types = [event.event_type for event in events]
+    assert types == ["DeckStarted", "PlanUpdated"] + ["SlideAdded"] * slide_count + [
+        "DeckCompleted"
+    ]
+    deck = await deck_row(container, deck_id)
+    assert deck.status == "COMPLETED"
+    assert deck.version == versions[-1]
+    assert deck.lease_owner is None
+    slides = await rows(
+        container,
+        "SELECT id, slide_order FROM slides WHERE deck_id = :id ORDER BY slide_order",
+        id=deck_id,
+    )
+    assert [slide.slide_order for slide in slides] == list(range(1, slide_count + 1))
+    added = [event.payload["slide_id"] for event in events if event.event_type == "SlideAdded"]
+    assert added == [str(slide.id) for slide in slides]
+
+
+@pytest.fixture
+async def container(settings: Settings) -> AsyncIterator[Container]:
+    built = build_container(settings)
+    yield built
+    await built.close()
+
+
+# -- versions --------------------------------------------------------------------------------------
+
+
+async def test_versions_run_from_two_without_a_gap_and_the_deck_version_is_the_last_event(
+    settings: Settings, container: Container
+) -> None:
+    sizes = [1, 3, 6]
+    async with running_worker(settings):
+        deck_ids = [await new_deck(container, size, f"Deck number {size}") for size in sizes]
+        for deck_id in deck_ids:
+            await wait_for_status(container, deck_id, DeckStatus.COMPLETED)
+
+    for deck_id, size in zip(deck_ids, sizes, strict=True):
+        await assert_generated_once(container, deck_id, size)
+    totals = await rows(
+        container,
+        "SELECT d.id, d.version, max(e.version) AS last, count(e.*) AS n, min(e.version) AS first"
+        " FROM decks d JOIN deck_events e ON e.deck_id = d.id GROUP BY d.id, d.version",
+    )
+    assert len(totals) == len(sizes)
+    for deck in totals:
+        assert deck.first == 2
+        assert deck.version == deck.last == deck.n + 1
+
+
+async def test_the_event_log_refuses_a_second_event_with_the_same_version(
+    settings: Settings, container: Container
+) -> None:
+    deck_id = await new_deck(container, 1)
+    assert await container.generator.generate(deck_id) is DeckStatus.COMPLETED
+
+    with pytest.raises(IntegrityError, match="uq_deck_events_deck_version"):
+        await execute(
+            container,
+            "INSERT INTO deck_events (deck_id, version, event_type, payload)"
+            " VALUES (:id, 2, 'DeckStarted', '{}')",
+            id=deck_id,
+        )
+
+
+# -- idempotent jobs -------------------------------------------------------------------------------
+
+
+async def test_enqueuing_the_same_deck_several_times_makes_one_job(
+    settings: Settings, container: Container
+) -> None:
+    deck_id = await new_deck(container, 3)  # creating it queued the first job
+    queue = ArqJobQueue(container.redis)
+
+    await asyncio.gather(*(queue.enqueue_generation(deck_id) for _ in range(5)))
+    await queue.enqueue_generation(deck_id)
+
+    assert await container.redis.zrange(keys.QUEUE, 0, -1) == [
+        keys.generation_job_id(deck_id).encode()
+    ]
+    async with running_worker(settings):
+        await wait_for_status(container, deck_id, DeckStatus.COMPLETED)
+        await eventually(lambda: job_finished(container, deck_id))
+    await assert_generated_once(container, deck_id, 3)
+
+
+async def test_two_runs_of_one_deck_at_the_same_time_write_each_slide_and_event_once(
+    container: Container,
+) -> None:
+    deck_ids = [await new_deck(container, 5, f"Concurrent deck {n}") for n in range(3)]
+    # Two workers, each with a slight pause per slide so that their steps interleave.
+    first = generator_for(container, OfflineWriter(slide_delay_ms=5), "worker-one")
+    second = generator_for(container, OfflineWriter(slide_delay_ms=5), "worker-two")
+
+    statuses = await asyncio.gather(
+        *(gen.generate(deck_id) for deck_id in deck_ids for gen in (first, second, first))
+    )
+
+    assert set(statuses) == {DeckStatus.COMPLETED}
+    for deck_id in deck_ids:
+        await assert_generated_once(container, deck_id, 5)
+
+
+async def test_running_a_finished_deck_again_changes_nothing(container: Container) -> None:
+    deck_id = await new_deck(container, 4)
+    assert await container.generator.generate(deck_id) is DeckStatus.COMPLETED
+    before = await deck_row(container, deck_id)
+
+    assert await container.generator.generate(deck_id) is DeckStatus.COMPLETED
+    other = generator_for(container, OfflineWriter(slide_delay_ms=0), "another-worker")
+    assert await other.generate(deck_id) is DeckStatus.COMPLETED
+
+    assert await deck_row(container, deck_id) == before
+    await assert_generated_once(container, deck_id, 4)
+
+
+async def test_a_redelivered_job_for_a_completed_deck_does_nothing(
+    settings: Settings, container: Container
+) -> None:
+    deck_id = await new_deck(container, 3)  # its job stays queued: no worker runs yet
+    assert await container.generator.generate(deck_id) is DeckStatus.COMPLETED
+    before = await deck_row(container, deck_id)
+    assert not await job_finished(container, deck_id)
+
+    async with running_worker(settings):
+        await eventually(lambda: job_finished(container, deck_id))
+
+    assert await deck_row(container, deck_id) == before
+    await assert_generated_once(container, deck_id, 3)
+
+
+async def test_a_duplicate_run_that_lost_the_planning_race_writes_the_stored_plan(
+    container: Container,
+) -> None:
+    deck_id = await new_deck(container, 3)
+    # The late run asks its model for a plan while the first run's plan gets stored; two calls
+    # to an LLM give two different plans.
+    late_writer = HeldWriter(hold_plan=True, retitle="Second take: ")
+    first_writer = HeldWriter(hold_slide=0)
+    late = asyncio.create_task(generator_for(container, late_writer, "late").generate(deck_id))
+    await asyncio.wait_for(late_writer.held.wait(), 10)
+    first = asyncio.create_task(generator_for(container, first_writer, "first").generate(deck_id))
+    await asyncio.wait_for(first_writer.held.wait(), 10)  # its plan is stored
+
+    late_writer.release.set()
+    first_writer.release.set()
+    assert set(await asyncio.gather(late, first)) == {DeckStatus.COMPLETED}
+
+    await assert_generated_once(container, deck_id, 3)
+    deck = await deck_row(container, deck_id)
+    slides = await rows(
+        container,
+        "SELECT html_content FROM slides WHERE deck_id = :id ORDER BY slide_order",
+        id=deck_id,
+    )
+    for outline, slide in zip(deck.deck_plan["slides"], slides, strict=True):
+        assert escape(outline["title"], quote=False) in slide.html_content
+        assert "Second take" not in slide.html_content
+
+
+class CrashingWriter(HeldWriter):
+    """A writer with a bug: slide ``crash_at`` raises something that is not a WriterError."""
+
+    def __init__(self, crash_at: int) -> None:
+        super().__init__()
+        self._crash_at = crash_at
+
+    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+        if index == self._crash_at:
+            raise KeyError("layout")
+        return await super().write_slide(brief, plan, index)
+
+
+async def test_a_writer_that_crashes_fails_the_deck_instead_of_leaving_it_to_the_sweep(
+    container: Container,
+) -> None:
+    deck_id = await new_deck(container, 4)
+
+    status = await generator_for(container, CrashingWriter(crash_at=2), "w").generate(deck_id)
+
+    assert status is DeckStatus.FAILED
+    events = await rows(
+        container,
+        "SELECT version, event_type, payload FROM deck_events WHERE deck_id = :id ORDER BY version",
+        id=deck_id,
+    )
+    assert [event.version for event in events] == [2, 3, 4, 5, 6]
+    assert [event.event_type for event in events][-1] == "DeckFailed"
+    assert "KeyError" in events[-1].payload["error"]
+    deck = await deck_row(container, deck_id)
+    assert (deck.status, deck.version, deck.lease_owner) == ("FAILED", 6, None)
+    assert (await container.recovery.sweep()).requeued == 0
+
+
+# -- a dead worker loses nothing ------------------------------------------------------------------
+
+
+async def kill_mid_deck(container: Container, deck_id: UUID, writer: HeldWriter) -> None:
+    """Leave the deck as a worker killed with kill -9 inside ``writer`` would leave it."""
+    doomed = asyncio.create_task(generator_for(container, writer, "doomed").generate(deck_id))
+    await asyncio.wait_for(writer.held.wait(), 10)
+    doomed.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await doomed
+    # What kill -9 leaves behind: its lease in PostgreSQL, about to lapse, and its arq job
+    # "in progress" for the job timeout plus 10 s.
+    await execute(
+        container,
+        "UPDATE decks SET lease_owner = 'doomed',"
+        " lease_expires_at = now() + interval '1 second' WHERE id = :id",
+        id=deck_id,
+    )
+    job_id = keys.generation_job_id(deck_id)
+    await container.redis.set(in_progress_key_prefix + job_id, b"1", px=3610_000)
+    await container.redis.incr(retry_key_prefix + job_id)
+
+
+@pytest.mark.parametrize(
+    ("stage", "writer_kwargs", "slides_before"),
+    [
+        pytest.param("PLANNING", {"hold_plan": True}, 0, id="while-planning"),
+        pytest.param("GENERATING", {"hold_slide": 3}, 3, id="after-slide-3"),
+    ],
+)
+async def test_a_deck_whose_worker_died_mid_deck_is_finished_by_another_worker(
+    settings: Settings,
+    container: Container,
+    stage: str,
+    writer_kwargs: dict[str, Any],
+    slides_before: int,
+) -> None:
+    deck_id = await new_deck(container, 6)  # queued as arq job generate:<deck_id>
+    await kill_mid_deck(container, deck_id, HeldWriter(**writer_kwargs))
+    assert await status_of(container, deck_id) == stage
+    kept = await rows(
+        container, "SELECT id FROM slides WHERE deck_id = :id ORDER BY slide_order", id=deck_id
+    )
+    assert len(kept) == slides_before
+
+    started = time.monotonic()
+    async with running_worker(settings):
+        await wait_for_status(container, deck_id, DeckStatus.COMPLETED, timeout=30)
+    took = time.monotonic() - started
+
+    assert took < 15, f"recovery took {took:.1f}s with a 2s lease"
+    await assert_generated_once(container, deck_id, 6)
+    after = await rows(
+        container, "SELECT id FROM slides WHERE deck_id = :id ORDER BY slide_order", id=deck_id
+    )
+    assert after[:slides_before] == kept  # continued after the committed slides, not rewritten
+
+
+async def test_a_worker_stopped_mid_deck_leaves_it_for_the_next_worker(
+    settings: Settings, container: Container
+) -> None:
+    deck_id = await new_deck(container, 5)
+    stopping = build_container(settings)
+    writer = HeldWriter(hold_slide=2)
+    stopping.generator = generator_for(stopping, writer, stopping.worker_id)
+    worker = build_worker(stopping, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        await asyncio.wait_for(writer.held.wait(), 10)
+        await stop_gracefully(worker, task, grace=0.1)  # a deploy that would not wait
+    finally:
+        writer.release.set()
+        await stopping.close()
+    assert await status_of(container, deck_id) == "GENERATING"
+
+    async with running_worker(settings):
+        await wait_for_status(container, deck_id, DeckStatus.COMPLETED, timeout=20)
+
+    await assert_generated_once(container, deck_id, 5)
+
+
+async def test_a_pending_deck_whose_job_was_lost_is_queued_again_and_completes(
+    settings: Settings, container: Container
+) -> None:
+    deck_id = await new_deck(container, 3)
+    await container.redis.flushdb()  # Redis restarted: the queue is gone, PostgreSQL is not
+
+    async with running_worker(settings):
+        await wait_for_status(container, deck_id, DeckStatus.COMPLETED, timeout=20)
+
+    await assert_generated_once(container, deck_id, 3)
+
+
+async def test_a_deck_whose_worker_is_alive_is_not_queued_again(container: Container) -> None:
+    deck_id = await new_deck(container, 3)
+    await container.redis.flushdb()
+    writer = HeldWriter(hold_slide=1)
+    alive = asyncio.create_task(generator_for(container, writer, "alive").generate(deck_id))
+    try:
+        await asyncio.wait_for(writer.held.wait(), 10)
+        first_deadline: datetime = (await deck_row(container, deck_id)).lease_expires_at
+
+        async def first_lease_lapsed() -> bool:
+            return utc_now() > first_deadline + timedelta(milliseconds=100)
+
+        await eventually(first_lease_lapsed, timeout=10)
+
+        report = await container.recovery.sweep()
+
+        assert report.requeued == 0
+        assert (await deck_row(container, deck_id)).lease_owner == "alive"
+        assert await container.redis.zcard(keys.QUEUE) == 0
+    finally:
+        writer.release.set()
+    assert await alive is DeckStatus.COMPLETED
+    await assert_generated_once(container, deck_id, 3)
