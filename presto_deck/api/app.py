@@ -27,6 +27,7 @@ from presto_deck.infrastructure.messaging.stream import StreamFanout
 #: Live events a slow socket may fall behind by before the oldest are dropped; a drop shows up
 #: as a version gap, which that socket backfills from PostgreSQL.
 _SUBSCRIBER_BACKLOG = 1000
+_SHUTDOWN_STEP_SECONDS = 3.0
 
 
 def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
@@ -62,11 +63,14 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
                 await stop_gracefully(worker, worker_task)
             for task in tasks:
                 task.cancel()
-            for task in tasks:
-                with contextlib.suppress(asyncio.CancelledError, Exception):
-                    await task
-            await container.close()
-            await pubsub_redis.aclose()
+            # Shutting down must not hang on a backing service: each wait is bounded.
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(_SHUTDOWN_STEP_SECONDS):
+                    await asyncio.gather(*tasks, return_exceptions=True)
+            for closing in (container.close(), pubsub_redis.aclose()):
+                with contextlib.suppress(TimeoutError, Exception):
+                    async with asyncio.timeout(_SHUTDOWN_STEP_SECONDS):
+                        await closing
 
     def provide(value: Any) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
