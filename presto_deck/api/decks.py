@@ -66,7 +66,7 @@ class DeckController(Controller):
         user_id: NamedDependency[str],
         decks: NamedDependency[DeckService],
     ) -> DeckResponse:
-        return DeckResponse.of(await decks.get(user_id, deck_id))
+        return DeckResponse.of_view(await decks.get(user_id, deck_id))
 
     @get("/{deck_id:uuid}/events", summary="Persisted events after a version, in order")
     async def list_events(

@@ -72,39 +72,32 @@ class DeckSummary(msgspec.Struct, kw_only=True):
 
     @classmethod
     def of(cls, deck: Deck) -> DeckSummary:
-        return cls(
-            id=deck.id,
-            title=deck.title,
-            status=deck.status,
-            version=deck.version,
-            created_at=deck.created_at,
-            updated_at=deck.updated_at,
-        )
+        return cls(**_summary_fields(deck))
 
 
-class DeckResponse(msgspec.Struct, kw_only=True):
-    id: UUID
-    title: str
-    status: DeckStatus
-    version: int
+class DeckResponse(DeckSummary, kw_only=True):
     deck_plan: dict[str, Any] | None
-    created_at: datetime
-    updated_at: datetime
     slides: list[SlideResponse]
 
     @classmethod
-    def of(cls, view: DeckView) -> DeckResponse:
+    def of_view(cls, view: DeckView) -> DeckResponse:
         deck = view.deck
         return cls(
-            id=deck.id,
-            title=deck.title,
-            status=deck.status,
-            version=deck.version,
+            **_summary_fields(deck),
             deck_plan=None if deck.plan is None else msgspec.to_builtins(deck.plan),
-            created_at=deck.created_at,
-            updated_at=deck.updated_at,
             slides=[SlideResponse.of(slide) for slide in view.slides],
         )
+
+
+def _summary_fields(deck: Deck) -> dict[str, Any]:
+    return {
+        "id": deck.id,
+        "title": deck.title,
+        "status": deck.status,
+        "version": deck.version,
+        "created_at": deck.created_at,
+        "updated_at": deck.updated_at,
+    }
 
 
 class DeckList(msgspec.Struct, kw_only=True):
