@@ -2,6 +2,9 @@
 #   docker run IMAGE serve --host 0.0.0.0        the API (add --with-worker for both in one)
 #   docker run IMAGE work                         the worker
 #   docker run IMAGE migrate                      bring the schema up to date
+#   docker run -p 8000:8000 -v presto:/data IMAGE dev --host 0.0.0.0
+#                                                 everything in one container: embedded
+#                                                 PostgreSQL and Redis, data in /data
 # Configure with PRESTO_* environment variables (see README).
 
 FROM python:3.11-slim AS build
@@ -21,10 +24,13 @@ COPY presto_deck ./presto_deck
 RUN uv sync --locked --no-dev
 
 FROM python:3.11-slim
-RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home presto
+RUN useradd --system --uid 10001 --user-group --home-dir /app --no-create-home presto \
+    && mkdir /data && chown presto:presto /data
 COPY --from=build --chown=root:root /app /app
 ENV PATH=/app/.venv/bin:$PATH \
-    PYTHONUNBUFFERED=1
+    PYTHONUNBUFFERED=1 \
+    XDG_DATA_HOME=/data
+VOLUME /data
 WORKDIR /app
 USER presto
 EXPOSE 8000

@@ -1,11 +1,16 @@
-"""The ``presto-deck`` command: serve, work, migrate and token."""
+"""The ``presto-deck`` command: serve, work, migrate, token, watch and dev."""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import os
+import secrets
+import signal
+import socket
 from pathlib import Path
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from types import FrameType
+from typing import TYPE_CHECKING, Annotated, Any, NoReturn
 
 import typer
 
@@ -61,13 +66,19 @@ def serve(
         create_app(build_container(settings), with_worker=with_worker),
         host=host,
         port=port,
-        log_config=None,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,  # small frames; deflate costs tens of KiB a socket
-        ws_max_size=64 * 1024,
-        timeout_graceful_shutdown=5,
-        server_header=False,
+        **_UVICORN_OPTIONS,
     )
+
+
+#: How ``serve`` and ``dev`` run uvicorn.
+_UVICORN_OPTIONS: dict[str, Any] = {
+    "log_config": None,
+    "ws": "websockets-sansio",
+    "ws_per_message_deflate": False,  # small frames; deflate costs tens of KiB a socket
+    "ws_max_size": 64 * 1024,
+    "timeout_graceful_shutdown": 5,
+    "server_header": False,
+}
 
 
 @app.command()
@@ -150,3 +161,133 @@ def watch(
         _fail(f"the server closed the socket: {exc}")
     except KeyboardInterrupt:
         pass
+
+
+#: Lifetime of the token ``dev`` prints: a developer's working month, not a production session.
+_DEV_TOKEN_TTL_SECONDS = 30 * 24 * 3600
+
+
+@app.command()
+def dev(
+    host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
+    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(
+            help="Where the embedded servers keep their data (default: the user's data dir)."
+        ),
+    ] = None,
+) -> None:
+    """Run everything on this machine, with embedded PostgreSQL and Redis unless URLs are set.
+
+    PRESTO_DATABASE_URL and PRESTO_REDIS_URL, when set, name servers to use instead; without
+    PRESTO_JWT_SECRET a secret is created once and kept in the data dir.
+    """
+    # uvicorn re-raises SIGTERM once it has shut down; the default action would kill us before
+    # the embedded servers are stopped, so turn it into the same unwinding as Ctrl-C.
+    signal.signal(signal.SIGTERM, _interrupt)
+    with contextlib.suppress(KeyboardInterrupt):
+        _run_dev(host, port, (data_dir or _default_data_dir()).resolve())
+
+
+def _run_dev(host: str, port: int, data_dir: Path) -> None:
+    from presto_deck.infrastructure.embedded import (
+        EmbeddedServerError,
+        embedded_postgres,
+        embedded_redis,
+        exclusive_data_dir,
+    )
+
+    with contextlib.ExitStack() as running:
+        try:
+            running.enter_context(exclusive_data_dir(data_dir))
+            database_url = _from_environment("PRESTO_DATABASE_URL") or running.enter_context(
+                embedded_postgres(data_dir / "postgres")
+            )
+            redis_url = _from_environment("PRESTO_REDIS_URL") or running.enter_context(
+                embedded_redis(data_dir / "redis")
+            )
+        except (EmbeddedServerError, OSError) as exc:  # OSError: e.g. a read-only data dir
+            _fail(str(exc))
+        explicit = _set_variables()
+        try:
+            settings = load_settings(
+                database_url=database_url,
+                redis_url=redis_url,
+                jwt_secret=None
+                if explicit & {"PRESTO_JWT_SECRET", "PRESTO_JWT_PUBLIC_KEY"}
+                else _dev_jwt_secret(data_dir),
+                log_format=None if "PRESTO_LOG_FORMAT" in explicit else "text",
+            )
+            settings.require_jwt_key()
+        except SettingsError as exc:
+            _fail(str(exc))
+        _serve_dev(settings, host, port, data_dir)
+
+
+def _serve_dev(settings: Settings, host: str, port: int, data_dir: Path) -> None:
+    from alembic import command
+
+    from presto_deck.api.auth import TokenVerifier
+    from presto_deck.infrastructure.observability.logging import configure_logging
+
+    configure_logging(settings.log_format, settings.log_level)
+    command.upgrade(migrations_config(settings.sqlalchemy_url), "head")
+
+    import uvicorn
+
+    from presto_deck.api.app import create_app
+    from presto_deck.bootstrap import build_container
+
+    token = (
+        TokenVerifier(settings).mint("dev", _DEV_TOKEN_TTL_SECONDS) if settings.jwt_secret else None
+    )
+    # A wildcard address is where we listen, not where a browser can go.
+    shown_host = {"0.0.0.0": "127.0.0.1", "::": "[::1]", "": "127.0.0.1"}.get(host, host)
+    if ":" in shown_host and not shown_host.startswith("["):
+        shown_host = f"[{shown_host}]"
+
+    class _AnnouncingServer(uvicorn.Server):
+        """Prints the address once the API really answers, so scripts can wait for the line."""
+
+        async def startup(self, sockets: list[socket.socket] | None = None) -> None:
+            await super().startup(sockets)
+            if self.should_exit:
+                return
+            typer.echo(f"Presto-Deck is running at http://{shown_host}:{port}/#token={token or ''}")
+            if token:
+                typer.echo(f"token (user 'dev', 30 days): {token}")
+            typer.echo(f"data: {data_dir}")
+            typer.echo("Press Ctrl-C to stop.")
+
+    app = create_app(build_container(settings), with_worker=True)
+    _AnnouncingServer(uvicorn.Config(app, host=host, port=port, **_UVICORN_OPTIONS)).run()
+
+
+def _default_data_dir() -> Path:
+    import platformdirs
+
+    return platformdirs.user_data_path("presto-deck")
+
+
+def _set_variables() -> set[str]:
+    """The ``PRESTO_*`` variables that are set (an empty one counts as unset, as in settings)."""
+    return {key for key, value in os.environ.items() if key.startswith("PRESTO_") and value.strip()}
+
+
+def _from_environment(name: str) -> str | None:
+    return os.environ.get(name, "").strip() or None
+
+
+def _dev_jwt_secret(data_dir: Path) -> str:
+    """The data dir's own HS256 secret, created on first use, so tokens survive a restart."""
+    path = data_dir / "jwt-secret"
+    with contextlib.suppress(FileExistsError):
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as file:
+            file.write(secrets.token_hex(32))
+    return path.read_text().strip()
+
+
+def _interrupt(signum: int, frame: FrameType | None) -> None:
+    raise KeyboardInterrupt
