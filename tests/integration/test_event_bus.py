@@ -12,24 +12,20 @@ from uuid import UUID, uuid4
 
 import msgspec
 import pytest
-import sqlalchemy as sa
 from redis.exceptions import ConnectionError as RedisConnectionError
 
-from presto_deck.application.generation import DeckGenerator
 from presto_deck.application.ports import PublishError
-from presto_deck.application.publishing import EventPublishing
 from presto_deck.bootstrap import Container, build_container
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.deck import DeckStatus
 from presto_deck.domain.events import Event, decode_event, encode_event, utc_now
-from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork
 from presto_deck.infrastructure.messaging import keys
-from presto_deck.infrastructure.messaging.queue import RedisCancelFlags
 from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher, StreamFanout
 from presto_deck.infrastructure.writers.offline import OfflineWriter
-from presto_deck.infrastructure.writers.rendering import ThemeRenderer
 from presto_deck.settings import Settings
 from tests.support.client import eventually
+from tests.support.database import execute, rows
+from tests.support.generation import generator_for
 from tests.support.running import running_worker
 
 STREAM = keys.EVENT_STREAM
@@ -81,6 +77,20 @@ async def dead_letters(container: Container) -> list[dict[bytes, bytes]]:
     return [fields for _, fields in await container.redis.xrange(keys.DEAD_LETTER_STREAM)]
 
 
+async def taken_and_abandoned(
+    container: Container, settings: Settings, deck_id: UUID, first: str, *others: str
+) -> bytes:
+    """Publish version 2 of the deck; consumer ``first`` reads its entry and each of ``others``
+    in turn claims it, all without acknowledging it. The entry's id."""
+    await RedisStreamPublisher(container.redis, settings.stream_maxlen).publish(
+        events_of(deck_id, 2)
+    )
+    [[_, [(entry_id, _fields)]]] = await container.redis.xreadgroup(GROUP, first, {STREAM: ">"})
+    for consumer in others:
+        await container.redis.xclaim(STREAM, GROUP, consumer, 0, [entry_id])
+    return bytes(entry_id)
+
+
 @contextlib.asynccontextmanager
 async def consuming(fanout: StreamFanout) -> AsyncIterator[asyncio.Task[None]]:
     task = asyncio.create_task(fanout.run())
@@ -92,17 +102,11 @@ async def consuming(fanout: StreamFanout) -> AsyncIterator[asyncio.Task[None]]:
             await task
 
 
-async def rows(container: Container, query: str, **params: Any) -> list[Any]:
-    async with container.engine.connect() as conn:
-        return list((await conn.execute(sa.text(query), params)).all())
-
-
 @pytest.fixture
-async def container(settings: Settings) -> AsyncIterator[Container]:
-    built = build_container(settings)
-    await built.redis.xgroup_create(STREAM, GROUP, id="$", mkstream=True)
-    yield built
-    await built.close()
+async def container(container: Container) -> Container:
+    """The shared container, with the API's consumer group on the event stream."""
+    await container.redis.xgroup_create(STREAM, GROUP, id="$", mkstream=True)
+    return container
 
 
 # -- the outbox ------------------------------------------------------------------------------------
@@ -113,18 +117,8 @@ async def test_events_committed_while_the_stream_was_down_are_relayed_by_the_wor
 ) -> None:
     deck = await container.decks.create("alice", DeckBrief(prompt="Outbox", slide_count=2))
 
-    def uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(container.engine)
-
-    cut_off = DeckGenerator(
-        uow=uow,
-        writer=OfflineWriter(slide_delay_ms=0),
-        renderer=ThemeRenderer(),
-        publishing=EventPublishing(uow, UnreachablePublisher(), utc_now),
-        cancel_flags=RedisCancelFlags(container.redis),
-        clock=utc_now,
-        worker_id="cut-off",
-        lease_seconds=settings.worker_lease_seconds,
+    cut_off = generator_for(
+        container, OfflineWriter(slide_delay_ms=0), "cut-off", publisher=UnreachablePublisher()
     )
     assert await cut_off.generate(deck.id) is DeckStatus.COMPLETED
     unpublished = "SELECT version FROM deck_events WHERE deck_id = :id AND published_at IS NULL"
@@ -154,14 +148,12 @@ async def test_an_event_marked_unpublished_is_published_again_by_the_sweep(
     deck = await container.decks.create("alice", DeckBrief(prompt="Lost entry", slide_count=1))
     assert await container.generator.generate(deck.id) is DeckStatus.COMPLETED
     await container.redis.delete(STREAM)  # the entry was lost with Redis
-    async with container.engine.begin() as conn:
-        await conn.execute(
-            sa.text(
-                "UPDATE deck_events SET published_at = NULL,"
-                " created_at = now() - interval '1 minute' WHERE deck_id = :id AND version = 4"
-            ),
-            {"id": deck.id},
-        )
+    await execute(
+        container,
+        "UPDATE deck_events SET published_at = NULL,"
+        " created_at = now() - interval '1 minute' WHERE deck_id = :id AND version = 4",
+        id=deck.id,
+    )
 
     report = await container.recovery.sweep()
 
@@ -283,13 +275,8 @@ async def test_an_entry_delivered_max_deliveries_times_is_dead_lettered_not_broa
     settings: Settings, container: Container
 ) -> None:
     deck_id = uuid4()
-    await RedisStreamPublisher(container.redis, settings.stream_maxlen).publish(
-        events_of(deck_id, 2)
-    )
     # Three instances in turn took the entry and died before acknowledging it.
-    [[_, [(entry_id, _fields)]]] = await container.redis.xreadgroup(GROUP, "dead-1", {STREAM: ">"})
-    for consumer in ("dead-2", "dead-3"):
-        await container.redis.xclaim(STREAM, GROUP, consumer, 0, [entry_id])
+    entry_id = await taken_and_abandoned(container, settings, deck_id, "dead-1", "dead-2", "dead-3")
     [pending] = await container.redis.xpending_range(STREAM, GROUP, "-", "+", 10)
     assert pending["times_delivered"] == 3
     saw = Broadcasts()
@@ -313,11 +300,7 @@ async def test_an_entry_delivered_fewer_times_than_the_limit_is_still_claimed(
     settings: Settings, container: Container
 ) -> None:
     deck_id = uuid4()
-    await RedisStreamPublisher(container.redis, settings.stream_maxlen).publish(
-        events_of(deck_id, 2)
-    )
-    [[_, [(entry_id, _fields)]]] = await container.redis.xreadgroup(GROUP, "dead-1", {STREAM: ">"})
-    await container.redis.xclaim(STREAM, GROUP, "dead-2", 0, [entry_id])
+    await taken_and_abandoned(container, settings, deck_id, "dead-1", "dead-2")
     saw = Broadcasts()
     fanout = StreamFanout(container.redis, saw, claim_idle_ms=50, max_deliveries=3)
 
@@ -340,15 +323,14 @@ async def test_the_stream_stays_bounded_by_the_configured_maxlen(settings: Setti
         published = bounded.stream_maxlen + 2 * node + 50
         deck = await container.decks.create("alice", DeckBrief(prompt="Bounded", slide_count=1))
         # A backlog of committed events, all relayed at once through the wired publisher.
-        async with container.engine.begin() as conn:
-            await conn.execute(
-                sa.text(
-                    "INSERT INTO deck_events (deck_id, version, event_type, payload, created_at)"
-                    " SELECT :id, v, 'SlidesReordered', '{\"slide_ids\": []}',"
-                    " now() - interval '1 minute' FROM generate_series(2, :last) AS v"
-                ),
-                {"id": deck.id, "last": published + 1},
-            )
+        await execute(
+            container,
+            "INSERT INTO deck_events (deck_id, version, event_type, payload, created_at)"
+            " SELECT :id, v, 'SlidesReordered', '{\"slide_ids\": []}',"
+            " now() - interval '1 minute' FROM generate_series(2, :last) AS v",
+            id=deck.id,
+            last=published + 1,
+        )
 
         assert (await container.recovery.sweep()).relayed == published
 

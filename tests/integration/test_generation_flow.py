@@ -2,15 +2,15 @@
 
 from __future__ import annotations
 
-from tests.support.client import DeckClient, assert_contiguous, is_terminal, receive_events
+from tests.support.client import DeckClient, assert_contiguous
+from tests.support.sockets import watch_from_start
 
 
 async def test_deck_streams_started_plan_each_slide_and_completed(
     alice: DeckClient, worker: None
 ) -> None:
     deck_id = await alice.create("Why tea matters", slide_count=4)
-    async with alice.socket(deck_id, last_version=1) as ws:
-        events = await receive_events(ws, is_terminal)
+    events = await watch_from_start(alice, deck_id)
 
     types = [event["event_type"] for event in events]
     assert types == ["DeckStarted", "PlanUpdated"] + ["SlideAdded"] * 4 + ["DeckCompleted"]

@@ -19,7 +19,8 @@ import pytest
 
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.settings import Settings
-from tests.support.client import DeckClient, Frame, assert_contiguous, is_terminal, receive_events
+from tests.support.client import DeckClient, assert_contiguous, is_terminal, receive_events
+from tests.support.deck_http import events_via_http
 from tests.support.running import RunningApi, running_worker
 from tests.support.tokens import BAD_TOKENS, nul_in_sub
 
@@ -72,14 +73,6 @@ async def queued_jobs(api: RunningApi) -> int:
     return int(await api.container.redis.zcard(keys.QUEUE))
 
 
-async def events_of(client: DeckClient, deck_id: str, after: int = 0) -> list[Frame]:
-    response = await client.http.get(
-        f"/api/v1/decks/{deck_id}/events", params={"after_version": after}
-    )
-    assert response.status_code == 200, response.text
-    return list(response.json())
-
-
 # -- creating and reading decks --------------------------------------------------------------------
 
 
@@ -112,7 +105,7 @@ async def test_a_new_deck_is_pending_at_version_1_with_no_plan_slides_or_events(
     )
     assert deck["title"] == "My own title"
     assert utc(deck["created_at"]) <= utc(deck["updated_at"])
-    assert await events_of(alice, deck_id) == []
+    assert await events_via_http(alice, deck_id) == []
 
 
 async def test_a_finished_deck_has_the_documented_shape_with_its_slides_in_order(
@@ -139,7 +132,9 @@ async def test_a_finished_deck_has_the_documented_shape_with_its_slides_in_order
         assert slide["presenter_notes"] is None or isinstance(slide["presenter_notes"], str)
         assert utc(slide["created_at"]) <= utc(slide["updated_at"])
     added = [
-        e["payload"] for e in await events_of(alice, deck_id) if e["event_type"] == "SlideAdded"
+        e["payload"]
+        for e in await events_via_http(alice, deck_id)
+        if e["event_type"] == "SlideAdded"
     ]
     assert [p["slide_id"] for p in added] == [slide["id"] for slide in slides]
     assert [p["html_content"] for p in added] == [slide["html_content"] for slide in slides]
@@ -151,7 +146,7 @@ async def test_events_after_a_version_are_the_persisted_events_in_order(
     deck_id = await alice.create("Tides", slide_count=2)
     final = (await alice.wait_for_status(deck_id, "COMPLETED"))["version"]
 
-    after = {n: await events_of(alice, deck_id, after=n) for n in range(final + 2)}
+    after = {n: await events_via_http(alice, deck_id, after=n) for n in range(final + 2)}
 
     everything = after[0]
     assert [e["event_type"] for e in everything] == [
@@ -350,7 +345,7 @@ async def test_cancel_during_generation_is_accepted_ends_with_deck_cancelled_and
     assert deck["version"] == events[-1]["version"]
     added = [e for e in events if e["event_type"] == "SlideAdded"]
     assert 1 <= len(deck["slides"]) == len(added) < 20
-    assert await events_of(alice, deck_id, after=deck["version"]) == []  # nothing after it
+    assert await events_via_http(alice, deck_id, after=deck["version"]) == []  # nothing after it
     again = await alice.http.post(f"/api/v1/decks/{deck_id}/cancel")
     assert again.status_code == 409
     assert is_json_error(again), again.text
@@ -370,7 +365,7 @@ async def test_cancel_of_a_pending_deck_cancels_it_at_once_and_a_second_cancel_i
     assert is_json_error(second), second.text
     deck = await alice.deck(deck_id)
     assert (deck["status"], deck["version"]) == ("CANCELLED", 2)
-    assert [e["event_type"] for e in await events_of(alice, deck_id)] == ["DeckCancelled"]
+    assert [e["event_type"] for e in await events_via_http(alice, deck_id)] == ["DeckCancelled"]
 
 
 async def test_cancel_of_a_completed_deck_is_409_and_changes_nothing(

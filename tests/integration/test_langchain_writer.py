@@ -5,11 +5,10 @@ from __future__ import annotations
 import logging
 import socket
 import time
-from collections.abc import Callable, Iterator
+from collections.abc import Callable
 from typing import Any
 
 import pytest
-import stamina
 
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideOutline
 from presto_deck.infrastructure.writers.langchain import (
@@ -19,10 +18,12 @@ from presto_deck.infrastructure.writers.langchain import (
     WriterError,
 )
 from tests.support.fake_openai import FakeOpenAI, garbage, hang, ok, status
+from tests.support.llm import API_KEY, PLAN_SLIDES
 
-API_KEY = "test-key"
+pytestmark = pytest.mark.usefixtures("no_backoff")
+
 MODES: list[StructuredOutput] = ["function_calling", "json_schema"]
-BRIEF = DeckBrief(prompt="Why cats rule the internet", slide_count=3, language="English")
+BRIEF = DeckBrief(prompt="Why cats rule the internet", slide_count=PLAN_SLIDES, language="English")
 PLAN = DeckPlan(
     title="Cats",
     summary="Why the internet loves cats.",
@@ -30,19 +31,6 @@ PLAN = DeckPlan(
 )
 
 WriterFactory = Callable[..., LangChainWriter]
-
-
-@pytest.fixture(autouse=True)
-def _no_backoff() -> Iterator[None]:
-    # Test mode makes every backoff zero; cap=True keeps each writer's own max_attempts.
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    with FakeOpenAI(plan_slides=BRIEF.slide_count) as server:
-        yield server
 
 
 @pytest.fixture

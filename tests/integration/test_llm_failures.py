@@ -4,19 +4,19 @@ sanitized slides (SPEC §8, §9)."""
 
 from __future__ import annotations
 
-from collections.abc import Iterator
 from typing import Any
 
 import msgspec
 import pytest
-import stamina
 
 from presto_deck.settings import Settings
 from tests.support.client import DeckClient, assert_contiguous
+from tests.support.deck_http import events_via_http
 from tests.support.fake_openai import FakeOpenAI, hang, ok, status
+from tests.support.llm import API_KEY
 from tests.support.running import running_worker
 
-API_KEY = "test-key"
+pytestmark = pytest.mark.usefixtures("no_backoff")
 
 # -- helpers ---------------------------------------------------------------------------------------
 
@@ -39,21 +39,6 @@ class HostileOpenAI(FakeOpenAI):
         return content
 
 
-@pytest.fixture(autouse=True)
-def _no_backoff() -> Iterator[None]:
-    # Backoff waits become zero; cap=True keeps each writer's own max_attempts.
-    with stamina.set_testing(True, attempts=100, cap=True):
-        yield
-
-
-@pytest.fixture
-def fake_openai() -> Iterator[FakeOpenAI]:
-    # A fresh server (so a fresh base URL) per test: langchain-openai caches one HTTP client per
-    # base URL per process, and its connections belong to the event loop that opened them.
-    with FakeOpenAI(plan_slides=3) as server:
-        yield server
-
-
 def llm_settings(settings: Settings, server: FakeOpenAI, **overrides: Any) -> Settings:
     llm: dict[str, Any] = {
         "llm_model": "openai:fake-model",
@@ -65,10 +50,20 @@ def llm_settings(settings: Settings, server: FakeOpenAI, **overrides: Any) -> Se
     return msgspec.structs.replace(settings, **(llm | overrides))
 
 
-async def events(client: DeckClient, deck_id: str) -> list[dict[str, Any]]:
-    response = await client.http.get(f"/api/v1/decks/{deck_id}/events")
-    assert response.status_code == 200, response.text
-    return list(response.json())
+async def written_deck(
+    alice: DeckClient,
+    settings: Settings,
+    server: FakeOpenAI,
+    *args: str,
+    slide_count: int = 3,
+    **overrides: Any,
+) -> tuple[str, dict[str, Any]]:
+    """Create a deck (``args``: its prompt) and let a worker writing with ``server``'s model run
+    until the deck has COMPLETED or FAILED; its id and that last state."""
+    async with running_worker(llm_settings(settings, server, **overrides)):
+        deck_id = await alice.create(*args, slide_count=slide_count)
+        deck = await alice.wait_for_status(deck_id, "FAILED", "COMPLETED", timeout=20)
+    return deck_id, deck
 
 
 # -- failures --------------------------------------------------------------------------------------
@@ -79,12 +74,10 @@ async def test_a_model_that_fails_every_call_ends_the_deck_as_failed(
 ) -> None:
     fake_openai.script(*[status(500)] * 10)
 
-    async with running_worker(llm_settings(settings, fake_openai)):
-        deck_id = await alice.create(slide_count=3)
-        deck = await alice.wait_for_status(deck_id, "FAILED", "COMPLETED", timeout=20)
+    deck_id, deck = await written_deck(alice, settings, fake_openai)
 
     assert deck["status"] == "FAILED"
-    history = await events(alice, deck_id)
+    history = await events_via_http(alice, deck_id)
     assert_contiguous(history, first=2)
     assert [event["event_type"] for event in history] == ["DeckStarted", "DeckFailed"]
     error = history[-1]["payload"]["error"]
@@ -101,12 +94,10 @@ async def test_a_model_that_fails_mid_deck_keeps_the_slides_written_so_far(
 ) -> None:
     fake_openai.script(ok(), ok(), status(503), status(503))  # plan, slide 1, then slide 2 fails
 
-    async with running_worker(llm_settings(settings, fake_openai)):
-        deck_id = await alice.create(slide_count=3)
-        deck = await alice.wait_for_status(deck_id, "FAILED", "COMPLETED", timeout=20)
+    deck_id, deck = await written_deck(alice, settings, fake_openai)
 
     assert deck["status"] == "FAILED"
-    history = await events(alice, deck_id)
+    history = await events_via_http(alice, deck_id)
     assert_contiguous(history, first=2)
     assert [event["event_type"] for event in history] == [
         "DeckStarted",
@@ -122,14 +113,11 @@ async def test_a_model_that_never_answers_ends_the_deck_as_failed_after_its_time
     alice: DeckClient, fake_openai: FakeOpenAI, settings: Settings
 ) -> None:
     fake_openai.script(hang(30), hang(30))
-    custom = llm_settings(settings, fake_openai, llm_timeout_seconds=0.5)
 
-    async with running_worker(custom):
-        deck_id = await alice.create(slide_count=3)
-        deck = await alice.wait_for_status(deck_id, "FAILED", "COMPLETED", timeout=20)
+    deck_id, deck = await written_deck(alice, settings, fake_openai, llm_timeout_seconds=0.5)
 
     assert deck["status"] == "FAILED"
-    history = await events(alice, deck_id)
+    history = await events_via_http(alice, deck_id)
     assert [event["event_type"] for event in history] == ["DeckStarted", "DeckFailed"]
     assert "no answer within 0.5 s" in history[-1]["payload"]["error"]
     assert len(fake_openai.requests) == 2
@@ -140,11 +128,9 @@ async def test_the_failure_reported_in_the_event_never_shows_the_api_key(
 ) -> None:
     fake_openai.script(*[status(500, f"Incorrect API key provided: {API_KEY}")] * 2)
 
-    async with running_worker(llm_settings(settings, fake_openai)):
-        deck_id = await alice.create(slide_count=3)
-        await alice.wait_for_status(deck_id, "FAILED", "COMPLETED", timeout=20)
+    deck_id, _ = await written_deck(alice, settings, fake_openai)
 
-    history = await events(alice, deck_id)
+    history = await events_via_http(alice, deck_id)
     error = history[-1]["payload"]["error"]
     assert history[-1]["event_type"] == "DeckFailed"
     assert API_KEY not in error
@@ -159,9 +145,7 @@ async def test_a_working_model_completes_the_deck_through_the_worker(
 ) -> None:
     fake_openai.script(status(500))  # one transient error on the way is retried
 
-    async with running_worker(llm_settings(settings, fake_openai)):
-        deck_id = await alice.create("Why cats rule the internet", slide_count=3)
-        deck = await alice.wait_for_status(deck_id, "COMPLETED", "FAILED", timeout=20)
+    deck_id, deck = await written_deck(alice, settings, fake_openai, "Why cats rule the internet")
 
     assert deck["status"] == "COMPLETED"
     assert deck["title"] == "A fake deck"
@@ -170,7 +154,7 @@ async def test_a_working_model_completes_the_deck_through_the_worker(
         "Slide 2",
         "Slide 3",
     ]
-    history = await events(alice, deck_id)
+    history = await events_via_http(alice, deck_id)
     assert_contiguous(history, first=2)
     assert [event["event_type"] for event in history] == (
         ["DeckStarted", "PlanUpdated"] + ["SlideAdded"] * 3 + ["DeckCompleted"]
@@ -188,12 +172,10 @@ async def test_hostile_model_output_is_sanitized_before_it_is_stored(
     alice: DeckClient, settings: Settings
 ) -> None:
     with HostileOpenAI(plan_slides=2) as server:
-        async with running_worker(llm_settings(settings, server)):
-            deck_id = await alice.create(slide_count=2)
-            deck = await alice.wait_for_status(deck_id, "COMPLETED", "FAILED", timeout=20)
+        deck_id, deck = await written_deck(alice, settings, server, slide_count=2)
 
     assert deck["status"] == "COMPLETED"
-    history = await events(alice, deck_id)
+    history = await events_via_http(alice, deck_id)
     streamed = [e["payload"]["html_content"] for e in history if e["event_type"] == "SlideAdded"]
     stored = [slide["html_content"] for slide in deck["slides"]]
     assert streamed == stored

@@ -7,61 +7,23 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-import json
-from collections.abc import AsyncIterator
 
 import msgspec
 import pytest
 import websockets
-from websockets.asyncio.client import ClientConnection
 
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.settings import Settings
-from tests.conftest import token_for
-from tests.support.client import (
-    DeckClient,
-    Frame,
-    assert_contiguous,
-    is_terminal,
-    receive_events,
-)
+from tests.support.client import assert_contiguous, is_terminal, receive_events
+from tests.support.deck_http import client_of
 from tests.support.running import RunningApi, running_api, running_worker
+from tests.support.sockets import events_until_heartbeat, wait_until_live
 
 
 @pytest.fixture
 def settings(settings: Settings) -> Settings:
     """Heartbeats every 0.2 s: the backfill safety net, and the tests wait for them."""
     return msgspec.structs.replace(settings, ws_heartbeat_seconds=0.2)
-
-
-@contextlib.asynccontextmanager
-async def client_of(api: RunningApi, settings: Settings, user: str) -> AsyncIterator[DeckClient]:
-    client = DeckClient(api.url, api.ws_url, token_for(settings, user))
-    try:
-        yield client
-    finally:
-        await client.aclose()
-
-
-async def wait_until_live(ws: ClientConnection) -> None:
-    """Return once the session has replayed and listens (it answers frames only from then on)."""
-    await ws.send("{}")
-    async with asyncio.timeout(10):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame.get("type") == "error":
-                return
-            assert frame.get("event_type") == "Heartbeat", frame
-
-
-async def events_until_heartbeat(ws: ClientConnection, timeout: float = 10) -> list[Frame]:
-    events: list[Frame] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = json.loads(await ws.recv())
-            if frame.get("event_type") == "Heartbeat":
-                return events
-            events.append(frame)
 
 
 async def test_sockets_on_both_instances_each_receive_every_event_in_order(
@@ -128,10 +90,11 @@ async def test_when_one_instance_stops_mid_deck_the_other_still_delivers_everyth
         assert watcher_events[-1]["version"] == final
         resume_from = seen_on_doomed[-1]["version"]
         async with alice.socket(deck_id, last_version=resume_from) as resumed:
-            resumed_events = await events_until_heartbeat(resumed)
+            resumed_events, _ = await events_until_heartbeat(resumed)
         assert [e["version"] for e in resumed_events] == list(range(resume_from + 1, final + 1))
         async with alice.socket(deck_id) as fresh:
-            assert await events_until_heartbeat(fresh) == []
+            fresh_events, _ = await events_until_heartbeat(fresh)
+            assert fresh_events == []
 
 
 async def test_entries_read_by_an_instance_that_never_acknowledges_still_reach_every_socket(
@@ -176,6 +139,5 @@ async def test_entries_read_by_an_instance_that_never_acknowledges_still_reach_e
         pending = await live.container.redis.xpending(keys.EVENT_STREAM, keys.API_CONSUMER_GROUP)
         assert pending["pending"] >= len(stolen)  # still unacknowledged: delivery did not need it
         async with alice.socket(deck_id, last_version=9) as resumed:
-            assert [e["version"] for e in await events_until_heartbeat(resumed)] == list(
-                range(10, final + 1)
-            )
+            resumed_events, _ = await events_until_heartbeat(resumed)
+            assert [e["version"] for e in resumed_events] == list(range(10, final + 1))

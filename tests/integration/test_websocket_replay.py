@@ -13,7 +13,6 @@ from uuid import UUID
 
 import msgspec
 import pytest
-from websockets.asyncio.client import ClientConnection
 
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.domain.deck import Deck
@@ -22,7 +21,6 @@ from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
 from presto_deck.settings import Settings
-from tests.conftest import token_for
 from tests.support.client import (
     DeckClient,
     Frame,
@@ -31,7 +29,17 @@ from tests.support.client import (
     is_terminal,
     receive_events,
 )
+from tests.support.deck_http import client_of, events_via_http
 from tests.support.running import RunningApi, running_api, running_worker
+from tests.support.sockets import (
+    events_until_heartbeat,
+    is_heartbeat,
+    next_frame,
+    reply_to,
+    take,
+    wait_until_live,
+    watch_from_start,
+)
 
 EVENT_KEYS = {"event_type", "deck_id", "version", "timestamp", "payload"}
 EDIT_FRAMES = [
@@ -50,72 +58,6 @@ def settings(settings: Settings) -> Settings:
 
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-def is_heartbeat(frame: Frame) -> bool:
-    return frame.get("event_type") == "Heartbeat"
-
-
-async def next_frame(ws: ClientConnection, timeout: float = 10) -> Frame:
-    async with asyncio.timeout(timeout):
-        return dict(json.loads(await ws.recv()))
-
-
-async def events_until_heartbeat(
-    ws: ClientConnection, timeout: float = 10
-) -> tuple[list[Frame], Frame]:
-    """The deck events that arrive before the first heartbeat, and that heartbeat.
-
-    The server sends its replay before it starts the heartbeat timer, so on a deck that no longer
-    changes these are exactly the replayed events.
-    """
-    events: list[Frame] = []
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await next_frame(ws)
-            if is_heartbeat(frame):
-                return events, frame
-            events.append(frame)
-
-
-async def reply_to(ws: ClientConnection, message: str | bytes, timeout: float = 10) -> Frame:
-    """Send a client frame and return the server's answer to it (heartbeats skipped)."""
-    await ws.send(message)
-    async with asyncio.timeout(timeout):
-        while True:
-            frame = await next_frame(ws)
-            if frame.get("type") == "error":
-                return frame
-            assert is_heartbeat(frame), f"unexpected frame before the reply: {frame}"
-
-
-async def wait_until_live(ws: ClientConnection) -> None:
-    """Return once the session has replayed and listens: it answers frames only from then on.
-
-    Only for sockets that have nothing to replay; any deck event here fails the test.
-    """
-    answer = await reply_to(ws, "{}")
-    assert answer["code"] == "invalid_frame"
-
-
-async def take(ws: ClientConnection, count: int) -> list[Frame]:
-    """The next ``count`` deck events, or fewer if the deck ends first."""
-    received = 0
-
-    def enough(frame: Frame) -> bool:
-        nonlocal received
-        received += 1
-        return is_terminal(frame) or received >= count
-
-    return await receive_events(ws, enough)
-
-
-async def events_via_http(client: DeckClient, deck_id: str, after: int = 0) -> list[Frame]:
-    response = await client.http.get(
-        f"/api/v1/decks/{deck_id}/events", params={"after_version": after}
-    )
-    assert response.status_code == 200, response.text
-    return list(response.json())
 
 
 async def wait_for_version(client: DeckClient, deck_id: str, at_least: int) -> int:
@@ -304,17 +246,13 @@ async def test_resuming_with_the_last_seen_version_at_many_cut_points_loses_and_
 async def test_events_committed_while_a_replay_runs_arrive_contiguous(
     alice: DeckClient, settings: Settings
 ) -> None:
-    async def watch_from_start(deck_id: str) -> list[Frame]:
-        async with alice.socket(deck_id, last_version=1) as ws:
-            return await receive_events(ws, is_terminal)
-
     async with slow_worker(settings, slide_delay_ms=40):
         deck_id = await alice.create("Busy deck", slide_count=14)
-        watchers = [asyncio.create_task(watch_from_start(deck_id))]
+        watchers = [asyncio.create_task(watch_from_start(alice, deck_id))]
         # Join at several points while slides are still being committed.
         for at_least in (3, 5, 7, 9, 11, 13):
             await wait_for_version(alice, deck_id, at_least)
-            watchers.append(asyncio.create_task(watch_from_start(deck_id)))
+            watchers.append(asyncio.create_task(watch_from_start(alice, deck_id)))
         results = await asyncio.gather(*watchers)
 
     final = (await alice.deck(deck_id))["version"]
@@ -333,8 +271,7 @@ async def test_an_unpublished_event_is_backfilled_when_a_later_event_arrives(
     # Heartbeats far apart, so that only the gap backfill can deliver the lost event.
     quiet = msgspec.structs.replace(settings, ws_heartbeat_seconds=60)
     async with running_api(quiet) as api:
-        client = DeckClient(api.url, api.ws_url, token_for(settings, "alice"))
-        try:
+        async with client_of(api, settings, "alice") as client:
             deck_id = await client.create("Lost in transit")
             async with client.socket(deck_id, last_version=1) as ws:
                 await wait_until_live(ws)
@@ -342,8 +279,6 @@ async def test_an_unpublished_event_is_backfilled_when_a_later_event_arrives(
                 later = await commit_without_publishing(api, deck_id, Deck.cancel)
                 await publish(api, later)
                 events = await receive_events(ws, is_terminal, timeout=10)
-        finally:
-            await client.aclose()
 
         assert [(e["event_type"], e["version"]) for e in events] == [
             ("DeckStarted", 2),
@@ -416,8 +351,7 @@ async def test_live_events_carry_the_same_fields_as_the_persisted_ones(
     alice: DeckClient, worker: None
 ) -> None:
     deck_id = await alice.create("Same shape everywhere", slide_count=3)
-    async with alice.socket(deck_id, last_version=1) as ws:
-        live = await receive_events(ws, is_terminal)
+    live = await watch_from_start(alice, deck_id)
 
     persisted = await events_via_http(alice, deck_id)
     assert len(live) == len(persisted)

@@ -4,113 +4,30 @@ without a gap, idempotent jobs, nothing lost when a worker dies, no deck left be
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import time
-from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
 from html import escape
 from typing import Any
 from uuid import UUID
 
-import msgspec
 import pytest
-import sqlalchemy as sa
-from arq.constants import in_progress_key_prefix, retry_key_prefix
 from sqlalchemy.exc import IntegrityError
 
-from presto_deck.application.generation import DeckGenerator
-from presto_deck.application.publishing import EventPublishing
 from presto_deck.bootstrap import Container, build_container
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
 from presto_deck.domain.deck import DeckStatus
 from presto_deck.domain.events import utc_now
-from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork
 from presto_deck.infrastructure.messaging import keys
-from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelFlags
-from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
+from presto_deck.infrastructure.messaging.queue import ArqJobQueue
 from presto_deck.infrastructure.writers.offline import OfflineWriter
-from presto_deck.infrastructure.writers.rendering import ThemeRenderer
 from presto_deck.settings import Settings
 from presto_deck.worker import build_worker, stop_gracefully
 from tests.support.client import eventually
+from tests.support.database import execute, rows
+from tests.support.generation import HeldWriter, generator_for, job_finished, kill_mid_deck
 from tests.support.running import running_worker
 
 # -- helpers ---------------------------------------------------------------------------------------
-
-
-class HeldWriter:
-    """The offline writer, held while planning or before slide ``hold_slide`` until released.
-
-    ``retitle`` makes its plans differ from the offline writer's, as two calls to an LLM would.
-    """
-
-    name = "held-offline"
-
-    def __init__(
-        self,
-        *,
-        hold_plan: bool = False,
-        hold_slide: int | None = None,
-        retitle: str = "",
-        slide_delay_ms: int = 0,
-    ) -> None:
-        self._offline = OfflineWriter(slide_delay_ms=slide_delay_ms)
-        self._hold_plan = hold_plan
-        self._hold_slide = hold_slide
-        self._retitle = retitle
-        self.held = asyncio.Event()
-        self.release = asyncio.Event()
-
-    async def plan(self, brief: DeckBrief) -> DeckPlan:
-        if self._hold_plan:
-            await self._hold()
-        plan = await self._offline.plan(brief)
-        if not self._retitle:
-            return plan
-        slides = [
-            msgspec.structs.replace(slide, title=self._retitle + slide.title)
-            for slide in plan.slides
-        ]
-        return msgspec.structs.replace(plan, slides=slides)
-
-    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
-        if index == self._hold_slide:
-            await self._hold()
-        return await self._offline.write_slide(brief, plan, index)
-
-    async def _hold(self) -> None:
-        self.held.set()
-        await self.release.wait()
-
-
-def generator_for(container: Container, writer: Any, worker_id: str) -> DeckGenerator:
-    """A generator wired as bootstrap wires it, with our own writer and worker id."""
-    settings = container.settings
-
-    def uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(container.engine)
-
-    publisher = RedisStreamPublisher(container.redis, settings.stream_maxlen)
-    return DeckGenerator(
-        uow=uow,
-        writer=writer,
-        renderer=ThemeRenderer(),
-        publishing=EventPublishing(uow, publisher, utc_now),
-        cancel_flags=RedisCancelFlags(container.redis),
-        clock=utc_now,
-        worker_id=worker_id,
-        lease_seconds=settings.worker_lease_seconds,
-    )
-
-
-async def rows(container: Container, query: str, **params: Any) -> list[Any]:
-    async with container.engine.connect() as conn:
-        return list((await conn.execute(sa.text(query), params)).all())
-
-
-async def execute(container: Container, query: str, **params: Any) -> None:
-    async with container.engine.begin() as conn:
-        await conn.execute(sa.text(query), params)
 
 
 async def deck_row(container: Container, deck_id: UUID) -> Any:
@@ -129,14 +46,6 @@ async def wait_for_status(
         return await status_of(container, deck_id) == status.value
 
     await eventually(reached, timeout)
-
-
-async def job_finished(container: Container, deck_id: UUID) -> bool:
-    """Whether arq has no job of the deck queued or running."""
-    job_id = keys.generation_job_id(deck_id)
-    queued = await container.redis.zscore(keys.QUEUE, job_id)
-    running = await container.redis.exists(in_progress_key_prefix + job_id)
-    return queued is None and not running
 
 
 async def new_deck(
@@ -171,13 +80,6 @@ async def assert_generated_once(container: Container, deck_id: UUID, slide_count
     assert [slide.slide_order for slide in slides] == list(range(1, slide_count + 1))
     added = [event.payload["slide_id"] for event in events if event.event_type == "SlideAdded"]
     assert added == [str(slide.id) for slide in slides]
-
-
-@pytest.fixture
-async def container(settings: Settings) -> AsyncIterator[Container]:
-    built = build_container(settings)
-    yield built
-    await built.close()
 
 
 # -- versions --------------------------------------------------------------------------------------
@@ -350,26 +252,6 @@ async def test_a_writer_that_crashes_fails_the_deck_instead_of_leaving_it_to_the
 
 
 # -- a dead worker loses nothing ------------------------------------------------------------------
-
-
-async def kill_mid_deck(container: Container, deck_id: UUID, writer: HeldWriter) -> None:
-    """Leave the deck as a worker killed with kill -9 inside ``writer`` would leave it."""
-    doomed = asyncio.create_task(generator_for(container, writer, "doomed").generate(deck_id))
-    await asyncio.wait_for(writer.held.wait(), 10)
-    doomed.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await doomed
-    # What kill -9 leaves behind: its lease in PostgreSQL, about to lapse, and its arq job
-    # "in progress" for the job timeout plus 10 s.
-    await execute(
-        container,
-        "UPDATE decks SET lease_owner = 'doomed',"
-        " lease_expires_at = now() + interval '1 second' WHERE id = :id",
-        id=deck_id,
-    )
-    job_id = keys.generation_job_id(deck_id)
-    await container.redis.set(in_progress_key_prefix + job_id, b"1", px=3610_000)
-    await container.redis.incr(retry_key_prefix + job_id)
 
 
 @pytest.mark.parametrize(

@@ -582,6 +582,14 @@ class Harness:
             user_id, DeckBrief(prompt=prompt, slide_count=slide_count, **brief)
         )
 
+    async def cancelled_while_the_stream_is_down(self) -> Deck:
+        """A pending deck of alice's, cancelled while every publish fails: its DeckCancelled is
+        committed but unpublished, and the publisher still fails afterwards."""
+        deck = await self.create()
+        self.publisher.fail = True
+        await self.service.cancel("alice", deck.id)
+        return deck
+
 
 def new_deck(
     *,

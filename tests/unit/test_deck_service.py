@@ -297,10 +297,7 @@ async def test_cancelling_a_finished_deck_raises_deck_already_finished(
 async def test_a_cancelled_pending_deck_whose_publish_fails_is_left_for_the_relay(
     h: Harness,
 ) -> None:
-    deck = await h.create()
-    h.publisher.fail = True
-
-    await h.service.cancel("alice", deck.id)
+    deck = await h.cancelled_while_the_stream_is_down()
 
     assert h.store.deck(deck.id).status is DeckStatus.CANCELLED
     assert [e.event_type for e in h.store.unpublished(deck.id)] == ["DeckCancelled"]

@@ -133,9 +133,7 @@ async def test_the_sweep_relays_events_that_were_committed_but_never_published(
 
 
 async def test_a_second_relay_publishes_nothing_again(h: Harness) -> None:
-    deck = await h.create()
-    h.publisher.fail = True
-    await h.service.cancel("alice", deck.id)
+    await h.cancelled_while_the_stream_is_down()
     h.publisher.fail = False
     h.clock.advance(5)
 
@@ -147,9 +145,7 @@ async def test_a_second_relay_publishes_nothing_again(h: Harness) -> None:
 async def test_the_relay_leaves_events_younger_than_its_cutoff_to_the_live_path(
     h: Harness,
 ) -> None:
-    deck = await h.create()
-    h.publisher.fail = True
-    await h.service.cancel("alice", deck.id)
+    await h.cancelled_while_the_stream_is_down()
     h.publisher.fail = False
     h.clock.advance(1)
 
@@ -161,9 +157,7 @@ async def test_the_relay_leaves_events_younger_than_its_cutoff_to_the_live_path(
 async def test_a_relay_that_cannot_publish_keeps_the_events_for_the_next_sweep(
     h: Harness,
 ) -> None:
-    deck = await h.create()
-    h.publisher.fail = True
-    await h.service.cancel("alice", deck.id)
+    deck = await h.cancelled_while_the_stream_is_down()
     h.clock.advance(5)
 
     assert (await h.recovery.sweep()).relayed == 0
@@ -205,9 +199,7 @@ async def test_publishing_nothing_succeeds_without_touching_the_stream(h: Harnes
 async def test_a_failed_publish_reports_false_and_leaves_the_event_unpublished(
     h: Harness,
 ) -> None:
-    deck = await h.create()
-    h.publisher.fail = True
-    await h.service.cancel("alice", deck.id)
+    deck = await h.cancelled_while_the_stream_is_down()
     [event] = h.store.unpublished(deck.id)
 
     assert await h.publishing.publish([event]) is False

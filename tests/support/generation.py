@@ -1,0 +1,147 @@
+"""Deck generation under the test's control: a writer that can be held at a chosen point, a
+generator wired from a container's parts, the real arq worker writing with such a writer, and
+what a worker killed with ``kill -9`` leaves behind."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from collections.abc import AsyncIterator
+from typing import Any
+from uuid import UUID
+
+import msgspec
+from arq import Worker
+from arq.constants import in_progress_key_prefix, retry_key_prefix
+
+from presto_deck.application.generation import DeckGenerator
+from presto_deck.application.ports import EventPublisher
+from presto_deck.application.publishing import EventPublishing
+from presto_deck.bootstrap import Container, build_container
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
+from presto_deck.domain.events import utc_now
+from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork
+from presto_deck.infrastructure.messaging import keys
+from presto_deck.infrastructure.messaging.queue import RedisCancelFlags
+from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
+from presto_deck.infrastructure.writers.offline import OfflineWriter
+from presto_deck.infrastructure.writers.rendering import ThemeRenderer
+from presto_deck.settings import Settings
+from presto_deck.worker import build_worker, stop_gracefully
+from tests.support.database import execute
+
+
+class HeldWriter:
+    """The offline writer, held while planning or before slide ``hold_slide`` until released.
+
+    ``retitle`` makes its plans differ from the offline writer's, as two calls to an LLM would.
+    """
+
+    name = "held-offline"
+
+    def __init__(
+        self,
+        *,
+        hold_plan: bool = False,
+        hold_slide: int | None = None,
+        retitle: str = "",
+        slide_delay_ms: int = 0,
+    ) -> None:
+        self._offline = OfflineWriter(slide_delay_ms=slide_delay_ms)
+        self._hold_plan = hold_plan
+        self._hold_slide = hold_slide
+        self._retitle = retitle
+        self.held = asyncio.Event()
+        self.release = asyncio.Event()
+
+    async def plan(self, brief: DeckBrief) -> DeckPlan:
+        if self._hold_plan:
+            await self._hold()
+        plan = await self._offline.plan(brief)
+        if not self._retitle:
+            return plan
+        slides = [
+            msgspec.structs.replace(slide, title=self._retitle + slide.title)
+            for slide in plan.slides
+        ]
+        return msgspec.structs.replace(plan, slides=slides)
+
+    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+        if index == self._hold_slide:
+            await self._hold()
+        return await self._offline.write_slide(brief, plan, index)
+
+    async def _hold(self) -> None:
+        self.held.set()
+        await self.release.wait()
+
+
+def generator_for(
+    container: Container,
+    writer: Any,
+    worker_id: str,
+    *,
+    publisher: EventPublisher | None = None,
+) -> DeckGenerator:
+    """A generator wired as bootstrap wires it, with our own writer and worker id (and, if
+    given, our own stream publisher instead of the container's Redis stream)."""
+    settings = container.settings
+
+    def uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(container.engine)
+
+    if publisher is None:
+        publisher = RedisStreamPublisher(container.redis, settings.stream_maxlen)
+    return DeckGenerator(
+        uow=uow,
+        writer=writer,
+        renderer=ThemeRenderer(),
+        publishing=EventPublishing(uow, publisher, utc_now),
+        cancel_flags=RedisCancelFlags(container.redis),
+        clock=utc_now,
+        worker_id=worker_id,
+        lease_seconds=settings.worker_lease_seconds,
+    )
+
+
+@contextlib.asynccontextmanager
+async def worker_writing_with(settings: Settings, writer: HeldWriter) -> AsyncIterator[Worker]:
+    """The real arq worker, whose generator writes with ``writer``."""
+    container = build_container(settings)
+    container.generator = generator_for(container, writer, container.worker_id)
+    worker = build_worker(container, handle_signals=False)
+    task = asyncio.create_task(worker.async_run())
+    try:
+        yield worker
+    finally:
+        writer.release.set()
+        await stop_gracefully(worker, task)
+        await container.close()
+
+
+async def job_finished(container: Container, deck_id: UUID) -> bool:
+    """Whether arq has no job of the deck queued or running."""
+    job_id = keys.generation_job_id(deck_id)
+    queued = await container.redis.zscore(keys.QUEUE, job_id)
+    running = await container.redis.exists(in_progress_key_prefix + job_id)
+    return queued is None and not running
+
+
+async def kill_mid_deck(container: Container, deck_id: UUID, writer: HeldWriter) -> None:
+    """Leave the deck as a worker killed with kill -9 inside ``writer`` would leave it."""
+    doomed = asyncio.create_task(generator_for(container, writer, "doomed").generate(deck_id))
+    await asyncio.wait_for(writer.held.wait(), 10)
+    doomed.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await doomed
+    # What kill -9 leaves behind: its lease in PostgreSQL, about to lapse, and its arq job
+    # "in progress" for the job timeout plus 10 s.
+    await execute(
+        container,
+        "UPDATE decks SET lease_owner = 'doomed',"
+        " lease_expires_at = now() + interval '1 second' WHERE id = :id",
+        id=deck_id,
+    )
+    job_id = keys.generation_job_id(deck_id)
+    await container.redis.set(in_progress_key_prefix + job_id, b"1", px=3610_000)
+    await container.redis.incr(retry_key_prefix + job_id)
