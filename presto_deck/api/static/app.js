@@ -1,0 +1,515 @@
+// Presto-Deck's page: list decks, create one, watch it stream in, cancel it, present it.
+//
+// The deck shown is kept in memory with the version of the last event applied. Events are
+// applied strictly in version order: an old or repeated version is ignored, a gap re-reads the
+// deck over HTTP. After a drop the socket reconnects with `last_version`, so nothing is missed
+// and nothing is applied twice. Only stored (sanitized) slide HTML is inserted as markup; every
+// other string goes in with textContent.
+
+const TOKEN_KEY = "presto-deck.token";
+const ACTIVE_STATUSES = new Set(["PENDING", "PLANNING", "GENERATING"]);
+const RETRY_FIRST_MS = 500;
+const RETRY_MAX_MS = 10000;
+// Close codes after which reconnecting cannot help (SPEC §6).
+const FINAL_CLOSE_CODES = new Map([
+  [4400, "bad request"],
+  [4401, "token rejected"],
+  [4403, "origin not allowed"],
+  [4404, "deck not found"],
+]);
+
+const $ = (id) => document.getElementById(id);
+
+const state = {
+  token: null,
+  deck: null, // { id, title, status, version, plan, slides: [{id, order, html_content, presenter_notes}] }
+  socket: null,
+  retries: 0,
+  retryTimer: null,
+  resyncing: false,
+  presenting: false,
+  presenterIndex: 0,
+};
+
+// -- token ---------------------------------------------------------------------------------
+
+function readFragment() {
+  return new URLSearchParams(location.hash.replace(/^#/, ""));
+}
+
+function writeFragment(params) {
+  const text = params.toString();
+  history.replaceState(null, "", location.pathname + location.search + (text ? `#${text}` : ""));
+}
+
+function takeTokenFromFragment() {
+  const params = readFragment();
+  const token = params.get("token");
+  if (token) {
+    localStorage.setItem(TOKEN_KEY, token);
+    params.delete("token");
+    writeFragment(params); // the token must not stay in the address bar or the history
+  }
+}
+
+function setToken(token) {
+  state.token = token || null;
+  if (state.token) localStorage.setItem(TOKEN_KEY, state.token);
+  else localStorage.removeItem(TOKEN_KEY);
+  $("token-panel").hidden = Boolean(state.token);
+}
+
+// -- HTTP ----------------------------------------------------------------------------------
+
+class ApiError extends Error {
+  constructor(status, message) {
+    super(message);
+    this.status = status;
+  }
+}
+
+async function api(method, path, body) {
+  const headers = { Authorization: `Bearer ${state.token}` };
+  if (body !== undefined) headers["Content-Type"] = "application/json";
+  const response = await fetch(path, {
+    method,
+    headers,
+    body: body === undefined ? undefined : JSON.stringify(body),
+  });
+  const data = await response.json().catch(() => null);
+  if (!response.ok) {
+    if (response.status === 401) $("token-panel").hidden = false;
+    const detail = data && (data.detail || data.message);
+    throw new ApiError(response.status, detail || `Request failed (${response.status})`);
+  }
+  return data;
+}
+
+function showNotice(message) {
+  const notice = $("notice");
+  notice.textContent = message;
+  notice.hidden = !message;
+}
+
+// -- deck list -----------------------------------------------------------------------------
+
+async function refreshDeckList() {
+  if (!state.token) return;
+  try {
+    const page = await api("GET", "/api/v1/decks?limit=50");
+    renderDeckList(page.items);
+  } catch (error) {
+    showNotice(error.message);
+  }
+}
+
+function renderDeckList(items) {
+  const list = $("deck-list");
+  list.replaceChildren(
+    ...items.map((item) => {
+      const button = document.createElement("button");
+      button.type = "button";
+      button.className = "deck-list__item";
+      button.dataset.deckId = item.id;
+      button.setAttribute("aria-current", String(state.deck?.id === item.id));
+      const title = document.createElement("span");
+      title.className = "deck-list__title";
+      title.textContent = item.title;
+      const status = statusBadge(item.status);
+      button.append(title, status);
+      button.addEventListener("click", () => openDeck(item.id));
+      const row = document.createElement("li");
+      row.append(button);
+      return row;
+    }),
+  );
+  $("deck-list-empty").hidden = items.length > 0;
+}
+
+function statusBadge(status) {
+  const badge = document.createElement("span");
+  badge.className = "status";
+  badge.dataset.status = status;
+  badge.textContent = status.toLowerCase();
+  return badge;
+}
+
+// -- opening a deck ------------------------------------------------------------------------
+
+async function openDeck(deckId) {
+  closeSocket();
+  const params = readFragment();
+  params.set("deck", deckId);
+  writeFragment(params);
+  await loadDeck(deckId);
+}
+
+async function loadDeck(deckId) {
+  try {
+    const deck = await api("GET", `/api/v1/decks/${encodeURIComponent(deckId)}`);
+    state.deck = {
+      id: deck.id,
+      title: deck.title,
+      status: deck.status,
+      version: deck.version,
+      plan: deck.deck_plan,
+      slides: deck.slides,
+    };
+    showNotice("");
+    renderDeck();
+    connect();
+  } catch (error) {
+    if (!(error instanceof ApiError) && state.deck?.id === deckId) {
+      scheduleReconnect(() => loadDeck(deckId)); // the server is unreachable: keep trying
+      return;
+    }
+    setConnection("closed", "not connected");
+    showNotice(error.status === 404 ? "That deck does not exist." : error.message);
+  }
+}
+
+// -- WebSocket -----------------------------------------------------------------------------
+
+function connect() {
+  const deck = state.deck;
+  if (!deck || !state.token) return;
+  const scheme = location.protocol === "https:" ? "wss" : "ws";
+  const query = new URLSearchParams({ token: state.token, last_version: String(deck.version) });
+  const socket = new WebSocket(`${scheme}://${location.host}/ws/decks/${deck.id}?${query}`);
+  state.socket = socket;
+  setConnection(state.retries ? "reconnecting" : "connecting");
+  socket.addEventListener("open", () => {
+    if (state.socket !== socket) return;
+    state.retries = 0;
+    setConnection("live");
+  });
+  socket.addEventListener("message", (message) => {
+    if (state.socket === socket) onFrame(JSON.parse(message.data));
+  });
+  socket.addEventListener("close", (event) => {
+    if (state.socket !== socket) return; // a socket we closed on purpose
+    state.socket = null;
+    const reason = FINAL_CLOSE_CODES.get(event.code);
+    if (reason) {
+      setConnection("closed", `closed: ${reason}`);
+      if (event.code === 4401) $("token-panel").hidden = false;
+      return;
+    }
+    scheduleReconnect();
+  });
+}
+
+function scheduleReconnect(attempt = connect) {
+  const delay = Math.min(RETRY_MAX_MS, RETRY_FIRST_MS * 2 ** state.retries);
+  state.retries += 1;
+  setConnection("reconnecting");
+  // Jitter keeps many pages from reconnecting in step after a restart.
+  clearTimeout(state.retryTimer);
+  state.retryTimer = setTimeout(attempt, delay * (0.75 + Math.random() * 0.5));
+}
+
+function closeSocket() {
+  clearTimeout(state.retryTimer);
+  state.retries = 0;
+  const socket = state.socket;
+  state.socket = null;
+  if (socket) socket.close(1000);
+}
+
+function setConnection(connection, label) {
+  const badge = $("connection");
+  badge.dataset.state = connection;
+  badge.textContent = label || connection;
+}
+
+async function resync() {
+  // A version gap: the deck as stored is the truth; read it and resume after its version.
+  if (state.resyncing) return;
+  state.resyncing = true;
+  try {
+    const deckId = state.deck.id;
+    closeSocket();
+    await loadDeck(deckId);
+  } finally {
+    state.resyncing = false;
+  }
+}
+
+// -- events --------------------------------------------------------------------------------
+
+function onFrame(frame) {
+  const deck = state.deck;
+  if (!deck || frame.type === "error") return;
+  if (frame.deck_id && frame.deck_id !== deck.id) return;
+  if (frame.event_type === "Heartbeat") {
+    // A heartbeat carries the version delivered so far: ahead of us means we lost something.
+    if (frame.version > deck.version) resync();
+    return;
+  }
+  if (frame.version <= deck.version) return; // already applied
+  if (frame.version !== deck.version + 1) {
+    resync();
+    return;
+  }
+  applyEvent(deck, frame);
+  deck.version = frame.version;
+  renderDeck();
+  if (!ACTIVE_STATUSES.has(deck.status)) refreshDeckList();
+}
+
+function applyEvent(deck, event) {
+  const payload = event.payload || {};
+  switch (event.event_type) {
+    case "DeckStarted":
+      deck.status = payload.status || "PLANNING";
+      break;
+    case "PlanUpdated":
+      deck.plan = payload.plan;
+      deck.status = "GENERATING";
+      break;
+    case "SlideAdded":
+    case "SlideUpdated":
+      upsertSlide(deck, {
+        id: payload.slide_id,
+        order: payload.order,
+        html_content: payload.html_content,
+        presenter_notes: payload.presenter_notes,
+      });
+      break;
+    case "SlideDeleted":
+      deck.slides = deck.slides.filter((slide) => slide.id !== payload.slide_id);
+      break;
+    case "SlidesReordered": {
+      const position = new Map(payload.slide_ids.map((id, index) => [id, index]));
+      deck.slides.sort((a, b) => (position.get(a.id) ?? 1e9) - (position.get(b.id) ?? 1e9));
+      deck.slides.forEach((slide, index) => (slide.order = index));
+      break;
+    }
+    case "DeckCompleted":
+      deck.status = "COMPLETED";
+      break;
+    case "DeckFailed":
+      deck.status = "FAILED";
+      deck.error = payload.error;
+      break;
+    case "DeckCancelled":
+      deck.status = "CANCELLED";
+      break;
+    default:
+      break; // an event type this page does not know yet changes nothing it shows
+  }
+}
+
+function upsertSlide(deck, slide) {
+  const index = deck.slides.findIndex((existing) => existing.id === slide.id);
+  if (index >= 0) deck.slides[index] = slide;
+  else deck.slides.push(slide);
+  deck.slides.sort((a, b) => a.order - b.order);
+}
+
+// -- rendering -----------------------------------------------------------------------------
+
+function renderDeck() {
+  const deck = state.deck;
+  $("empty-state").hidden = Boolean(deck);
+  $("deck-view").hidden = !deck;
+  if (!deck) return;
+  $("deck-title").textContent = deck.plan?.title || deck.title;
+  const status = $("deck-status");
+  status.dataset.status = deck.status;
+  status.textContent = deck.status.toLowerCase();
+  const planned = deck.plan?.slides?.length;
+  const progress = planned ? `${deck.slides.length} of ${planned} slides` : `${deck.slides.length} slides`;
+  $("deck-progress").textContent = deck.error ? `${progress} · ${deck.error}` : progress;
+  $("cancel-button").hidden = !ACTIVE_STATUSES.has(deck.status);
+  $("present-button").disabled = deck.slides.length === 0;
+  renderPlan(deck.plan);
+  renderSlides(deck.slides);
+  for (const item of document.querySelectorAll(".deck-list__item")) {
+    const current = item.dataset.deckId === deck.id;
+    item.setAttribute("aria-current", String(current));
+    if (current) item.querySelector(".status").replaceWith(statusBadge(deck.status));
+  }
+  if (state.presenting) renderPresenter();
+}
+
+function renderPlan(plan) {
+  $("plan").hidden = !plan;
+  if (!plan) return;
+  $("plan-summary").textContent = plan.summary || "";
+  $("plan-outline").replaceChildren(
+    ...(plan.slides || []).map((outline) => {
+      const item = document.createElement("li");
+      item.textContent = outline.title;
+      return item;
+    }),
+  );
+}
+
+function renderSlides(slides) {
+  const list = $("slides");
+  const existing = new Map([...list.children].map((item) => [item.dataset.slideId, item]));
+  const items = slides.map((slide, index) => {
+    let item = existing.get(slide.id);
+    // Re-insert the markup only when it changed, so a streaming deck does not flicker.
+    if (!item || item.dataset.html !== slide.html_content) {
+      item = slideCard(slide);
+    }
+    item.querySelector(".slide-card__number").textContent = String(index + 1);
+    return item;
+  });
+  // Move only what moved: re-attaching a card would replay its arrival animation.
+  items.forEach((item, index) => {
+    if (list.children[index] !== item) list.insertBefore(item, list.children[index] || null);
+  });
+  while (list.children.length > items.length) list.lastElementChild.remove();
+}
+
+function slideCard(slide) {
+  const item = document.createElement("li");
+  item.className = "slide-card";
+  item.dataset.slideId = slide.id;
+  item.dataset.html = slide.html_content;
+  const frame = document.createElement("div");
+  frame.className = "slide-frame";
+  frame.innerHTML = slide.html_content; // stored, sanitized slide HTML; the CSP blocks script
+  const caption = document.createElement("div");
+  caption.className = "slide-card__caption";
+  const number = document.createElement("span");
+  number.className = "slide-card__number";
+  const notes = document.createElement("span");
+  notes.className = "slide-card__notes";
+  notes.textContent = slide.presenter_notes || "";
+  caption.append(number, notes);
+  item.append(frame, caption);
+  item.addEventListener("dblclick", () => startPresenting(state.deck.slides.indexOf(slide)));
+  return item;
+}
+
+// -- presenting ----------------------------------------------------------------------------
+
+function startPresenting(index = 0) {
+  const deck = state.deck;
+  if (!deck || deck.slides.length === 0) return;
+  state.presenting = true;
+  state.presenterIndex = Math.max(0, index);
+  const presenter = $("presenter");
+  presenter.hidden = false;
+  presenter.focus();
+  renderPresenter();
+  // Without the Fullscreen API (or when it is refused) the overlay still fills the window.
+  presenter.requestFullscreen?.().catch(() => {});
+}
+
+function stopPresenting() {
+  if (!state.presenting) return;
+  state.presenting = false;
+  $("presenter").hidden = true;
+  if (document.fullscreenElement) document.exitFullscreen().catch(() => {});
+}
+
+function moveSlide(step) {
+  const last = state.deck.slides.length - 1;
+  state.presenterIndex = Math.min(last, Math.max(0, state.presenterIndex + step));
+  renderPresenter();
+}
+
+function renderPresenter() {
+  const slides = state.deck.slides;
+  state.presenterIndex = Math.min(state.presenterIndex, slides.length - 1);
+  const slide = slides[state.presenterIndex];
+  const stage = $("presenter-slide");
+  if (stage.dataset.slideId !== slide.id || stage.dataset.html !== slide.html_content) {
+    stage.innerHTML = slide.html_content; // stored, sanitized slide HTML
+    stage.dataset.slideId = slide.id;
+    stage.dataset.html = slide.html_content;
+  }
+  $("presenter-counter").textContent = `${state.presenterIndex + 1} / ${slides.length}`;
+  $("presenter-notes").textContent = slide.presenter_notes || "No presenter notes.";
+}
+
+function onPresenterKey(event) {
+  if (!state.presenting) return;
+  const steps = { ArrowRight: 1, ArrowDown: 1, PageDown: 1, " ": 1, ArrowLeft: -1, ArrowUp: -1, PageUp: -1 };
+  if (event.key in steps) moveSlide(steps[event.key]);
+  else if (event.key === "Home") moveSlide(-Infinity);
+  else if (event.key === "End") moveSlide(Infinity);
+  else if (event.key === "n" || event.key === "N") $("presenter-notes").hidden = !$("presenter-notes").hidden;
+  else if (event.key === "Escape") stopPresenting();
+  else return;
+  event.preventDefault();
+}
+
+// -- actions -------------------------------------------------------------------------------
+
+async function createDeck(event) {
+  event.preventDefault();
+  const form = event.target;
+  const button = $("create-button");
+  button.disabled = true;
+  try {
+    const created = await api("POST", "/api/v1/decks", {
+      prompt: form.prompt.value,
+      slide_count: Number(form.slide_count.value),
+      theme: form.theme.value,
+    });
+    form.prompt.value = "";
+    await openDeck(created.deck_id);
+    await refreshDeckList();
+  } catch (error) {
+    showNotice(error.message);
+  } finally {
+    button.disabled = false;
+  }
+}
+
+async function cancelDeck() {
+  const deck = state.deck;
+  if (!deck) return;
+  try {
+    await api("POST", `/api/v1/decks/${deck.id}/cancel`);
+  } catch (error) {
+    showNotice(error.status === 409 ? "The deck has already finished." : error.message);
+  }
+}
+
+// -- start ---------------------------------------------------------------------------------
+
+function start() {
+  takeTokenFromFragment();
+  setToken(localStorage.getItem(TOKEN_KEY));
+  $("token-form").addEventListener("submit", (event) => {
+    event.preventDefault();
+    setToken($("token-input").value.trim());
+    $("token-input").value = "";
+    refreshDeckList();
+    const deckId = state.deck?.id || readFragment().get("deck");
+    if (deckId) openDeck(deckId);
+  });
+  $("token-forget").addEventListener("click", () => {
+    closeSocket();
+    setToken(null);
+  });
+  $("token-toggle").addEventListener("click", () => {
+    $("token-panel").hidden = !$("token-panel").hidden;
+  });
+  $("create-form").addEventListener("submit", createDeck);
+  $("refresh-decks").addEventListener("click", refreshDeckList);
+  $("cancel-button").addEventListener("click", cancelDeck);
+  $("present-button").addEventListener("click", () => startPresenting(0));
+  document.addEventListener("keydown", onPresenterKey);
+  document.addEventListener("fullscreenchange", () => {
+    if (!document.fullscreenElement) stopPresenting(); // Esc in the browser's own full screen
+  });
+  window.addEventListener("online", () => {
+    if (!state.deck || state.socket) return;
+    clearTimeout(state.retryTimer);
+    connect();
+  });
+  if (!state.token) return;
+  refreshDeckList();
+  const deckId = readFragment().get("deck");
+  if (deckId) loadDeck(deckId);
+}
+
+start();

@@ -1,0 +1,195 @@
+"""The page at ``/`` in headless Chromium: create, watch, reload, cancel and present a deck."""
+
+from __future__ import annotations
+
+import re
+
+import httpx
+from playwright.async_api import Page, Route, WebSocketRoute, expect
+
+from presto_deck.api.pages import CONTENT_SECURITY_POLICY
+from tests.browser.conftest import screenshot_path
+from tests.support.running import RunningApi
+
+SLIDES = ".slides > .slide-card"
+
+
+async def _create_deck(page: Page, prompt: str, slide_count: int, theme: str = "default") -> None:
+    await page.fill("#prompt", prompt)
+    await page.fill("#slide-count", str(slide_count))
+    await page.select_option("#theme", theme)
+    await page.click("#create-button")
+
+
+async def _slide_titles(page: Page) -> list[str]:
+    return await page.locator(f"{SLIDES} .slide__title").all_text_contents()
+
+
+async def test_the_page_is_served_with_a_strict_content_security_policy(app: RunningApi) -> None:
+    async with httpx.AsyncClient(base_url=app.url) as client:
+        page = await client.get("/")
+        script = await client.get("/static/app.js")
+        missing = await client.get("/static/../pages.py")
+        unknown = await client.get("/static/secret.txt")
+        revalidated = await client.get("/", headers={"If-None-Match": page.headers["etag"]})
+    assert page.status_code == 200
+    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
+    assert "script-src 'self'" in CONTENT_SECURITY_POLICY
+    assert page.headers["x-content-type-options"] == "nosniff"
+    assert page.headers["referrer-policy"] == "no-referrer"
+    assert script.headers["content-type"].startswith("text/javascript")
+    assert missing.status_code == 404
+    assert unknown.status_code == 404
+    assert revalidated.status_code == 304
+
+
+async def test_a_deck_created_from_the_form_streams_in_live(page: Page, alice_url: str) -> None:
+    await page.goto(alice_url)
+    # The token moved from the address bar to local storage.
+    await expect(page).not_to_have_url(re.compile("token="))
+    await _create_deck(page, "The history of tea", 5, theme="corporate")
+
+    await expect(page.locator("#plan-outline > li")).to_have_count(5)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    await expect(page.locator(SLIDES)).to_have_count(5)
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+    await expect(page.locator(".deck-list__item")).to_have_count(1)
+    await expect(page.locator(".deck-list__item .status")).to_have_text("completed")
+    assert await page.locator(f"{SLIDES} .slide.theme--corporate").count() == 5
+    await page.screenshot(path=screenshot_path("deck-view"), full_page=True)
+
+
+async def test_a_reload_mid_stream_resumes_without_duplicates(page: Page, alice_url: str) -> None:
+    await page.goto(alice_url)
+    await _create_deck(page, "Rivers of Europe", 12, theme="dark")
+    await expect(page.locator(SLIDES).nth(1)).to_be_attached()
+    await expect(page).to_have_url(re.compile("#deck="))
+    assert await page.locator(SLIDES).count() < 12, "the deck ended before the reload"
+    await page.screenshot(path=screenshot_path("deck-view-streaming"), full_page=True)
+
+    await page.reload()
+    await expect(page.locator("#deck-status")).to_have_text("completed", timeout=30_000)
+    await expect(page.locator(SLIDES)).to_have_count(12)
+    positions = await page.locator(f"{SLIDES} .slide").evaluate_all(
+        "slides => slides.map(slide => Number(slide.dataset.position))"
+    )
+    assert positions == list(range(1, 13))
+    ids = await page.locator(SLIDES).evaluate_all("items => items.map(i => i.dataset.slideId)")
+    assert len(set(ids)) == 12
+    await page.screenshot(path=screenshot_path("deck-view-dark-after-reload"), full_page=True)
+
+
+async def test_cancelling_mid_stream_stops_the_deck(page: Page, alice_url: str) -> None:
+    await page.goto(alice_url)
+    await _create_deck(page, "A very long deck", 30)
+    await expect(page.locator(SLIDES).first).to_be_attached()
+
+    await page.click("#cancel-button")
+    await expect(page.locator("#deck-status")).to_have_text("cancelled")
+    await expect(page.locator("#cancel-button")).to_be_hidden()
+    shown = await page.locator(SLIDES).count()
+    assert shown < 30
+    # The socket stays open after the end; nothing more arrives on it.
+    await page.reload()
+    await expect(page.locator("#deck-status")).to_have_text("cancelled")
+    await expect(page.locator(SLIDES)).to_have_count(shown)
+
+
+async def test_presenting_moves_with_the_keys_and_shows_notes(page: Page, alice_url: str) -> None:
+    await page.goto(alice_url)
+    await _create_deck(page, "Learning to sail", 4, theme="playful")
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+
+    await page.click("#present-button")
+    presenter = page.locator("#presenter")
+    counter = page.locator("#presenter-counter")
+    await expect(presenter).to_be_visible()
+    await expect(counter).to_have_text("1 / 4")
+    await page.keyboard.press("ArrowRight")
+    await page.keyboard.press("PageDown")
+    await expect(counter).to_have_text("3 / 4")
+    await page.keyboard.press("ArrowLeft")
+    await expect(counter).to_have_text("2 / 4")
+    await expect(page.locator("#presenter-slide .slide")).to_have_attribute("data-position", "2")
+
+    notes = page.locator("#presenter-notes")
+    await expect(notes).to_be_hidden()
+    await page.keyboard.press("n")
+    await expect(notes).to_be_visible()
+    await expect(notes).not_to_be_empty()
+    await page.screenshot(path=screenshot_path("presenting"))
+
+    await page.keyboard.press("Escape")
+    await expect(presenter).to_be_hidden()
+
+
+async def test_a_dropped_connection_resumes_from_the_last_applied_version(
+    page: Page, alice_url: str
+) -> None:
+    urls: list[str] = []
+
+    async def drop_the_first_socket_after_two_slides(socket: WebSocketRoute) -> None:
+        urls.append(socket.url)
+        server = socket.connect_to_server()
+        if len(urls) > 1:
+            return  # later connections pass through untouched
+        slides = 0
+
+        async def to_page(message: str | bytes) -> None:
+            nonlocal slides
+            if slides >= 2:
+                return
+            socket.send(message)
+            if isinstance(message, str) and '"SlideAdded"' in message:
+                slides += 1
+                if slides == 2:
+                    await socket.close(code=1011, reason="simulated drop")
+                    await server.close()
+
+        server.on_message(to_page)
+
+    await page.route_web_socket(re.compile(r"/ws/decks/"), drop_the_first_socket_after_two_slides)
+    await page.goto(alice_url)
+    await _create_deck(page, "Mountains of Asia", 8)
+
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+    await expect(page.locator(SLIDES)).to_have_count(8)
+    await expect(page.locator("#connection")).to_have_attribute("data-state", "live")
+    assert len(urls) >= 2
+    resumed_from = int(re.findall(r"last_version=(\d+)", urls[1])[0])
+    assert resumed_from > 1  # it resumed after what it had applied, not from scratch
+    positions = await page.locator(f"{SLIDES} .slide").evaluate_all(
+        "slides => slides.map(slide => Number(slide.dataset.position))"
+    )
+    assert positions == list(range(1, 9))
+
+
+async def test_hostile_slide_markup_cannot_run_script(
+    page: Page, alice_url: str, expected_console_errors: list[str]
+) -> None:
+    expected_console_errors.append("Content Security Policy")
+    await page.goto(alice_url)
+    await _create_deck(page, "Harmless", 1)
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+
+    async def plant_hostile_markup(route: Route) -> None:
+        response = await route.fetch()
+        deck = await response.json()
+        deck["slides"][0]["html_content"] = (
+            '<section class="slide"><h2 class="slide__title">Hostile</h2>'
+            '<img src="data:," onerror="window.pwned = true"></section>'
+        )
+        await route.fulfill(response=response, json=deck)
+
+    await page.add_init_script(
+        "window.violations = [];"
+        "document.addEventListener('securitypolicyviolation',"
+        " event => window.violations.push(event.effectiveDirective));"
+    )
+    await page.route(re.compile(r"/api/v1/decks/[0-9a-f-]{36}$"), plant_hostile_markup)
+    await page.reload()
+    await expect(page.locator(f"{SLIDES} .slide__title")).to_have_text("Hostile")
+    await page.wait_for_function("window.violations.length > 0")
+    assert await page.evaluate("window.violations") == ["script-src-attr"]
+    assert await page.evaluate("window.pwned") is None
