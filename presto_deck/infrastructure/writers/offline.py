@@ -267,7 +267,9 @@ def _notes(brief: DeckBrief, plan: DeckPlan, index: int) -> str:
         f"Deck: {plan.title}. Topic: {_Subject.of(brief.prompt).phrase}.",
     ]
     if outline.key_points:
-        lines.append("Talk through: " + "; ".join(outline.key_points) + ".")
+        lines.append(
+            "Talk through: " + "; ".join(p.rstrip(".;: ") for p in outline.key_points) + "."
+        )
     if brief.language:
         lines.append(f"[lang: {brief.language}] Not translated: the offline writer uses English.")
     lines.append(f"{_LABEL}; replace these notes with your own.")
