@@ -47,9 +47,9 @@ _SECURITY_HEADERS = {
 }
 #: The files the page is made of; nothing else under ``static/`` is served.
 _MEDIA_TYPES = {
-    "index.html": "text/html; charset=utf-8",
-    "app.js": "text/javascript; charset=utf-8",
-    "app.css": "text/css; charset=utf-8",
+    "index.html": "text/html",
+    "app.js": "text/javascript",
+    "app.css": "text/css",
 }
 
 

@@ -33,12 +33,12 @@ async def test_the_page_is_served_with_a_strict_content_security_policy(app: Run
         unknown = await client.get("/static/secret.txt")
         revalidated = await client.get("/", headers={"If-None-Match": page.headers["etag"]})
     assert page.status_code == 200
-    assert page.headers["content-type"].startswith("text/html")
+    assert page.headers["content-type"] == "text/html; charset=utf-8"
     assert page.headers["content-security-policy"] == CONTENT_SECURITY_POLICY
     assert "script-src 'self'" in CONTENT_SECURITY_POLICY
     assert page.headers["x-content-type-options"] == "nosniff"
     assert page.headers["referrer-policy"] == "no-referrer"
-    assert script.headers["content-type"].startswith("text/javascript")
+    assert script.headers["content-type"] == "text/javascript; charset=utf-8"
     assert missing.status_code == 404
     assert unknown.status_code == 404
     assert revalidated.status_code == 304
