@@ -5,6 +5,7 @@ from __future__ import annotations
 from typing import Annotated
 from uuid import UUID
 
+import msgspec
 from litestar import Controller, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
@@ -38,14 +39,7 @@ class DeckController(Controller):
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255)
         ] = None,
     ) -> DeckCreated:
-        brief = DeckBrief(
-            prompt=data.prompt,
-            slide_count=data.slide_count,
-            title=data.title,
-            template=data.template,
-            theme=data.theme,
-            language=data.language,
-        )
+        brief = DeckBrief(**msgspec.structs.asdict(data))  # the same fields, now validated
         deck = await decks.create(user_id, brief, idempotency_key)
         return DeckCreated(deck_id=deck.id, status=deck.status)
 
