@@ -10,7 +10,8 @@ from urllib.parse import urlencode
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
-_TERMINAL = frozenset({"DeckCompleted", "DeckFailed", "DeckCancelled"})
+from presto_deck.domain.events import TERMINAL_EVENTS
+
 #: Close codes after which reconnecting cannot help.
 _FINAL_CLOSE_CODES = frozenset({4400, 4401, 4403, 4404})
 
@@ -48,7 +49,7 @@ async def watch(
                         continue
                     emit(raw if isinstance(raw, str) else raw.decode())
                     last_version = int(frame.get("version", last_version))
-                    if not follow and frame.get("event_type") in _TERMINAL:
+                    if not follow and frame.get("event_type") in TERMINAL_EVENTS:
                         return last_version
         except ConnectionClosed as closed:
             if closed.rcvd is not None and closed.rcvd.code in _FINAL_CLOSE_CODES:

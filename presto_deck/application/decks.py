@@ -8,7 +8,13 @@ from uuid import UUID, uuid4
 
 from loguru import logger
 
-from presto_deck.application.ports import CancelFlags, Clock, JobQueue, UnitOfWorkFactory
+from presto_deck.application.ports import (
+    CancelFlags,
+    Clock,
+    JobQueue,
+    UnitOfWork,
+    UnitOfWorkFactory,
+)
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.deck import TITLE_MAX_LENGTH, Deck, DeckNotFound, DeckStatus, Slide
@@ -69,9 +75,7 @@ class DeckService:
 
     async def get(self, user_id: str, deck_id: UUID) -> DeckView:
         async with self._uow() as uow:
-            deck = await uow.decks.get(deck_id, user_id)
-            if deck is None:
-                raise DeckNotFound(str(deck_id))
+            deck = await _owned(uow, user_id, deck_id)
             return DeckView(deck=deck, slides=await uow.slides.list(deck_id))
 
     async def list(self, user_id: str, limit: int, offset: int) -> DeckPage:
@@ -82,17 +86,13 @@ class DeckService:
     async def current_version(self, user_id: str, deck_id: UUID) -> int:
         """The deck's version, checking that it is the user's."""
         async with self._uow() as uow:
-            deck = await uow.decks.get(deck_id, user_id)
-        if deck is None:
-            raise DeckNotFound(str(deck_id))
-        return deck.version
+            return (await _owned(uow, user_id, deck_id)).version
 
     async def events_after(
         self, user_id: str, deck_id: UUID, version: int, limit: int | None = None
     ) -> Sequence[Event]:
         async with self._uow() as uow:
-            if await uow.decks.get(deck_id, user_id) is None:
-                raise DeckNotFound(str(deck_id))
+            await _owned(uow, user_id, deck_id)
             return await uow.events.after(deck_id, version, limit)
 
     async def history(self, deck_id: UUID, version: int, limit: int) -> Sequence[Event]:
@@ -109,8 +109,7 @@ class DeckService:
             deck.request_cancel(self._clock())
             await uow.decks.save(deck)
             await uow.commit()
-        events, deck.pending_events = deck.pending_events, []
-        await self._publishing.publish(events)
+        await self._publishing.publish(deck.take_events())
         if deck.cancel_requested:
             # The worker checks this flag before each slide; PostgreSQL holds the durable request.
             try:
@@ -124,6 +123,14 @@ class DeckService:
         except Exception as exc:
             # The deck is safe in PostgreSQL; the worker's sweep queues PENDING decks it finds.
             logger.warning("could not queue deck {}, the sweep will: {}", deck_id, exc)
+
+
+async def _owned(uow: UnitOfWork, user_id: str, deck_id: UUID) -> Deck:
+    """The user's deck; another user's deck is as missing as one that does not exist."""
+    deck = await uow.decks.get(deck_id, user_id)
+    if deck is None:
+        raise DeckNotFound(str(deck_id))
+    return deck
 
 
 def _placeholder_title(prompt: str) -> str:

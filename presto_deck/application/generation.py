@@ -70,13 +70,13 @@ class DeckGenerator:
     async def _run(self, deck_id: UUID) -> DeckStatus | None:
         deck = await self._step(deck_id, self._start)
         if deck is None or not deck.status.is_active:
-            return None if deck is None else deck.status
+            return _status(deck)
         plan = deck.plan
         if plan is None:
             plan = await self._writing(self._writer.plan(deck.brief))
             deck = await self._step(deck_id, _set_plan(plan, self._clock))
             if deck is None or deck.status is not DeckStatus.GENERATING or deck.plan is None:
-                return None if deck is None else deck.status
+                return _status(deck)
             plan = deck.plan  # a concurrent run may have committed its plan first: follow that one
         async with self._uow() as uow:
             written = await uow.slides.count(deck_id)
@@ -85,15 +85,15 @@ class DeckGenerator:
             if await self._cancel_flags.is_requested(deck_id):
                 deck = await self._step(deck_id, _nothing)  # cancels, as PostgreSQL says
                 if deck is None or deck.status is not DeckStatus.GENERATING:
-                    return None if deck is None else deck.status
+                    return _status(deck)
             content = await self._writing(self._writer.write_slide(deck.brief, plan, index))
             html = await self._writing(
                 asyncio.to_thread(self._renderer.render, content, deck.brief.theme, index, total)
             )
             deck = await self._step(deck_id, self._add_slide(index, html, content))
             if deck is None or deck.status is not DeckStatus.GENERATING:
-                return None if deck is None else deck.status
-        return await self._status_after(await self._step(deck_id, self._complete(total)))
+                return _status(deck)
+        return _status(await self._step(deck_id, self._complete(total)))
 
     @staticmethod
     async def _writing(call: Awaitable[_T]) -> _T:
@@ -127,8 +127,7 @@ class DeckGenerator:
                 return deck
             await uow.decks.save(deck)
             await uow.commit()
-        events, deck.pending_events = deck.pending_events, []
-        await self._publishing.publish(events)
+        await self._publishing.publish(deck.take_events())
         return deck
 
     async def _start(self, deck: Deck, uow: UnitOfWork) -> bool:
@@ -171,11 +170,7 @@ class DeckGenerator:
             deck.fail(error, self._clock())
             return True
 
-        return await self._status_after(await self._step(deck_id, change))
-
-    @staticmethod
-    async def _status_after(deck: Deck | None) -> DeckStatus | None:
-        return None if deck is None else deck.status
+        return _status(await self._step(deck_id, change))
 
     # -- the lease: tells the sweep that a live worker owns this deck -----------------------------
 
@@ -219,3 +214,7 @@ def _set_plan(plan: DeckPlan, clock: Clock) -> _Change:
 
 async def _nothing(deck: Deck, uow: UnitOfWork) -> bool:
     return False
+
+
+def _status(deck: Deck | None) -> DeckStatus | None:
+    return None if deck is None else deck.status

@@ -132,6 +132,11 @@ class Deck:
         self.status = DeckStatus.CANCELLED
         self._record("DeckCancelled", {}, now)
 
+    def take_events(self) -> list[Event]:
+        """The events recorded since the deck was loaded, once: for publishing after the commit."""
+        events, self.pending_events = self.pending_events, []
+        return events
+
     # -- internals --------------------------------------------------------------------------------
 
     def _require(self, *allowed: DeckStatus) -> None:
