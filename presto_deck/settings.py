@@ -15,6 +15,34 @@ ENV_PREFIX = "PRESTO_"
 _SECRET_FIELDS = frozenset({"jwt_secret", "llm_api_key", "database_url", "redis_url"})
 
 
+#: Durations that must be greater than zero.
+_POSITIVE_FIELDS = (
+    "llm_timeout_seconds",
+    "ws_heartbeat_seconds",
+    "worker_lease_seconds",
+    "worker_sweep_seconds",
+    "db_lock_timeout_seconds",
+    "db_idle_transaction_timeout_seconds",
+    "ws_write_timeout_seconds",
+    "http_header_timeout_seconds",
+)
+#: Counts and sizes that must be at least one.
+_AT_LEAST_ONE_FIELDS = (
+    "llm_max_attempts",
+    "worker_max_jobs",
+    "stream_maxlen",
+    "llm_max_calls_per_deck",
+    "limit_deck_creations_per_minute",
+    "limit_active_decks_per_user",
+    "limit_sockets_per_user",
+    "limit_sockets_total",
+    "limit_frames_per_second",
+    "ws_send_queue",
+    "http_max_header_bytes",
+    "http_max_body_bytes",
+)
+
+
 class SettingsError(Exception):
     """A missing or invalid setting; the message names it as the user would set it."""
 
@@ -42,6 +70,19 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     worker_sweep_seconds: float = 10.0
     worker_max_jobs: int = 10
     stream_maxlen: int = 100000
+    llm_max_calls_per_deck: int = 60
+    db_lock_timeout_seconds: float = 5.0
+    db_idle_transaction_timeout_seconds: float = 10.0
+    limit_deck_creations_per_minute: int = 30
+    limit_active_decks_per_user: int = 5
+    limit_sockets_per_user: int = 50
+    limit_sockets_total: int = 10000
+    limit_frames_per_second: int = 20
+    ws_send_queue: int = 100
+    ws_write_timeout_seconds: float = 10.0
+    http_max_header_bytes: int = 16384
+    http_header_timeout_seconds: float = 10.0
+    http_max_body_bytes: int = 65536
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("postgresql://", "postgresql+psycopg://")):
@@ -52,15 +93,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             raise SettingsError("PRESTO_REDIS_URL must start with redis://, rediss:// or unix://")
         if not self.jwt_algorithms or "none" in (a.lower() for a in self.jwt_algorithms):
             raise SettingsError("PRESTO_JWT_ALGORITHMS must name at least one real algorithm")
-        for name in (
-            "llm_timeout_seconds",
-            "ws_heartbeat_seconds",
-            "worker_lease_seconds",
-            "worker_sweep_seconds",
-        ):
+        for name in _POSITIVE_FIELDS:
             if getattr(self, name) <= 0:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be greater than 0")
-        for name in ("llm_max_attempts", "worker_max_jobs", "stream_maxlen"):
+        for name in _AT_LEAST_ONE_FIELDS:
             if getattr(self, name) < 1:
                 raise SettingsError(f"{ENV_PREFIX}{name.upper()} must be at least 1")
         if self.offline_slide_delay_ms < 0:
