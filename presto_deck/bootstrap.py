@@ -46,7 +46,11 @@ class Container:
 
 
 def build_container(settings: Settings) -> Container:
-    engine = create_engine(settings.sqlalchemy_url)
+    engine = create_engine(
+        settings.sqlalchemy_url,
+        lock_timeout_seconds=settings.db_lock_timeout_seconds,
+        idle_transaction_timeout_seconds=settings.db_idle_transaction_timeout_seconds,
+    )
     redis = connect(settings.redis_url)
 
     def uow() -> SqlUnitOfWork:
@@ -72,6 +76,7 @@ def build_container(settings: Settings) -> Container:
             clock=utc_now,
             worker_id=worker_id,
             lease_seconds=settings.worker_lease_seconds,
+            max_model_calls=settings.llm_max_calls_per_deck,
         ),
         recovery=Recovery(
             uow=uow,

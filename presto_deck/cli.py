@@ -87,15 +87,15 @@ def work() -> None:
     settings = _settings()
 
     from presto_deck.bootstrap import build_container
-    from presto_deck.worker import build_worker
+    from presto_deck.worker import DeckWorker
 
     async def run() -> None:
         container = build_container(settings)
-        worker = build_worker(container)
+        worker = DeckWorker(container)
         try:
             # arq's SIGTERM/SIGINT handler stops the worker by cancelling its main task.
             with contextlib.suppress(asyncio.CancelledError):
-                await worker.async_run()
+                await worker.run()
         finally:
             await worker.close()
             await container.close()

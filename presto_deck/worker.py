@@ -1,5 +1,9 @@
-"""The arq worker: generation jobs, plus a sweep at start-up and every few seconds that requeues
-decks whose worker died and relays events that were committed but never published."""
+"""The worker role: arq runs the generation jobs; beside it, outside arq's job slots, a sweep
+requeues decks whose worker died and relays events committed but never published.
+
+Both ride out outages of Redis and PostgreSQL: they log one line, wait with backoff and carry
+on, so that a restarted Redis never leaves a worker process dead and its decks stuck.
+"""
 
 from __future__ import annotations
 
@@ -8,8 +12,9 @@ import contextlib
 from typing import Any
 from uuid import UUID
 
-from arq import Worker, cron, func
+from arq import Worker, func
 from loguru import logger
+from redis.exceptions import RedisError
 
 from presto_deck.bootstrap import Container
 from presto_deck.infrastructure.messaging import keys
@@ -22,6 +27,12 @@ from presto_deck.infrastructure.messaging.redis_client import (
 #: Long enough for a 30-slide deck on a slow model; a dead worker's job is freed by the sweep
 #: (its lease lapses) long before this runs out.
 _JOB_TIMEOUT_SECONDS = 3600
+#: Pauses between tries while Redis is unreachable: from the first to the longest.
+_FIRST_BACKOFF_SECONDS = 0.2
+_MAX_BACKOFF_SECONDS = 5.0
+#: What an unreachable or restarting Redis raises (redis-py wraps most of it; not all of it).
+_OUTAGE = (RedisError, OSError)
+_CLOSE_SECONDS = 3.0
 
 
 async def generate_deck(ctx: dict[str, Any], deck_id: str) -> None:
@@ -31,56 +42,131 @@ async def generate_deck(ctx: dict[str, Any], deck_id: str) -> None:
         logger.info("generation job ended with the deck {}", status)
 
 
-async def sweep(ctx: dict[str, Any]) -> None:
-    container: Container = ctx["container"]
-    report = await container.recovery.sweep()
-    if report.requeued or report.relayed:
-        logger.info("sweep requeued {} deck(s), relayed {} event(s)", *vars(report).values())
+class DeckWorker:
+    """One process's worker: arq's job loop and the sweep, started and stopped together."""
+
+    def __init__(self, container: Container, *, handle_signals: bool = True) -> None:
+        settings = container.settings
+        self._container = container
+        self._sweep_seconds = settings.worker_sweep_seconds
+        self.arq = _ResilientWorker(
+            functions=[func(generate_deck, name=keys.GENERATE_JOB)],
+            # arq closes its pool when it stops, so it gets its own rather than the container's.
+            redis_pool=connect(settings.redis_url),
+            queue_name=keys.QUEUE,
+            ctx={"container": container},
+            handle_signals=handle_signals,
+            max_jobs=settings.worker_max_jobs,
+            job_timeout=_JOB_TIMEOUT_SECONDS,
+            keep_result=0,
+            poll_delay=0.1,
+            job_serializer=serialize_job,
+            job_deserializer=deserialize_job,
+            log_results=False,
+        )
+
+    async def run(self) -> None:
+        """Run jobs and sweeps until arq stops (a signal, or ``stop``)."""
+        sweeper = asyncio.create_task(self._sweep_forever(), name="sweep")
+        try:
+            await self.arq.async_run()
+        finally:
+            sweeper.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await sweeper
+
+    async def stop(self, task: asyncio.Task[Any], grace: float = 5.0) -> None:
+        """Take no new job, give running ones ``grace`` seconds to finish, then cancel the rest.
+
+        A cancelled generation loses nothing: its lease lapses and another worker continues it.
+        """
+        self.arq.burst = True
+        self.arq.max_burst_jobs = 0  # arq's main loop then waits for running jobs and returns
+        with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
+            async with asyncio.timeout(grace):
+                await asyncio.shield(task)
+        task.cancel()
+        with contextlib.suppress(asyncio.CancelledError, Exception):
+            await task
+        await self.close()
+
+    async def close(self) -> None:
+        """Close arq's connections, in a bounded time: Redis may be down."""
+        with contextlib.suppress(TimeoutError, *_OUTAGE):
+            async with asyncio.timeout(_CLOSE_SECONDS):
+                await self.arq.close()
+
+    async def _sweep_forever(self) -> None:
+        while True:
+            try:
+                if await self._may_sweep():
+                    report = await self._container.recovery.sweep()
+                    if report.requeued or report.relayed:
+                        logger.info(
+                            "sweep requeued {} deck(s), relayed {} event(s)",
+                            report.requeued,
+                            report.relayed,
+                        )
+            except Exception as exc:  # the next round tries again; a dead sweep would be worse
+                logger.warning("sweep failed, trying again in {:g}s: {}", self._sweep_seconds, exc)
+            await asyncio.sleep(self._sweep_seconds)
+
+    async def _may_sweep(self) -> bool:
+        """One sweep per period across all workers: whoever sets the key first."""
+        claimed = await self._container.redis.set(
+            keys.SWEEP_LOCK, b"1", nx=True, px=max(round(self._sweep_seconds * 900), 1)
+        )
+        return bool(claimed)
 
 
-def build_worker(
-    container: Container, *, handle_signals: bool = True, burst: bool = False
-) -> Worker:
-    settings = container.settings
-    every = max(1, round(settings.worker_sweep_seconds))
-    return Worker(
-        functions=[func(generate_deck, name=keys.GENERATE_JOB)],
-        cron_jobs=[
-            cron(
-                sweep,
-                second=set(range(0, 60, every)),
-                run_at_startup=True,
-                unique=True,
-                timeout=60,
-            )
-        ],
-        # arq closes its pool when it stops, so it gets its own rather than the container's.
-        redis_pool=connect(settings.redis_url),
-        queue_name=keys.QUEUE,
-        ctx={"container": container},
-        handle_signals=handle_signals,
-        burst=burst,
-        max_jobs=settings.worker_max_jobs,
-        job_timeout=_JOB_TIMEOUT_SECONDS,
-        keep_result=0,
-        poll_delay=0.1,
-        job_serializer=serialize_job,
-        job_deserializer=deserialize_job,
-        log_results=False,
-    )
+class _ResilientWorker(Worker):
+    """arq's worker, which would exit on the first Redis error of its poll loop.
 
-
-async def stop_gracefully(worker: Worker, task: asyncio.Task[Any], grace: float = 5.0) -> None:
-    """Take no new job, give running ones ``grace`` seconds to finish, then cancel the rest.
-
-    A cancelled generation loses nothing: its lease lapses and another worker continues it.
+    Here a poll that fails waits with backoff and polls again, a job whose start or end cannot be
+    recorded in Redis is logged (the deck's lease in PostgreSQL decides what happens to it), and
+    a slot that arq counted for a job it then failed to start is given back.
     """
-    worker.burst = True
-    worker.max_burst_jobs = 0  # arq's main loop then waits for running jobs and returns
-    with contextlib.suppress(TimeoutError, asyncio.CancelledError, Exception):
-        async with asyncio.timeout(grace):
-            await asyncio.shield(task)
-    await worker.close()
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError, Exception):
-        await task
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._backoff = 0.0
+
+    async def main(self) -> None:
+        while True:
+            try:
+                await super().main()
+                return
+            except _OUTAGE as exc:  # at start-up: arq reads Redis's info before it polls
+                await self._wait_out(exc)
+
+    async def _poll_iteration(self) -> None:
+        try:
+            await super()._poll_iteration()
+        except _OUTAGE as exc:
+            await self._wait_out(exc)
+            return
+        if self._backoff:
+            logger.info("Redis is back; the worker polls for jobs again")
+            self._backoff = 0.0
+
+    async def start_jobs(self, job_ids: list[bytes]) -> None:
+        try:
+            await super().start_jobs(job_ids)
+        except _OUTAGE:
+            # arq counts a job (and takes a slot) before it records the start in Redis.
+            started = sum(not task.done() for task in self.tasks.values())
+            for _ in range(self.job_counter - started):
+                self._release_sem_dec_counter_on_complete()
+            raise
+
+    async def run_job(self, job_id: str, score: int) -> None:
+        try:
+            await super().run_job(job_id, score)
+        except _OUTAGE as exc:
+            logger.warning("could not record job {} in Redis: {}", job_id, exc)
+
+    async def _wait_out(self, exc: BaseException) -> None:
+        if not self._backoff:
+            logger.warning("Redis is unavailable, the worker waits for it: {}", exc)
+        self._backoff = min(max(self._backoff * 2, _FIRST_BACKOFF_SECONDS), _MAX_BACKOFF_SECONDS)
+        await asyncio.sleep(self._backoff)

@@ -9,6 +9,7 @@ import pytest
 from presto_deck.api.auth import TokenVerifier
 from presto_deck.settings import Settings, load_settings
 from tests.support.client import DeckClient
+from tests.support.llm import no_retry_backoff
 from tests.support.running import RunningApi, running_api, running_worker
 from tests.support.services import (
     TEST_REDIS_URL,
@@ -18,6 +19,13 @@ from tests.support.services import (
 )
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
+
+
+@pytest.fixture
+def no_backoff() -> Iterator[None]:
+    """Retry backoffs are zero (use with ``pytestmark = pytest.mark.usefixtures("no_backoff")``)."""
+    with no_retry_backoff():
+        yield
 
 
 @pytest.fixture(scope="session")

@@ -51,17 +51,17 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
-        from presto_deck.worker import build_worker, stop_gracefully
+        from presto_deck.worker import DeckWorker
 
         tasks = [asyncio.create_task(fanout.run(), name="stream-fanout")]
-        worker = build_worker(container, handle_signals=False) if with_worker else None
-        worker_task = asyncio.create_task(worker.async_run(), name="worker") if worker else None
+        worker = DeckWorker(container, handle_signals=False) if with_worker else None
+        worker_task = asyncio.create_task(worker.run(), name="worker") if worker else None
         logger.info("API ready{}", " with an in-process worker" if with_worker else "")
         try:
             yield
         finally:
             if worker is not None and worker_task is not None:
-                await stop_gracefully(worker, worker_task)
+                await worker.stop(worker_task)
             for task in tasks:
                 task.cancel()
             # Shutting down must not hang on a backing service: each wait is bounded.

@@ -4,6 +4,19 @@ Each step is one transaction on the locked deck row: the data, the version bump 
 are committed together and published afterwards. A step first re-reads the deck, so the job is
 idempotent and resumable: a duplicate or re-delivered job, or one that takes over from a dead
 worker, continues after the last committed slide and never writes a slide or an event twice.
+
+A run owns the deck through a lease named for that run. It renews the lease while it works; a
+deck whose lease lapses (its worker died or froze) is queued again by the sweep and taken over
+by a new run, which writes its own name into the lease. Every step and every model call checks
+that name first, so the run it replaced stops at once if it ever wakes up (fencing).
+
+Every way a run can go wrong ends within a bound:
+- the writer gives up, or the deck has spent its model calls: the deck ends FAILED with a
+  reason a user can read and a reference to the log line that holds the details;
+- the database refuses a value: the step is tried a few times, then the deck ends FAILED;
+- the database is unavailable, or another run holds the deck: this run stops, and the sweep
+  queues the deck again later; since model calls are counted in the database before they are
+  made, no number of runs can spend more than the deck's budget.
 """
 
 from __future__ import annotations
@@ -15,25 +28,33 @@ from datetime import datetime, timedelta
 from typing import TypeVar
 from uuid import UUID, uuid4
 
+import stamina
 from loguru import logger
 
 from presto_deck.application.ports import (
     CancelFlags,
     Clock,
     DeckWriter,
+    LeaseLost,
+    ModelCallsExhausted,
+    RunStopped,
     SlideRenderer,
+    StorageError,
     UnitOfWork,
     UnitOfWorkFactory,
     WriterError,
 )
 from presto_deck.application.publishing import EventPublishing
-from presto_deck.domain.content import DeckPlan, SlideContent
-from presto_deck.domain.deck import Deck, DeckStatus, Slide
+from presto_deck.domain.content import DeckPlan, SlideContent, cleaned
+from presto_deck.domain.deck import Deck, DeckStatus, LeaseHeld, Slide
 
 _T = TypeVar("_T")
 
 #: A step's change to the locked deck; returns False when there was nothing to do.
 _Change = Callable[[Deck, UnitOfWork], Awaitable[bool]]
+
+#: Tries of one step when the database fails it; a value it refuses fails the deck after these.
+_STEP_ATTEMPTS = 3
 
 
 class DeckGenerator:
@@ -48,6 +69,7 @@ class DeckGenerator:
         clock: Clock,
         worker_id: str,
         lease_seconds: float,
+        max_model_calls: int,
     ) -> None:
         self._uow = uow
         self._writer = writer
@@ -57,43 +79,100 @@ class DeckGenerator:
         self._clock = clock
         self._worker_id = worker_id
         self._lease_seconds = lease_seconds
+        self._max_model_calls = max_model_calls
+        self._running: set[UUID] = set()
 
     async def generate(self, deck_id: UUID) -> DeckStatus | None:
-        """Take the deck as far as it goes; returns its status, or None if there is no such deck."""
-        async with self._lease(deck_id):
-            try:
-                return await self._run(deck_id)
-            except WriterError as exc:
-                logger.warning("writer gave up on deck {}: {}", deck_id, exc)
-                return await self._fail(deck_id, str(exc) or type(exc).__name__)
+        """Take the deck as far as it goes; its status, or None if this run did not get to say."""
+        if deck_id in self._running:
+            # A requeued job while this process still runs the deck: a second copy would only
+            # wait for the first one's lock.
+            logger.info("deck {} is already being generated here", deck_id)
+            return None
+        owner = f"{self._worker_id}/{uuid4().hex[:8]}"
+        self._running.add(deck_id)
+        try:
+            return await self._run(deck_id, owner)
+        except LeaseHeld as exc:
+            logger.info("not generating deck {}: {}", deck_id, exc)
+        except LeaseLost:
+            logger.warning("deck {} was taken over by another run; this one stops", deck_id)
+        except (StorageError, RunStopped) as exc:
+            logger.warning("generation of deck {} stopped, to be resumed: {}", deck_id, exc)
+        finally:
+            self._running.discard(deck_id)
+        return None
 
-    async def _run(self, deck_id: UUID) -> DeckStatus | None:
-        deck = await self._step(deck_id, self._start)
+    async def _run(self, deck_id: UUID, owner: str) -> DeckStatus | None:
+        deck = await self._step(deck_id, self._start(owner))
         if deck is None or not deck.status.is_active:
             return _status(deck)
+        try:
+            async with self._lease_kept(deck_id, owner):
+                return await self._write_or_fail(deck, owner)
+        finally:
+            await self._release(deck_id, owner)
+
+    async def _write_or_fail(self, deck: Deck, owner: str) -> DeckStatus | None:
+        try:
+            return await self._write(deck, owner)
+        except WriterError as exc:
+            return await self._fail(deck.id, owner, exc)
+        except ModelCallsExhausted as exc:
+            reason = f"The deck used all {self._max_model_calls} model calls it may make."
+            return await self._fail(
+                deck.id, owner, WriterError(reason, code=_EXHAUSTED, detail=str(exc))
+            )
+        except StorageError as exc:
+            if exc.transient:
+                raise
+            failure = WriterError(
+                "The deck's content could not be stored.", code=_STORAGE, detail=str(exc)
+            )
+            return await self._fail(deck.id, owner, failure)
+
+    async def _write(self, deck: Deck, owner: str) -> DeckStatus | None:
+        budget = _Budget(
+            self._uow,
+            deck.id,
+            owner,
+            limit=self._max_model_calls,
+            lease_deadline=self._lease_deadline,
+        )
         plan = deck.plan
         if plan is None:
-            plan = await self._writing(self._writer.plan(deck.brief))
-            deck = await self._step(deck_id, _set_plan(plan, self._clock))
-            if deck is None or deck.status is not DeckStatus.GENERATING or deck.plan is None:
-                return _status(deck)
-            plan = deck.plan  # a concurrent run may have committed its plan first: follow that one
+            plan = cleaned(await self._writing(self._writer.plan(deck.brief, budget)))
+            updated = await self._step(deck.id, _set_plan(plan, self._clock), owner)
+            if updated is None or updated.status is not DeckStatus.GENERATING:
+                return _status(updated)
+            deck = updated
+            plan = deck.plan or plan  # a run before a takeover may have committed its plan first
         async with self._uow() as uow:
-            written = await uow.slides.count(deck_id)
+            written = await uow.slides.count(deck.id)
         total = len(plan.slides)
         for index in range(written, total):
-            if await self._cancel_flags.is_requested(deck_id):
-                deck = await self._step(deck_id, _nothing)  # cancels, as PostgreSQL says
-                if deck is None or deck.status is not DeckStatus.GENERATING:
-                    return _status(deck)
-            content = await self._writing(self._writer.write_slide(deck.brief, plan, index))
+            if await self._cancel_flagged(deck.id):
+                flagged = await self._step(deck.id, _nothing, owner)  # cancels, as PostgreSQL says
+                if flagged is None or flagged.status is not DeckStatus.GENERATING:
+                    return _status(flagged)
+            content = cleaned(
+                await self._writing(self._writer.write_slide(deck.brief, plan, index, budget))
+            )
             html = await self._writing(
                 asyncio.to_thread(self._renderer.render, content, deck.brief.theme, index, total)
             )
-            deck = await self._step(deck_id, self._add_slide(index, html, content))
-            if deck is None or deck.status is not DeckStatus.GENERATING:
-                return _status(deck)
-        return _status(await self._step(deck_id, self._complete(total)))
+            updated = await self._step(deck.id, self._add_slide(index, html, content), owner)
+            if updated is None or updated.status is not DeckStatus.GENERATING:
+                return _status(updated)
+        return _status(await self._step(deck.id, self._complete(total), owner))
+
+    async def _cancel_flagged(self, deck_id: UUID) -> bool:
+        """The fast check of Redis's flag; PostgreSQL's request is seen by every step anyway."""
+        try:
+            return await self._cancel_flags.is_requested(deck_id)
+        except Exception as exc:
+            logger.debug("could not read the cancellation flag of deck {}: {}", deck_id, exc)
+            return False
 
     @staticmethod
     async def _writing(call: Awaitable[_T]) -> _T:
@@ -104,16 +183,33 @@ class DeckGenerator:
         """
         try:
             return await call
-        except WriterError:
+        except (WriterError, RunStopped):
             raise
         except Exception as exc:
             logger.opt(exception=exc).error("writer error")
-            raise WriterError(f"the writer failed: {type(exc).__name__}: {exc}") from exc
+            detail = f"{type(exc).__name__}: {exc}"
+            raise WriterError("The writer failed.", code="writer_failed", detail=detail) from exc
 
     # -- steps: each runs under the deck's row lock, in one transaction ---------------------------
 
-    async def _step(self, deck_id: UUID, change: _Change) -> Deck | None:
-        """Lock the deck, honour a cancellation request, apply ``change``, commit, publish."""
+    async def _step(self, deck_id: UUID, change: _Change, owner: str | None = None) -> Deck | None:
+        """Lock the deck, check the lease, honour a cancellation, apply ``change``, commit, publish.
+
+        Without ``owner`` the change itself deals with the lease (taking it, at the start).
+        """
+        async for attempt in stamina.retry_context(
+            on=StorageError,
+            attempts=_STEP_ATTEMPTS,
+            timeout=None,
+            wait_initial=0.2,
+            wait_max=2.0,
+            wait_jitter=0.2,
+        ):
+            with attempt:
+                return await self._step_once(deck_id, change, owner)
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+
+    async def _step_once(self, deck_id: UUID, change: _Change, owner: str | None) -> Deck | None:
         async with self._uow() as uow:
             deck = await uow.decks.lock(deck_id)
             if deck is None:
@@ -121,6 +217,8 @@ class DeckGenerator:
                 return None
             if not deck.status.is_active:
                 return deck
+            if owner is not None and not deck.leased_to(owner):
+                raise LeaseLost(f"deck {deck_id} is no longer leased to {owner}")
             if deck.cancel_requested:
                 deck.cancel(self._clock())
             elif not await change(deck, uow):
@@ -130,11 +228,14 @@ class DeckGenerator:
         await self._publishing.publish(deck.take_events())
         return deck
 
-    async def _start(self, deck: Deck, uow: UnitOfWork) -> bool:
-        await uow.decks.claim(deck.id, self._worker_id, self._lease_deadline())
-        if deck.status is DeckStatus.PENDING:
-            deck.start(self._clock())
-        return True  # commit the claim even when another worker had started the deck
+    def _start(self, owner: str) -> _Change:
+        async def change(deck: Deck, uow: UnitOfWork) -> bool:
+            deck.take_lease(owner, self._lease_deadline(), self._clock())
+            if deck.status is DeckStatus.PENDING:
+                deck.start(self._clock())
+            return True  # commit the lease even when an earlier run had started the deck
+
+        return change
 
     def _add_slide(self, index: int, html: str, content: SlideContent) -> _Change:
         async def change(deck: Deck, uow: UnitOfWork) -> bool:
@@ -165,41 +266,111 @@ class DeckGenerator:
 
         return change
 
-    async def _fail(self, deck_id: UUID, error: str) -> DeckStatus | None:
-        async def change(deck: Deck, uow: UnitOfWork) -> bool:
-            deck.fail(error, self._clock())
-            return True
+    async def _fail(self, deck_id: UUID, owner: str, failure: WriterError) -> DeckStatus | None:
+        """End the deck FAILED: the user reads the reason; the log line behind ``ref`` the rest."""
+        ref = uuid4().hex[:12]
+        logger.warning(
+            "deck {} failed ({}, ref {}): {}", deck_id, failure.code, ref, failure.detail
+        )
+        try:
+            return _status(await self._step(deck_id, _failing(failure, ref, self._clock), owner))
+        except StorageError as exc:
+            if exc.transient:
+                raise
+            # Even the reason could not be stored: end the deck with one that surely can be.
+            plain = WriterError("The deck could not be stored.", code=_STORAGE)
+            return _status(await self._step(deck_id, _failing(plain, ref, self._clock), owner))
 
-        return _status(await self._step(deck_id, change))
-
-    # -- the lease: tells the sweep that a live worker owns this deck -----------------------------
+    # -- the lease: tells the sweep that a live run owns this deck --------------------------------
 
     def _lease_deadline(self) -> datetime:
         return self._clock() + timedelta(seconds=self._lease_seconds)
 
     @contextlib.asynccontextmanager
-    async def _lease(self, deck_id: UUID) -> AsyncIterator[None]:
-        renewal = asyncio.create_task(self._renew_lease(deck_id))
+    async def _lease_kept(self, deck_id: UUID, owner: str) -> AsyncIterator[None]:
+        """Renew the lease while the block runs; if another run took it, cancel the block and
+        raise LeaseLost, so that not even a model call in flight goes on."""
+        run = asyncio.current_task()
+        assert run is not None
+        lost = asyncio.Event()
+        renewal = asyncio.create_task(self._renew(deck_id, owner, run, lost))
         try:
             yield
+        except asyncio.CancelledError:
+            if lost.is_set() and run.uncancel() == 0:
+                raise LeaseLost(f"deck {deck_id} was taken over") from None
+            raise
         finally:
             renewal.cancel()
             with contextlib.suppress(asyncio.CancelledError):
                 await renewal
-            with contextlib.suppress(Exception):
-                async with self._uow() as uow:
-                    await uow.decks.release(deck_id, self._worker_id)
-                    await uow.commit()
 
-    async def _renew_lease(self, deck_id: UUID) -> None:
+    async def _renew(
+        self, deck_id: UUID, owner: str, run: asyncio.Task[object], lost: asyncio.Event
+    ) -> None:
         while True:
             await asyncio.sleep(self._lease_seconds / 3)
             try:
                 async with self._uow() as uow:
-                    await uow.decks.claim(deck_id, self._worker_id, self._lease_deadline())
+                    kept = await uow.decks.renew_lease(deck_id, owner, self._lease_deadline())
                     await uow.commit()
-            except Exception as exc:  # a missed renewal only risks a harmless duplicate run
+            except StorageError as exc:  # a missed renewal risks a takeover, which fencing stops
                 logger.warning("could not renew the lease on deck {}: {}", deck_id, exc)
+                continue
+            if not kept:
+                lost.set()
+                run.cancel()
+                return
+
+    async def _release(self, deck_id: UUID, owner: str) -> None:
+        try:
+            async with self._uow() as uow:
+                await uow.decks.release_lease(deck_id, owner)
+                await uow.commit()
+        except StorageError as exc:  # the lease lapses on its own
+            logger.warning("could not release the lease on deck {}: {}", deck_id, exc)
+
+
+class _Budget:
+    """The model-call budget of one run.
+
+    Each call is counted in PostgreSQL before it is made, in the statement that also proves that
+    the run still holds the deck and extends its lease: a run that was taken over makes no call,
+    and no number of runs, crashes or retries makes a deck spend more than its limit.
+    """
+
+    def __init__(
+        self,
+        uow: UnitOfWorkFactory,
+        deck_id: UUID,
+        owner: str,
+        *,
+        limit: int,
+        lease_deadline: Callable[[], datetime],
+    ) -> None:
+        self._uow = uow
+        self._deck_id = deck_id
+        self._owner = owner
+        self._limit = limit
+        self._lease_deadline = lease_deadline
+
+    async def spend(self) -> None:
+        try:
+            async with self._uow() as uow:
+                spent = await uow.decks.spend_model_call(
+                    self._deck_id, self._owner, self._lease_deadline()
+                )
+                await uow.commit()
+        except StorageError as exc:
+            raise RunStopped(f"the model-call budget could not be checked: {exc}") from exc
+        if spent is None:
+            raise LeaseLost(f"deck {self._deck_id} is no longer leased to {self._owner}")
+        if spent > self._limit:
+            raise ModelCallsExhausted(f"deck {self._deck_id} has spent its {self._limit} calls")
+
+
+_EXHAUSTED = "model_calls_exhausted"
+_STORAGE = "storage_failed"
 
 
 def _set_plan(plan: DeckPlan, clock: Clock) -> _Change:
@@ -207,6 +378,14 @@ def _set_plan(plan: DeckPlan, clock: Clock) -> _Change:
         if deck.status is not DeckStatus.PLANNING:
             return False
         deck.set_plan(plan, clock())
+        return True
+
+    return change
+
+
+def _failing(failure: WriterError, ref: str, clock: Clock) -> _Change:
+    async def change(deck: Deck, uow: UnitOfWork) -> bool:
+        deck.fail(f"{failure.reason} (ref {ref})", clock(), code=failure.code, ref=ref)
         return True
 
     return change

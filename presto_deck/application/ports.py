@@ -7,6 +7,7 @@ from __future__ import annotations
 
 from collections.abc import Sequence
 from datetime import datetime
+from types import TracebackType
 from typing import Protocol, Self
 from uuid import UUID
 
@@ -36,11 +37,20 @@ class DeckRepository(Protocol):
         """The user's decks, newest first, and how many there are in all."""
         ...
 
-    async def claim(self, deck_id: UUID, owner: str, until: datetime) -> None:
-        """Take (or renew) the lease that says a live worker is generating this deck."""
+    async def renew_lease(self, deck_id: UUID, owner: str, until: datetime) -> bool:
+        """Extend ``owner``'s lease on the deck; False if the lease is no longer ``owner``'s."""
         ...
 
-    async def release(self, deck_id: UUID, owner: str) -> None: ...
+    async def spend_model_call(self, deck_id: UUID, owner: str, until: datetime) -> int | None:
+        """Count one model call against the deck and extend ``owner``'s lease, in one statement.
+
+        Returns the deck's model calls so far, or None if the lease is no longer ``owner``'s.
+        """
+        ...
+
+    async def release_lease(self, deck_id: UUID, owner: str) -> None:
+        """Give up ``owner``'s lease (nothing happens if another run has taken the deck over)."""
+        ...
 
     async def stalled(self, now: datetime, grace_seconds: float, limit: int) -> list[UUID]:
         """Active decks with no live worker: the lease lapsed, or none was taken within grace."""
@@ -83,7 +93,14 @@ class UnitOfWork(Protocol):
 
     async def __aenter__(self) -> Self: ...
 
-    async def __aexit__(self, *exc_info: object) -> None: ...
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
+        """Roll back what was not committed; database errors leave as ``StorageError``."""
+        ...
 
     async def commit(self) -> None: ...
 
@@ -92,12 +109,51 @@ class UnitOfWorkFactory(Protocol):
     def __call__(self) -> UnitOfWork: ...
 
 
+class StorageError(Exception):
+    """The database failed a transaction.
+
+    ``transient`` errors (a lost connection, a lock not granted in time) may pass if tried again;
+    the others (a value the database refuses) will fail the same way every time.
+    """
+
+    def __init__(self, message: str, *, transient: bool) -> None:
+        super().__init__(message)
+        self.transient = transient
+
+
 class PublishError(Exception):
     """The event stream could not take the events; the outbox relay will try again."""
 
 
 class WriterError(Exception):
-    """The writer gave up (after its retries): the deck ends as FAILED with this message."""
+    """The writer gave up (after its retries): the deck ends as FAILED.
+
+    ``reason`` is what the user is told and must say nothing about the provider's internals;
+    ``detail`` (the provider's own error) goes to the logs only.
+    """
+
+    def __init__(self, reason: str, *, code: str = "writer_failed", detail: str = "") -> None:
+        reason = reason or "The writer failed."
+        super().__init__(reason)
+        self.reason = reason
+        self.code = code
+        self.detail = detail or reason
+
+
+class RunStopped(Exception):
+    """The generation run must stop writing at once.
+
+    A ``ModelCallBudget`` raises it instead of allowing a call, and writers let it through
+    unchanged: it is no failure of the model, and retrying the call would be wrong.
+    """
+
+
+class LeaseLost(RunStopped):
+    """Another run has taken the deck over; this one must neither write nor call the model."""
+
+
+class ModelCallsExhausted(RunStopped):
+    """The deck has spent every model call it may make."""
 
 
 class EventPublisher(Protocol):
@@ -124,14 +180,28 @@ class CancelFlags(Protocol):
     async def is_requested(self, deck_id: UUID) -> bool: ...
 
 
+class ModelCallBudget(Protocol):
+    """Guards every model call a writer makes for one deck, retries included."""
+
+    async def spend(self) -> None:
+        """Account for one call before it is made; raises ``RunStopped`` if it must not be."""
+        ...
+
+
 class DeckWriter(Protocol):
-    """Plans a deck and writes its slides: an LLM, or the offline template writer."""
+    """Plans a deck and writes its slides: an LLM, or the offline template writer.
+
+    A writer that calls a model calls ``budget.spend()`` before each request and lets the
+    ``RunStopped`` it may raise through.
+    """
 
     name: str
 
-    async def plan(self, brief: DeckBrief) -> DeckPlan: ...
+    async def plan(self, brief: DeckBrief, budget: ModelCallBudget) -> DeckPlan: ...
 
-    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+    async def write_slide(
+        self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
+    ) -> SlideContent:
         """Write slide ``index`` (0-based) of the plan."""
         ...
 

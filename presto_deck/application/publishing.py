@@ -11,6 +11,7 @@ from presto_deck.application.ports import (
     Clock,
     EventPublisher,
     PublishError,
+    StorageError,
     UnitOfWorkFactory,
 )
 from presto_deck.domain.events import Event
@@ -33,9 +34,13 @@ class EventPublishing:
         except PublishError as exc:
             logger.warning("publish failed, the outbox relay will retry: {}", exc)
             return False
-        async with self._uow() as uow:
-            await uow.events.mark_published(events)
-            await uow.commit()
+        try:
+            async with self._uow() as uow:
+                await uow.events.mark_published(events)
+                await uow.commit()
+        except StorageError as exc:
+            # Published but not marked: the relay publishes them again, which sockets ignore.
+            logger.warning("could not mark events published: {}", exc)
         return True
 
     async def relay(self, older_than_seconds: float = 2.0, batch: int = 500) -> int:

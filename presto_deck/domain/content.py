@@ -6,7 +6,8 @@ through a theme, so themes stay switchable and the content stays exportable.
 
 from __future__ import annotations
 
-from typing import Literal
+import re
+from typing import Any, Literal, TypeVar
 
 import msgspec
 
@@ -50,3 +51,33 @@ class DeckBrief(msgspec.Struct, frozen=True, kw_only=True):
     template: str | None = None
     theme: str | None = None
     language: str | None = None
+
+
+_Struct = TypeVar("_Struct", bound=msgspec.Struct)
+#: What PostgreSQL cannot store in text or JSONB: NUL, and UTF-16 surrogates, which have no UTF-8
+#: form (a model's JSON may still carry one, as the escape "\ud800").
+_UNSTORABLE = re.compile("[\x00\ud800-\udfff]")
+
+
+def storable(text: str) -> str:
+    """``text`` without what PostgreSQL refuses: NUL dropped, a lone surrogate made U+FFFD."""
+    return _UNSTORABLE.sub(lambda found: "" if found.group() == "\x00" else "\ufffd", text)
+
+
+def cleaned(value: _Struct) -> _Struct:
+    """A copy of what a writer returned in which every string can be stored.
+
+    A model's output is untrusted data: one NUL in a title would make every attempt to store the
+    slide fail, for ever, however often the deck is retried.
+    """
+    return msgspec.convert(_clean(msgspec.to_builtins(value)), type(value))
+
+
+def _clean(node: Any) -> Any:
+    if isinstance(node, str):
+        return storable(node)
+    if isinstance(node, list):
+        return [_clean(item) for item in node]
+    if isinstance(node, dict):
+        return {key: _clean(value) for key, value in node.items()}
+    return node

@@ -9,7 +9,7 @@ import pytest
 from presto_deck.bootstrap import Container, build_container
 from presto_deck.settings import Settings
 from tests.support.fake_openai import FakeOpenAI
-from tests.support.llm import PLAN_SLIDES, no_retry_backoff
+from tests.support.llm import PLAN_SLIDES
 
 
 @pytest.fixture
@@ -18,13 +18,6 @@ async def container(settings: Settings) -> AsyncIterator[Container]:
     built = build_container(settings)
     yield built
     await built.close()
-
-
-@pytest.fixture
-def no_backoff() -> Iterator[None]:
-    """Retry backoffs are zero (use with ``pytestmark = pytest.mark.usefixtures("no_backoff")``)."""
-    with no_retry_backoff():
-        yield
 
 
 @pytest.fixture

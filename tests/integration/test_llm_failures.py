@@ -11,6 +11,7 @@ import pytest
 
 from presto_deck.settings import Settings
 from tests.support.client import DeckClient, assert_contiguous
+from tests.support.database import deck_row_of
 from tests.support.deck_http import events_via_http
 from tests.support.fake_openai import FakeOpenAI, hang, ok, status
 from tests.support.llm import API_KEY
@@ -80,10 +81,12 @@ async def test_a_model_that_fails_every_call_ends_the_deck_as_failed(
     history = await events_via_http(alice, deck_id)
     assert_contiguous(history, first=2)
     assert [event["event_type"] for event in history] == ["DeckStarted", "DeckFailed"]
-    error = history[-1]["payload"]["error"]
-    assert "plan" in error
-    assert "2 attempt" in error
-    assert "500" in error
+    failed = history[-1]["payload"]
+    assert failed["code"] == "llm_unavailable"
+    assert (
+        failed["error"]
+        == f"The model provider was unavailable (2 attempt(s)) (ref {failed['ref']})"
+    )
     assert deck["version"] == history[-1]["version"]
     assert deck["slides"] == []
     assert len(fake_openai.requests) == 2  # llm_max_attempts, and no retry by the client itself
@@ -105,7 +108,7 @@ async def test_a_model_that_fails_mid_deck_keeps_the_slides_written_so_far(
         "SlideAdded",
         "DeckFailed",
     ]
-    assert "write slide 2" in history[-1]["payload"]["error"]
+    assert history[-1]["payload"]["code"] == "llm_unavailable"
     assert [slide["order"] for slide in deck["slides"]] == [1]
 
 
@@ -119,7 +122,8 @@ async def test_a_model_that_never_answers_ends_the_deck_as_failed_after_its_time
     assert deck["status"] == "FAILED"
     history = await events_via_http(alice, deck_id)
     assert [event["event_type"] for event in history] == ["DeckStarted", "DeckFailed"]
-    assert "no answer within 0.5 s" in history[-1]["payload"]["error"]
+    assert history[-1]["payload"]["code"] == "llm_timeout"
+    assert "did not answer within 0.5 s" in history[-1]["payload"]["error"]
     assert len(fake_openai.requests) == 2
 
 
@@ -134,7 +138,7 @@ async def test_the_failure_reported_in_the_event_never_shows_the_api_key(
     error = history[-1]["payload"]["error"]
     assert history[-1]["event_type"] == "DeckFailed"
     assert API_KEY not in error
-    assert "***" in error
+    assert "Incorrect API key" not in error  # the provider's own words stay in the log
 
 
 # -- success ---------------------------------------------------------------------------------------
@@ -166,6 +170,7 @@ async def test_a_working_model_completes_the_deck_through_the_worker(
         assert slide["presenter_notes"] == "Say something useful here."
     schemas = [request.requested_schema for request in fake_openai.requests]
     assert schemas == ["DeckPlan", "DeckPlan"] + ["SlideContent"] * 3
+    assert (await deck_row_of(settings, deck_id)).model_calls == 5
 
 
 async def test_hostile_model_output_is_sanitized_before_it_is_stored(
@@ -186,3 +191,40 @@ async def test_hostile_model_output_is_sanitized_before_it_is_stored(
         assert "<strong>point</strong>" in html
         assert "<em>body</em>" in html
         assert "second point" in html
+
+
+# -- what PostgreSQL refuses, and paid calls ------------------------------------------------------
+
+
+async def test_model_output_full_of_nul_and_lone_surrogates_completes_in_bounded_calls(
+    alice: DeckClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    fake_openai.script(*[ok(hostile=True)] * 4)
+
+    deck_id, deck = await written_deck(alice, settings, fake_openai)
+
+    assert deck["status"] == "COMPLETED"
+    assert len(fake_openai.requests) == 4  # the plan and three slides, each once
+    assert "\x00" not in deck["title"]
+    assert deck["title"] == "A fake deck\ufffd"
+    for slide in deck["slides"]:
+        assert "\x00" not in slide["html_content"]
+        assert slide["presenter_notes"] == "Say something useful here.\ufffd"
+    history = await events_via_http(alice, deck_id)
+    assert_contiguous(history, first=2)
+
+
+async def test_a_deck_stops_at_its_model_call_budget_with_a_readable_reason(
+    alice: DeckClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    fake_openai.script(ok(), status(500), status(500), status(500))  # slide 1 keeps failing
+
+    deck_id, deck = await written_deck(
+        alice, settings, fake_openai, llm_max_calls_per_deck=3, llm_max_attempts=4
+    )
+
+    assert deck["status"] == "FAILED"
+    assert len(fake_openai.requests) == 3
+    failed = (await events_via_http(alice, deck_id))[-1]["payload"]
+    assert failed["code"] == "model_calls_exhausted"
+    assert failed["error"].startswith("The deck used all 3 model calls it may make.")

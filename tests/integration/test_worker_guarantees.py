@@ -13,6 +13,7 @@ from uuid import UUID
 import pytest
 from sqlalchemy.exc import IntegrityError
 
+from presto_deck.application.ports import ModelCallBudget
 from presto_deck.bootstrap import Container, build_container
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
 from presto_deck.domain.deck import DeckStatus
@@ -21,7 +22,7 @@ from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.queue import ArqJobQueue
 from presto_deck.infrastructure.writers.offline import OfflineWriter
 from presto_deck.settings import Settings
-from presto_deck.worker import build_worker, stop_gracefully
+from presto_deck.worker import DeckWorker
 from tests.support.client import eventually
 from tests.support.database import execute, rows
 from tests.support.generation import HeldWriter, generator_for, job_finished, kill_mid_deck
@@ -143,20 +144,21 @@ async def test_enqueuing_the_same_deck_several_times_makes_one_job(
     await assert_generated_once(container, deck_id, 3)
 
 
-async def test_two_runs_of_one_deck_at_the_same_time_write_each_slide_and_event_once(
+async def test_runs_of_one_deck_at_the_same_time_leave_it_to_one_and_write_everything_once(
     container: Container,
 ) -> None:
     deck_ids = [await new_deck(container, 5, f"Concurrent deck {n}") for n in range(3)]
-    # Two workers, each with a slight pause per slide so that their steps interleave.
+    # Two workers, each with a slight pause per slide so that their steps interleave; the first
+    # gets each deck's job twice, as after a requeue.
     first = generator_for(container, OfflineWriter(slide_delay_ms=5), "worker-one")
     second = generator_for(container, OfflineWriter(slide_delay_ms=5), "worker-two")
+    runs = [(deck_id, gen) for deck_id in deck_ids for gen in (first, second, first)]
 
-    statuses = await asyncio.gather(
-        *(gen.generate(deck_id) for deck_id in deck_ids for gen in (first, second, first))
-    )
+    statuses = await asyncio.gather(*(gen.generate(deck_id) for deck_id, gen in runs))
 
-    assert set(statuses) == {DeckStatus.COMPLETED}
     for deck_id in deck_ids:
+        mine = [status for (of, _), status in zip(runs, statuses, strict=True) if of == deck_id]
+        assert sorted(mine, key=str) == [DeckStatus.COMPLETED, None, None]
         await assert_generated_once(container, deck_id, 5)
 
 
@@ -188,25 +190,36 @@ async def test_a_redelivered_job_for_a_completed_deck_does_nothing(
     await assert_generated_once(container, deck_id, 3)
 
 
-async def test_a_duplicate_run_that_lost_the_planning_race_writes_the_stored_plan(
+async def test_a_run_that_froze_while_planning_never_stores_its_plan_after_a_takeover(
     container: Container,
 ) -> None:
     deck_id = await new_deck(container, 3)
-    # The late run asks its model for a plan while the first run's plan gets stored; two calls
-    # to an LLM give two different plans.
-    late_writer = HeldWriter(hold_plan=True, retitle="Second take: ")
-    first_writer = HeldWriter(hold_slide=0)
-    late = asyncio.create_task(generator_for(container, late_writer, "late").generate(deck_id))
-    await asyncio.wait_for(late_writer.held.wait(), 10)
-    first = asyncio.create_task(generator_for(container, first_writer, "first").generate(deck_id))
-    await asyncio.wait_for(first_writer.held.wait(), 10)  # its plan is stored
+    # The frozen run asks its model for a plan and freezes past its lease; the run that takes
+    # over stores a plan of its own. Two calls to an LLM give two different plans.
+    frozen_writer = HeldWriter(hold_plan=True, retitle="Second take: ")
+    successor_writer = HeldWriter(hold_slide=0)
+    frozen = asyncio.create_task(
+        generator_for(container, frozen_writer, "frozen").generate(deck_id)
+    )
+    await asyncio.wait_for(frozen_writer.held.wait(), 10)
+    await execute(
+        container,
+        "UPDATE decks SET lease_expires_at = now() - interval '1 second' WHERE id = :id",
+        id=deck_id,
+    )
+    successor = asyncio.create_task(
+        generator_for(container, successor_writer, "successor").generate(deck_id)
+    )
+    await asyncio.wait_for(successor_writer.held.wait(), 10)  # its plan is stored
 
-    late_writer.release.set()
-    first_writer.release.set()
-    assert set(await asyncio.gather(late, first)) == {DeckStatus.COMPLETED}
+    frozen_writer.release.set()
+    assert await asyncio.wait_for(frozen, 10) is None  # fenced: it stopped without writing
+    successor_writer.release.set()
+    assert await asyncio.wait_for(successor, 10) is DeckStatus.COMPLETED
 
     await assert_generated_once(container, deck_id, 3)
     deck = await deck_row(container, deck_id)
+    assert not any(o["title"].startswith("Second take") for o in deck.deck_plan["slides"])
     slides = await rows(
         container,
         "SELECT html_content FROM slides WHERE deck_id = :id ORDER BY slide_order",
@@ -224,10 +237,16 @@ class CrashingWriter(HeldWriter):
         super().__init__()
         self._crash_at = crash_at
 
-    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+    async def write_slide(
+        self,
+        brief: DeckBrief,
+        plan: DeckPlan,
+        index: int,
+        budget: ModelCallBudget | None = None,
+    ) -> SlideContent:
         if index == self._crash_at:
             raise KeyError("layout")
-        return await super().write_slide(brief, plan, index)
+        return await super().write_slide(brief, plan, index, budget)
 
 
 async def test_a_writer_that_crashes_fails_the_deck_instead_of_leaving_it_to_the_sweep(
@@ -245,7 +264,8 @@ async def test_a_writer_that_crashes_fails_the_deck_instead_of_leaving_it_to_the
     )
     assert [event.version for event in events] == [2, 3, 4, 5, 6]
     assert [event.event_type for event in events][-1] == "DeckFailed"
-    assert "KeyError" in events[-1].payload["error"]
+    assert events[-1].payload["code"] == "writer_failed"
+    assert "KeyError" not in events[-1].payload["error"]  # the detail is in the log
     deck = await deck_row(container, deck_id)
     assert (deck.status, deck.version, deck.lease_owner) == ("FAILED", 6, None)
     assert (await container.recovery.sweep()).requeued == 0
@@ -296,11 +316,11 @@ async def test_a_worker_stopped_mid_deck_leaves_it_for_the_next_worker(
     stopping = build_container(settings)
     writer = HeldWriter(hold_slide=2)
     stopping.generator = generator_for(stopping, writer, stopping.worker_id)
-    worker = build_worker(stopping, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
+    worker = DeckWorker(stopping, handle_signals=False)
+    task = asyncio.create_task(worker.run())
     try:
         await asyncio.wait_for(writer.held.wait(), 10)
-        await stop_gracefully(worker, task, grace=0.1)  # a deploy that would not wait
+        await worker.stop(task, grace=0.1)  # a deploy that would not wait
     finally:
         writer.release.set()
         await stopping.close()
@@ -341,7 +361,7 @@ async def test_a_deck_whose_worker_is_alive_is_not_queued_again(container: Conta
         report = await container.recovery.sweep()
 
         assert report.requeued == 0
-        assert (await deck_row(container, deck_id)).lease_owner == "alive"
+        assert (await deck_row(container, deck_id)).lease_owner.startswith("alive/")
         assert await container.redis.zcard(keys.QUEUE) == 0
     finally:
         writer.release.set()

@@ -5,8 +5,10 @@ from __future__ import annotations
 from typing import Any
 
 import sqlalchemy as sa
+from sqlalchemy.ext.asyncio import create_async_engine
 
 from presto_deck.bootstrap import Container
+from presto_deck.settings import Settings
 
 
 async def rows(container: Container, query: str, **params: Any) -> list[Any]:
@@ -17,3 +19,14 @@ async def rows(container: Container, query: str, **params: Any) -> list[Any]:
 async def execute(container: Container, query: str, **params: Any) -> None:
     async with container.engine.begin() as conn:
         await conn.execute(sa.text(query), params)
+
+
+async def deck_row_of(settings: Settings, deck_id: str) -> Any:
+    """The deck's row as it is in the database now (on a connection of its own)."""
+    engine = create_async_engine(settings.sqlalchemy_url)
+    try:
+        async with engine.connect() as conn:
+            query = sa.text("SELECT * FROM decks WHERE id = :id")
+            return (await conn.execute(query, {"id": deck_id})).one()
+    finally:
+        await engine.dispose()

@@ -33,9 +33,14 @@ _Send = Any
 
 @dataclass(frozen=True)
 class Ok:
-    """Answer with valid content; ``slides`` overrides the number of slides in a plan."""
+    """Answer with valid content; ``slides`` overrides the number of slides in a plan.
+
+    ``hostile`` puts what PostgreSQL refuses (NUL, a lone surrogate) into every string, as JSON
+    escapes: valid JSON, valid structure, and poison for a database that stores it as it is.
+    """
 
     slides: int | None = None
+    hostile: bool = False
 
 
 @dataclass(frozen=True)
@@ -44,6 +49,7 @@ class Status:
 
     code: int
     message: str | None = None
+    retry_after: str | None = None
 
 
 @dataclass(frozen=True)
@@ -61,12 +67,12 @@ class Garbage:
 Behaviour = Ok | Status | Hang | Garbage
 
 
-def ok(slides: int | None = None) -> Ok:
-    return Ok(slides)
+def ok(slides: int | None = None, *, hostile: bool = False) -> Ok:
+    return Ok(slides, hostile)
 
 
-def status(code: int, message: str | None = None) -> Status:
-    return Status(code, message)
+def status(code: int, message: str | None = None, *, retry_after: str | None = None) -> Status:
+    return Status(code, message, retry_after)
 
 
 def hang(seconds: float) -> Hang:
@@ -83,6 +89,8 @@ class RecordedRequest:
     path: str
     headers: dict[str, str]
     body: Any
+    #: ``time.monotonic()`` when the request arrived.
+    at: float
 
     @property
     def requested_schema(self) -> str | None:
@@ -183,7 +191,9 @@ class FakeOpenAI:
         except json.JSONDecodeError:
             body = raw_body.decode(errors="replace")
         headers = {k.decode("latin-1"): v.decode("latin-1") for k, v in scope["headers"]}
-        self.requests.append(RecordedRequest(scope["method"], scope["path"], headers, body))
+        self.requests.append(
+            RecordedRequest(scope["method"], scope["path"], headers, body, time.monotonic())
+        )
 
         if scope["method"] != "POST" or scope["path"] != "/v1/chat/completions":
             await _respond(send, 404, {"error": {"message": "not found", "type": "not_found"}})
@@ -192,7 +202,12 @@ class FakeOpenAI:
         if isinstance(behaviour, Status):
             message = behaviour.message or f"scripted status {behaviour.code}"
             error = {"message": message, "type": "scripted_error"}
-            await _respond(send, behaviour.code, {"error": error})
+            extra = (
+                []
+                if behaviour.retry_after is None
+                else [(b"retry-after", behaviour.retry_after.encode())]
+            )
+            await _respond(send, behaviour.code, {"error": error}, extra)
             return
         if isinstance(behaviour, Hang):
             await asyncio.to_thread(self._stopping.wait, behaviour.seconds)
@@ -205,7 +220,10 @@ class FakeOpenAI:
             text = '{"title": "cut off in the middle'
         else:
             slides = behaviour.slides if isinstance(behaviour, Ok) else None
-            text = json.dumps(self._content(name, slides or self.plan_slides))
+            content = self._content(name, slides or self.plan_slides)
+            if isinstance(behaviour, Ok) and behaviour.hostile:
+                content = _poisoned(content)
+            text = json.dumps(content)  # ASCII: NUL and surrogates leave as \u escapes
         if via_tool:
             message: dict[str, Any] = {
                 "role": "assistant",
@@ -272,7 +290,22 @@ def _requested_schema(request: dict[str, Any]) -> tuple[str | None, bool]:
     return None, False
 
 
-async def _respond(send: _Send, code: int, payload: dict[str, Any]) -> None:
+def _poisoned(node: Any) -> Any:
+    if isinstance(node, str):
+        return f"{node}\x00\ud800"
+    if isinstance(node, list):
+        return [_poisoned(item) for item in node]
+    if isinstance(node, dict):
+        return {key: node[key] if key == "layout" else _poisoned(node[key]) for key in node}
+    return node
+
+
+async def _respond(
+    send: _Send,
+    code: int,
+    payload: dict[str, Any],
+    extra_headers: list[tuple[bytes, bytes]] | None = None,
+) -> None:
     data = json.dumps(payload).encode()
     await send(
         {
@@ -281,6 +314,7 @@ async def _respond(send: _Send, code: int, payload: dict[str, Any]) -> None:
             "headers": [
                 (b"content-type", b"application/json"),
                 (b"content-length", str(len(data)).encode()),
+                *(extra_headers or []),
             ],
         }
     )

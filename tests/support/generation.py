@@ -11,11 +11,10 @@ from typing import Any
 from uuid import UUID
 
 import msgspec
-from arq import Worker
 from arq.constants import in_progress_key_prefix, retry_key_prefix
 
 from presto_deck.application.generation import DeckGenerator
-from presto_deck.application.ports import EventPublisher
+from presto_deck.application.ports import EventPublisher, ModelCallBudget
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.bootstrap import Container, build_container
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
@@ -27,7 +26,7 @@ from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
 from presto_deck.infrastructure.writers.offline import OfflineWriter
 from presto_deck.infrastructure.writers.rendering import ThemeRenderer
 from presto_deck.settings import Settings
-from presto_deck.worker import build_worker, stop_gracefully
+from presto_deck.worker import DeckWorker
 from tests.support.database import execute
 
 
@@ -54,10 +53,10 @@ class HeldWriter:
         self.held = asyncio.Event()
         self.release = asyncio.Event()
 
-    async def plan(self, brief: DeckBrief) -> DeckPlan:
+    async def plan(self, brief: DeckBrief, budget: ModelCallBudget) -> DeckPlan:
         if self._hold_plan:
             await self._hold()
-        plan = await self._offline.plan(brief)
+        plan = await self._offline.plan(brief, budget)
         if not self._retitle:
             return plan
         slides = [
@@ -66,10 +65,12 @@ class HeldWriter:
         ]
         return msgspec.structs.replace(plan, slides=slides)
 
-    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+    async def write_slide(
+        self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
+    ) -> SlideContent:
         if index == self._hold_slide:
             await self._hold()
-        return await self._offline.write_slide(brief, plan, index)
+        return await self._offline.write_slide(brief, plan, index, budget)
 
     async def _hold(self) -> None:
         self.held.set()
@@ -101,21 +102,22 @@ def generator_for(
         clock=utc_now,
         worker_id=worker_id,
         lease_seconds=settings.worker_lease_seconds,
+        max_model_calls=settings.llm_max_calls_per_deck,
     )
 
 
 @contextlib.asynccontextmanager
-async def worker_writing_with(settings: Settings, writer: HeldWriter) -> AsyncIterator[Worker]:
-    """The real arq worker, whose generator writes with ``writer``."""
+async def worker_writing_with(settings: Settings, writer: HeldWriter) -> AsyncIterator[DeckWorker]:
+    """The real worker, whose generator writes with ``writer``."""
     container = build_container(settings)
     container.generator = generator_for(container, writer, container.worker_id)
-    worker = build_worker(container, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
+    worker = DeckWorker(container, handle_signals=False)
+    task = asyncio.create_task(worker.run())
     try:
         yield worker
     finally:
         writer.release.set()
-        await stop_gracefully(worker, task)
+        await worker.stop(task)
         await container.close()
 
 

@@ -8,12 +8,11 @@ from collections.abc import AsyncIterator
 from dataclasses import dataclass
 
 import uvicorn
-from arq import Worker
 
 from presto_deck.api.app import create_app
 from presto_deck.bootstrap import Container, build_container
 from presto_deck.settings import Settings
-from presto_deck.worker import build_worker, stop_gracefully
+from presto_deck.worker import DeckWorker
 
 
 @dataclass
@@ -56,12 +55,12 @@ async def running_api(
 
 
 @contextlib.asynccontextmanager
-async def running_worker(settings: Settings) -> AsyncIterator[Worker]:
+async def running_worker(settings: Settings) -> AsyncIterator[DeckWorker]:
     container = build_container(settings)
-    worker = build_worker(container, handle_signals=False)
-    task = asyncio.create_task(worker.async_run())
+    worker = DeckWorker(container, handle_signals=False)
+    task = asyncio.create_task(worker.run())
     try:
         yield worker
     finally:
-        await stop_gracefully(worker, task)
+        await worker.stop(task)
         await container.close()

@@ -24,11 +24,11 @@ from uuid import UUID, uuid4
 
 from presto_deck.application.decks import DeckService
 from presto_deck.application.generation import DeckGenerator
-from presto_deck.application.ports import PublishError, WriterError
+from presto_deck.application.ports import ModelCallBudget, PublishError, StorageError, WriterError
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.recovery import Recovery
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideOutline
-from presto_deck.domain.deck import Deck, DeckStatus, Slide
+from presto_deck.domain.deck import Deck, DeckStatus, Lease, Slide
 from presto_deck.domain.events import Event
 
 #: Far longer than any unit test needs a deck lock; a test that waits this long has deadlocked.
@@ -60,8 +60,14 @@ class QueueUnavailable(Exception):
 class DeckRow:
     deck: Deck
     idempotency_key: str | None = None
-    lease_owner: str | None = None
-    lease_expires_at: datetime | None = None
+
+    @property
+    def lease_owner(self) -> str | None:
+        return None if self.deck.lease is None else self.deck.lease.owner
+
+    @property
+    def lease_expires_at(self) -> datetime | None:
+        return None if self.deck.lease is None else self.deck.lease.expires_at
 
     def copy(self) -> DeckRow:
         return dataclasses.replace(self, deck=_copy_deck(self.deck))
@@ -106,6 +112,10 @@ class FakeStore:
         self._state = _State()
         self._locks: dict[UUID, asyncio.Lock] = {}
         self.commits = 0
+        #: Slides the database refuses to store (a value it cannot take, as a NUL in text).
+        self.refuse_slide: Callable[[Slide], bool] = lambda slide: False
+        #: Errors the next commits raise, one each (a lost connection, a lock not granted).
+        self.commit_faults: list[StorageError] = []
 
     def uow(self) -> FakeUnitOfWork:
         """A new transaction: pass ``store.uow`` where a ``UnitOfWorkFactory`` is wanted."""
@@ -202,14 +212,13 @@ def _insert_slide(slide: Slide) -> _Write:
     return write
 
 
-def _set_lease(
-    deck_id: UUID, owner: str | None, until: datetime | None, only: str | None
-) -> _Write:
+def _lease_change(deck_id: UUID, owner: str, change: Callable[[Deck], None]) -> _Write:
+    """A conditional UPDATE of the deck ``owner`` holds the lease of (no row changes otherwise)."""
+
     def write(state: _State) -> None:
         row = state.decks.get(deck_id)
-        if row is None or (only is not None and row.lease_owner != only):
-            return
-        row.lease_owner, row.lease_expires_at = owner, until
+        if row is not None and row.deck.leased_to(owner):
+            change(row.deck)
 
     return write
 
@@ -229,7 +238,7 @@ def _mark_published(keys: set[tuple[str, int]]) -> _Write:
 
 class FakeUnitOfWork:
     def __init__(self, store: FakeStore) -> None:
-        self._store = store
+        self.store = store
         self._journal: list[_Write] = []
         self._held: dict[UUID, asyncio.Lock] = {}
         self._decks = FakeDeckRepository(self)
@@ -259,7 +268,9 @@ class FakeUnitOfWork:
         self._held.clear()
 
     async def commit(self) -> None:
-        self._store.apply(self._journal)
+        if self.store.commit_faults:
+            raise self.store.commit_faults.pop(0)
+        self.store.apply(self._journal)
         self._journal.clear()
         self.committed = True
 
@@ -267,7 +278,7 @@ class FakeUnitOfWork:
 
     def read(self) -> _State:
         """The committed state with this transaction's own writes on top."""
-        return self._store.view(self._journal)
+        return self.store.view(self._journal)
 
     def write(self, change: _Write) -> None:
         change(self.read())  # fail at the statement, as PostgreSQL does, not only at commit
@@ -276,7 +287,7 @@ class FakeUnitOfWork:
     async def acquire(self, deck_id: UUID) -> None:
         if deck_id in self._held:
             return
-        lock = self._store.lock_for(deck_id)
+        lock = self.store.lock_for(deck_id)
         try:
             async with asyncio.timeout(_LOCK_TIMEOUT_SECONDS):
                 await lock.acquire()
@@ -319,11 +330,32 @@ class FakeDeckRepository:
         mine.sort(key=lambda deck: (deck.created_at, deck.id), reverse=True)
         return [_copy_deck(deck) for deck in mine[offset : offset + limit]], len(mine)
 
-    async def claim(self, deck_id: UUID, owner: str, until: datetime) -> None:
-        self._uow.write(_set_lease(deck_id, owner, until, only=None))
+    async def renew_lease(self, deck_id: UUID, owner: str, until: datetime) -> bool:
+        if not self._leased(deck_id, owner):
+            return False
+        self._uow.write(_lease_change(deck_id, owner, _expiring(owner, until)))
+        return True
 
-    async def release(self, deck_id: UUID, owner: str) -> None:
-        self._uow.write(_set_lease(deck_id, None, None, only=owner))
+    async def spend_model_call(self, deck_id: UUID, owner: str, until: datetime) -> int | None:
+        if not self._leased(deck_id, owner):
+            return None
+
+        def spend(deck: Deck) -> None:
+            deck.model_calls += 1
+            deck.lease = Lease(owner=owner, expires_at=until)
+
+        self._uow.write(_lease_change(deck_id, owner, spend))
+        return self._uow.read().decks[deck_id].deck.model_calls
+
+    async def release_lease(self, deck_id: UUID, owner: str) -> None:
+        def release(deck: Deck) -> None:
+            deck.lease = None
+
+        self._uow.write(_lease_change(deck_id, owner, release))
+
+    def _leased(self, deck_id: UUID, owner: str) -> bool:
+        row = self._uow.read().decks.get(deck_id)
+        return row is not None and row.deck.leased_to(owner)
 
     async def stalled(self, now: datetime, grace_seconds: float, limit: int) -> list[UUID]:
         grace = timedelta(seconds=grace_seconds)
@@ -337,11 +369,20 @@ class FakeDeckRepository:
         return [row.deck.id for row in rows[:limit]]
 
 
+def _expiring(owner: str, until: datetime) -> Callable[[Deck], None]:
+    def renew(deck: Deck) -> None:
+        deck.lease = Lease(owner=owner, expires_at=until)
+
+    return renew
+
+
 class FakeSlideRepository:
     def __init__(self, uow: FakeUnitOfWork) -> None:
         self._uow = uow
 
     async def add(self, slide: Slide) -> None:
+        if self._uow.store.refuse_slide(slide):
+            raise StorageError("invalid byte sequence for encoding", transient=False)
         self._uow.write(_insert_slide(slide))
 
     async def list(self, deck_id: UUID) -> list[Slide]:
@@ -490,7 +531,8 @@ class FakeWriter:
         self.plan_calls = 0
         self.slide_calls: list[int] = []
 
-    async def plan(self, brief: DeckBrief) -> DeckPlan:
+    async def plan(self, brief: DeckBrief, budget: ModelCallBudget) -> DeckPlan:
+        await budget.spend()  # a call the budget refuses is never made, so never counted here
         call = self.plan_calls
         self.plan_calls += 1
         await asyncio.sleep(0)
@@ -508,7 +550,10 @@ class FakeWriter:
             ],
         )
 
-    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+    async def write_slide(
+        self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
+    ) -> SlideContent:
+        await budget.spend()
         self.slide_calls.append(index)
         await asyncio.sleep(0)
         if (hook := self.before_slide.get(index)) is not None:
@@ -521,6 +566,13 @@ class FakeWriter:
         return SlideContent(
             title=outline.title, bullets=list(outline.key_points), notes=f"notes {index + 1}"
         )
+
+
+class UnlimitedBudget:
+    """A model-call budget that allows every call: for calling a writer outside a run."""
+
+    async def spend(self) -> None:
+        return None
 
 
 class FakeRenderer:
@@ -536,13 +588,20 @@ class FakeRenderer:
 class Harness:
     """The use cases on fakes: one store, clock, publisher, queue and set of flags."""
 
-    def __init__(self, *, clock: FakeClock | None = None, lease_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        *,
+        clock: FakeClock | None = None,
+        lease_seconds: float = 60.0,
+        max_model_calls: int = 100,
+    ) -> None:
         self.store = FakeStore()
         self.clock = clock or FakeClock()
         self.publisher = FakeEventPublisher()
         self.queue = FakeJobQueue()
         self.flags = FakeCancelFlags()
         self.lease_seconds = lease_seconds
+        self.max_model_calls = max_model_calls
         self.publishing = EventPublishing(self.store.uow, self.publisher, self.clock)
         self.service = DeckService(
             uow=self.store.uow,
@@ -569,6 +628,7 @@ class Harness:
             clock=self.clock,
             worker_id=worker_id,
             lease_seconds=self.lease_seconds,
+            max_model_calls=self.max_model_calls,
         )
 
     async def create(

@@ -53,7 +53,7 @@ def _deck_in(status: DeckStatus) -> Deck:
         case DeckStatus.COMPLETED:
             deck.complete(0, T0)
         case DeckStatus.FAILED:
-            deck.fail("boom", T0)
+            deck.fail("boom", T0, code="llm_timeout", ref="r1")
         case DeckStatus.CANCELLED:
             deck.cancel(T0)
     deck.pending_events.clear()
@@ -133,12 +133,17 @@ def test_fail_is_allowed_from_every_active_status(status: DeckStatus) -> None:
     deck = _deck_in(status)
     before = deck.version
 
-    deck.fail("the model is down", T1)
+    deck.fail("The model is down (ref r1)", T1, code="llm_unavailable", ref="r1")
 
     assert deck.status is DeckStatus.FAILED
     assert deck.version == before + 1
     [event] = deck.pending_events
-    assert (event.event_type, event.payload) == ("DeckFailed", {"error": "the model is down"})
+    assert event.event_type == "DeckFailed"
+    assert event.payload == {
+        "error": "The model is down (ref r1)",
+        "code": "llm_unavailable",
+        "ref": "r1",
+    }
 
 
 @pytest.mark.parametrize("status", ACTIVE)
@@ -181,7 +186,7 @@ _TRANSITIONS: dict[str, tuple[Callable[[Deck], None], set[DeckStatus]]] = {
         {DeckStatus.GENERATING},
     ),
     "complete": (lambda d: d.complete(1, T1), {DeckStatus.GENERATING}),
-    "fail": (lambda d: d.fail("x", T1), set(ACTIVE)),
+    "fail": (lambda d: d.fail("x", T1, code="c", ref="r"), set(ACTIVE)),
     "cancel": (lambda d: d.cancel(T1), set(ACTIVE)),
 }
 

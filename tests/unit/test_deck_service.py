@@ -10,7 +10,14 @@ import pytest
 
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.deck import DeckAlreadyFinished, DeckNotFound, DeckStatus
-from tests.unit.fakes import FakeClock, FakeIntegrityError, FakeWriter, Harness, new_deck
+from tests.unit.fakes import (
+    FakeClock,
+    FakeIntegrityError,
+    FakeWriter,
+    Harness,
+    UnlimitedBudget,
+    new_deck,
+)
 
 
 @pytest.fixture
@@ -25,7 +32,7 @@ async def _generating(h: Harness, user_id: str = "alice") -> UUID:
         locked = await uow.decks.lock(deck.id)
         assert locked is not None
         locked.start(h.clock())
-        plan = await FakeWriter(3).plan(locked.brief)
+        plan = await FakeWriter(3).plan(locked.brief, UnlimitedBudget())
         locked.set_plan(plan, h.clock())
         await uow.decks.save(locked)
         await uow.commit()

@@ -5,58 +5,27 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Sequence
 from datetime import datetime, timedelta
-from uuid import UUID, uuid4
+from uuid import uuid4
 
 import msgspec
 import pytest
+from loguru import logger
 
 from presto_deck.domain.content import DeckPlan
 from presto_deck.domain.deck import DeckStatus
-from presto_deck.domain.events import TERMINAL_EVENTS, Event
-from tests.unit.fakes import FakeWriter, Harness, WorkerKilled, new_deck
+from presto_deck.domain.events import Event
+from tests.unit.event_checks import (
+    assert_ends_with,
+    assert_failed_with,
+    assert_one_normal_life,
+    types_of,
+)
+from tests.unit.fakes import FakeWriter, Harness, UnlimitedBudget, WorkerKilled, new_deck
 
 
 @pytest.fixture
 def h() -> Harness:
     return Harness()
-
-
-def _types(events: list[Event]) -> list[str]:
-    return [event.event_type for event in events]
-
-
-def _assert_contiguous_from_2(events: list[Event]) -> None:
-    assert [e.version for e in events] == list(range(2, len(events) + 2))
-
-
-def _assert_one_normal_life(h: Harness, deck_id: UUID, slides: int) -> None:
-    """DeckStarted, PlanUpdated, SlideAdded n times, DeckCompleted: versions 2..n+4, slides 1..n."""
-    events = h.store.events(deck_id)
-    assert _types(events) == [
-        "DeckStarted",
-        "PlanUpdated",
-        *["SlideAdded"] * slides,
-        "DeckCompleted",
-    ]
-    _assert_contiguous_from_2(events)
-    stored = h.store.slides(deck_id)
-    assert [s.order for s in stored] == list(range(1, slides + 1))
-    assert len({s.id for s in stored}) == slides
-    added = [e.payload for e in events if e.event_type == "SlideAdded"]
-    assert added == [s.event_payload() for s in stored]
-    assert events[-1].payload == {"slide_count": slides}
-    deck = h.store.deck(deck_id)
-    assert (deck.status, deck.version) == (DeckStatus.COMPLETED, slides + 4)
-
-
-def _assert_ends_with(h: Harness, deck_id: UUID, event_type: str) -> list[Event]:
-    """The deck's last event is ``event_type`` and the only terminal one."""
-    events = h.store.events(deck_id)
-    _assert_contiguous_from_2(events)
-    assert events[-1].event_type == event_type
-    assert [e.event_type for e in events if e.event_type in TERMINAL_EVENTS] == [event_type]
-    assert h.store.deck(deck_id).version == events[-1].version
-    return events
 
 
 # -- a normal run ---------------------------------------------------------------------------------
@@ -70,7 +39,7 @@ async def test_a_full_run_records_started_plan_slides_completed_with_contiguous_
     status = await h.generator(FakeWriter(4)).generate(deck.id)
 
     assert status is DeckStatus.COMPLETED
-    _assert_one_normal_life(h, deck.id, 4)
+    assert_one_normal_life(h, deck.id, 4)
 
 
 async def test_a_full_run_publishes_every_event_once_in_order_and_marks_them_published(
@@ -91,7 +60,7 @@ async def test_the_plan_is_stored_and_its_title_replaces_the_placeholder(h: Harn
     await h.generator(writer).generate(deck.id)
 
     stored = h.store.deck(deck.id)
-    assert stored.plan == await FakeWriter(2).plan(stored.brief)
+    assert stored.plan == await FakeWriter(2).plan(stored.brief, UnlimitedBudget())
     assert stored.title == "A deck about wind power"
     plan_event = h.store.events(deck.id)[1]
     assert msgspec.convert(plan_event.payload["plan"], DeckPlan) == stored.plan
@@ -126,58 +95,61 @@ async def test_running_the_job_again_after_it_finished_changes_nothing(h: Harnes
 
     assert status is DeckStatus.COMPLETED
     assert (again.plan_calls, again.slide_calls) == (0, [])
-    _assert_one_normal_life(h, deck.id, 3)
+    assert_one_normal_life(h, deck.id, 3)
 
 
 @pytest.mark.parametrize("jobs", [2, 3])
-async def test_concurrent_runs_of_the_job_never_duplicate_a_slide_or_an_event(
+async def test_concurrent_runs_of_the_job_leave_the_deck_to_one_and_spend_no_calls(
     h: Harness, jobs: int
 ) -> None:
     deck = await h.create(slide_count=5)
-    generators = [h.generator(FakeWriter(5), worker_id=f"w{i}") for i in range(jobs)]
+    writers = [FakeWriter(5) for _ in range(jobs)]
+    generators = [h.generator(writer, worker_id=f"w{i}") for i, writer in enumerate(writers)]
 
     statuses = await asyncio.gather(*(g.generate(deck.id) for g in generators))
 
-    assert set(statuses) == {DeckStatus.COMPLETED}
-    _assert_one_normal_life(h, deck.id, 5)
+    assert sorted(statuses, key=str) == [DeckStatus.COMPLETED] + [None] * (jobs - 1)
+    assert_one_normal_life(h, deck.id, 5)
     assert sorted(e.version for e in h.publisher.published) == [
         e.version for e in h.store.events(deck.id)
     ]
+    idle = [w for w, status in zip(writers, statuses, strict=True) if status is None]
+    assert all((w.plan_calls, w.slide_calls) == (0, []) for w in idle)
+    assert h.store.deck(deck.id).model_calls == 1 + 5
 
 
-async def test_concurrent_runs_whose_writer_plans_differently_follow_the_committed_plan(
+async def test_a_run_taken_over_mid_plan_never_commits_its_own_plan_and_stops(
     h: Harness,
 ) -> None:
-    # An LLM plans differently each time. Both jobs plan before either commits its plan; the
-    # loser must then write the slides of the plan that was committed, not of its own.
+    # A frozen run (SIGSTOP, a long pause) wakes after another run took the deck over: the model
+    # answered it with a plan of its own, which must not be stored, and it must stop at once.
     deck = await h.create(slide_count=3)
-    planning = 0
-    both_planning = asyncio.Event()
+    frozen = asyncio.Event()
+    wake = asyncio.Event()
 
-    async def barrier() -> None:
-        nonlocal planning
-        planning += 1
-        if planning == 2:
-            both_planning.set()
-        async with asyncio.timeout(5):
-            await both_planning.wait()
+    async def freeze() -> None:
+        frozen.set()
+        await wake.wait()
 
-    writer = FakeWriter(plan_sizes=[2, 4], before_plan=barrier)
+    sleeper = FakeWriter(plan_sizes=[2], before_plan=freeze)
+    first = asyncio.create_task(h.generator(sleeper, worker_id="frozen").generate(deck.id))
+    await asyncio.wait_for(frozen.wait(), 5)
+    h.clock.advance(h.lease_seconds + 1)
 
-    await asyncio.gather(
-        h.generator(writer, worker_id="w1").generate(deck.id),
-        h.generator(writer, worker_id="w2").generate(deck.id),
-    )
+    async def wake_the_frozen_run() -> None:
+        wake.set()
+        await asyncio.wait_for(asyncio.shield(first), 5)
 
+    successor = FakeWriter(4, before_slide={1: wake_the_frozen_run})
+    status = await h.generator(successor, worker_id="alive").generate(deck.id)
+
+    assert status is DeckStatus.COMPLETED
+    assert first.result() is None
+    assert sleeper.slide_calls == []
     stored = h.store.deck(deck.id)
     assert stored.plan is not None
-    committed_plan_size = len(stored.plan.slides)
-    completed = h.store.events(deck.id)[-1]
-    assert completed.payload == {"slide_count": committed_plan_size}, (
-        f"the committed plan has {committed_plan_size} slides, but a job completed the deck "
-        f"with {completed.payload} after writing slides from its own, uncommitted plan"
-    )
-    _assert_one_normal_life(h, deck.id, committed_plan_size)
+    assert len(stored.plan.slides) == 4
+    assert_one_normal_life(h, deck.id, 4)
 
 
 async def test_a_job_resumes_a_generating_deck_after_its_last_committed_slide(
@@ -196,7 +168,7 @@ async def test_a_job_resumes_a_generating_deck_after_its_last_committed_slide(
     assert status is DeckStatus.COMPLETED
     assert successor.plan_calls == 0
     assert successor.slide_calls == [2, 3, 4]
-    _assert_one_normal_life(h, deck.id, 5)
+    assert_one_normal_life(h, deck.id, 5)
 
 
 async def test_a_job_resumes_a_deck_left_in_planning_without_starting_it_twice(
@@ -212,7 +184,7 @@ async def test_a_job_resumes_a_deck_left_in_planning_without_starting_it_twice(
 
     assert status is DeckStatus.COMPLETED
     assert successor.plan_calls == 1
-    _assert_one_normal_life(h, planning.id, 3)
+    assert_one_normal_life(h, planning.id, 3)
 
 
 async def test_a_crash_before_a_commit_leaves_nothing_half_written(h: Harness) -> None:
@@ -222,7 +194,7 @@ async def test_a_crash_before_a_commit_leaves_nothing_half_written(h: Harness) -
         await h.generator(FakeWriter(3, crash_slide={1: WorkerKilled()})).generate(deck.id)
 
     events = h.store.events(deck.id)
-    assert _types(events) == ["DeckStarted", "PlanUpdated", "SlideAdded"]
+    assert types_of(events) == ["DeckStarted", "PlanUpdated", "SlideAdded"]
     assert h.store.deck(deck.id).version == events[-1].version
     assert len(h.store.slides(deck.id)) == 1
 
@@ -263,7 +235,7 @@ async def test_a_pending_deck_cancelled_before_its_job_runs_stays_cancelled(h: H
 
     assert status is DeckStatus.CANCELLED
     assert writer.plan_calls == 0
-    assert _types(_assert_ends_with(h, deck.id, "DeckCancelled")) == ["DeckCancelled"]
+    assert types_of(assert_ends_with(h, deck.id, "DeckCancelled")) == ["DeckCancelled"]
 
 
 async def test_a_job_that_finds_a_cancel_request_cancels_without_calling_the_writer(
@@ -282,7 +254,7 @@ async def test_a_job_that_finds_a_cancel_request_cancels_without_calling_the_wri
 
     assert status is DeckStatus.CANCELLED
     assert (writer.plan_calls, writer.slide_calls) == (0, [])
-    assert _types(_assert_ends_with(h, deck.id, "DeckCancelled")) == [
+    assert types_of(assert_ends_with(h, deck.id, "DeckCancelled")) == [
         "DeckStarted",
         "DeckCancelled",
     ]
@@ -301,8 +273,8 @@ async def test_cancel_during_planning_ends_cancelled_before_any_slide(h: Harness
     assert status is DeckStatus.CANCELLED
     assert writer.slide_calls == []
     assert h.store.slides(deck.id) == []
-    events = _assert_ends_with(h, deck.id, "DeckCancelled")
-    assert _types(events) == ["DeckStarted", "DeckCancelled"]
+    events = assert_ends_with(h, deck.id, "DeckCancelled")
+    assert types_of(events) == ["DeckStarted", "DeckCancelled"]
     assert h.store.deck(deck.id).plan is None
     assert h.publisher.published == events
 
@@ -324,8 +296,8 @@ async def test_cancel_between_slides_stops_before_the_next_slide_is_written(
 
     assert status is DeckStatus.CANCELLED
     assert writer.slide_calls == list(range(after))  # the flag is read before each slide
-    events = _assert_ends_with(h, deck.id, "DeckCancelled")
-    assert _types(events) == [
+    events = assert_ends_with(h, deck.id, "DeckCancelled")
+    assert types_of(events) == [
         "DeckStarted",
         "PlanUpdated",
         *["SlideAdded"] * after,
@@ -346,8 +318,8 @@ async def test_cancel_while_a_slide_is_being_written_discards_that_slide(h: Harn
 
     assert status is DeckStatus.CANCELLED
     assert writer.slide_calls == [0, 1, 2]
-    events = _assert_ends_with(h, deck.id, "DeckCancelled")
-    assert _types(events) == [
+    events = assert_ends_with(h, deck.id, "DeckCancelled")
+    assert types_of(events) == [
         "DeckStarted",
         "PlanUpdated",
         "SlideAdded",
@@ -375,7 +347,7 @@ async def test_cancel_is_honoured_from_the_database_when_the_flag_could_not_be_s
 
     assert status is DeckStatus.CANCELLED
     assert h.flags.requested == set()
-    assert _types(_assert_ends_with(h, deck.id, "DeckCancelled"))[-2:] == [
+    assert types_of(assert_ends_with(h, deck.id, "DeckCancelled"))[-2:] == [
         "SlideAdded",
         "DeckCancelled",
     ]
@@ -399,15 +371,15 @@ async def test_nothing_follows_deck_cancelled_even_when_the_job_runs_again(h: Ha
 # -- failures -------------------------------------------------------------------------------------
 
 
-async def test_a_writer_error_while_planning_fails_the_deck_with_its_message(h: Harness) -> None:
+async def test_a_writer_error_while_planning_fails_the_deck_with_its_reason(h: Harness) -> None:
     deck = await h.create()
 
     status = await h.generator(FakeWriter(fail_plan="model unavailable")).generate(deck.id)
 
     assert status is DeckStatus.FAILED
-    events = _assert_ends_with(h, deck.id, "DeckFailed")
-    assert _types(events) == ["DeckStarted", "DeckFailed"]
-    assert events[-1].payload == {"error": "model unavailable"}
+    events = assert_ends_with(h, deck.id, "DeckFailed")
+    assert types_of(events) == ["DeckStarted", "DeckFailed"]
+    assert_failed_with(events[-1], "model unavailable", "writer_failed")
 
 
 async def test_a_writer_error_on_a_slide_fails_the_deck_after_the_slides_before_it(
@@ -418,35 +390,45 @@ async def test_a_writer_error_on_a_slide_fails_the_deck_after_the_slides_before_
     status = await h.generator(FakeWriter(4, fail_slide={2: "rate limited"})).generate(deck.id)
 
     assert status is DeckStatus.FAILED
-    events = _assert_ends_with(h, deck.id, "DeckFailed")
-    assert _types(events) == [
+    events = assert_ends_with(h, deck.id, "DeckFailed")
+    assert types_of(events) == [
         "DeckStarted",
         "PlanUpdated",
         "SlideAdded",
         "SlideAdded",
         "DeckFailed",
     ]
-    assert events[-1].payload == {"error": "rate limited"}
+    assert_failed_with(events[-1], "rate limited", "writer_failed")
     assert h.publisher.published == events
 
 
-async def test_a_writer_error_without_a_message_fails_with_its_type_name(h: Harness) -> None:
+async def test_a_writer_error_without_a_reason_fails_with_a_generic_one(h: Harness) -> None:
     deck = await h.create()
 
     await h.generator(FakeWriter(fail_slide={0: ""})).generate(deck.id)
 
-    assert h.store.events(deck.id)[-1].payload == {"error": "WriterError"}
+    assert_failed_with(h.store.events(deck.id)[-1], "The writer failed.", "writer_failed")
 
 
-async def test_any_other_error_of_the_writer_fails_the_deck_naming_it(h: Harness) -> None:
+async def test_any_other_error_of_the_writer_fails_the_deck_with_the_detail_only_in_the_log(
+    h: Harness,
+) -> None:
     deck = await h.create()
-
-    status = await h.generator(FakeWriter(crash_slide={1: KeyError("layout")})).generate(deck.id)
+    logged: list[str] = []
+    sink = logger.add(lambda message: logged.append(str(message)), level="WARNING")
+    try:
+        writer = FakeWriter(crash_slide={1: KeyError("internal-host:5432")})
+        status = await h.generator(writer).generate(deck.id)
+    finally:
+        logger.remove(sink)
 
     assert status is DeckStatus.FAILED
-    events = _assert_ends_with(h, deck.id, "DeckFailed")
-    assert "KeyError" in events[-1].payload["error"]
-    assert "layout" in events[-1].payload["error"]
+    failed = assert_ends_with(h, deck.id, "DeckFailed")[-1]
+    assert_failed_with(failed, "The writer failed.", "writer_failed")
+    assert "internal-host" not in failed.payload["error"]
+    [line] = [line for line in logged if failed.payload["ref"] in line]
+    assert "KeyError" in line
+    assert "internal-host:5432" in line
 
 
 async def test_a_writer_error_after_a_cancel_request_ends_cancelled_not_failed(
@@ -462,7 +444,7 @@ async def test_a_writer_error_after_a_cancel_request_ends_cancelled_not_failed(
     status = await h.generator(writer).generate(deck.id)
 
     assert status is DeckStatus.CANCELLED
-    _assert_ends_with(h, deck.id, "DeckCancelled")
+    assert_ends_with(h, deck.id, "DeckCancelled")
 
 
 # -- publishing after the commit ------------------------------------------------------------------
@@ -477,7 +459,7 @@ async def test_a_failed_publish_leaves_events_committed_and_unpublished_and_gene
     status = await h.generator(FakeWriter(3)).generate(deck.id)
 
     assert status is DeckStatus.COMPLETED
-    _assert_one_normal_life(h, deck.id, 3)
+    assert_one_normal_life(h, deck.id, 3)
     assert h.publisher.published == []
     assert h.store.unpublished(deck.id) == h.store.events(deck.id)
 
@@ -491,7 +473,7 @@ async def test_events_whose_publish_failed_are_relayed_later_and_marked(h: Harne
 
     await h.generator(FakeWriter(2, before_slide={0: stream_is_back})).generate(deck.id)
     lost = h.store.unpublished(deck.id)
-    assert _types(lost) == ["DeckStarted", "PlanUpdated"]
+    assert types_of(lost) == ["DeckStarted", "PlanUpdated"]
 
     h.clock.advance(10)
     relayed = await h.publishing.relay()
@@ -514,7 +496,10 @@ async def test_the_lease_is_held_while_generating_and_released_at_the_end(h: Har
 
     await h.generator(FakeWriter(2, before_slide={1: look}), worker_id="worker-7").generate(deck.id)
 
-    assert seen == [("worker-7", h.clock.now + timedelta(seconds=h.lease_seconds))]
+    [(owner, expires_at)] = seen
+    assert owner is not None
+    assert owner.startswith("worker-7/")
+    assert expires_at == h.clock.now + timedelta(seconds=h.lease_seconds)
     row = h.store.deck_row(deck.id)
     assert (row.lease_owner, row.lease_expires_at) == (None, None)
 

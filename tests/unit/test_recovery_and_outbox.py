@@ -7,7 +7,7 @@ from uuid import UUID
 
 import pytest
 
-from presto_deck.domain.deck import DeckStatus
+from presto_deck.domain.deck import DeckStatus, Lease
 from tests.unit.fakes import FakeWriter, Harness, WorkerKilled
 
 
@@ -23,7 +23,10 @@ async def _die_holding_the_lease(h: Harness, deck_id: UUID, at_slide: int = 1) -
             deck_id
         )
     async with h.store.uow() as uow:  # the release in `finally` never ran on the real kill
-        await uow.decks.claim(deck_id, "dead", h.clock() + timedelta(seconds=h.lease_seconds))
+        deck = await uow.decks.lock(deck_id)
+        assert deck is not None
+        deck.lease = Lease(owner="dead", expires_at=h.clock() + timedelta(seconds=h.lease_seconds))
+        await uow.decks.save(deck)
         await uow.commit()
 
 

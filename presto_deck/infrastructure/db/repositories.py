@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presto_deck.domain.content import DeckBrief, DeckPlan
-from presto_deck.domain.deck import Deck, DeckStatus, Slide
+from presto_deck.domain.deck import Deck, DeckStatus, Lease, Slide
 from presto_deck.domain.events import Event
 from presto_deck.infrastructure.db.tables import deck_events, decks, slides
 
@@ -81,6 +81,8 @@ class SqlDeckRepository:
                 version=deck.version,
                 deck_plan=None if deck.plan is None else msgspec.to_builtins(deck.plan),
                 cancel_requested=deck.cancel_requested,
+                lease_owner=None if deck.lease is None else deck.lease.owner,
+                lease_expires_at=None if deck.lease is None else deck.lease.expires_at,
                 updated_at=deck.updated_at,
             )
         )
@@ -112,14 +114,24 @@ class SqlDeckRepository:
         )
         return [_deck(row._mapping) for row in rows], int(total or 0)
 
-    async def claim(self, deck_id: UUID, owner: str, until: datetime) -> None:
-        await self._conn.execute(
+    async def renew_lease(self, deck_id: UUID, owner: str, until: datetime) -> bool:
+        renewed = await self._conn.execute(
             sa.update(decks)
-            .where(decks.c.id == deck_id)
-            .values(lease_owner=owner, lease_expires_at=until)
+            .where(decks.c.id == deck_id, decks.c.lease_owner == owner)
+            .values(lease_expires_at=until)
         )
+        return renewed.rowcount == 1
 
-    async def release(self, deck_id: UUID, owner: str) -> None:
+    async def spend_model_call(self, deck_id: UUID, owner: str, until: datetime) -> int | None:
+        spent = await self._conn.scalar(
+            sa.update(decks)
+            .where(decks.c.id == deck_id, decks.c.lease_owner == owner)
+            .values(model_calls=decks.c.model_calls + 1, lease_expires_at=until)
+            .returning(decks.c.model_calls)
+        )
+        return None if spent is None else int(spent)
+
+    async def release_lease(self, deck_id: UUID, owner: str) -> None:
         await self._conn.execute(
             sa.update(decks)
             .where(decks.c.id == deck_id, decks.c.lease_owner == owner)
@@ -224,6 +236,10 @@ def _deck(row: Any) -> Deck:
         ),
         plan=None if plan is None else msgspec.convert(plan, DeckPlan),
         cancel_requested=row["cancel_requested"],
+        lease=None
+        if row["lease_owner"] is None or row["lease_expires_at"] is None
+        else Lease(owner=row["lease_owner"], expires_at=row["lease_expires_at"]),
+        model_calls=row["model_calls"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

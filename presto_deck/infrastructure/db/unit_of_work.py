@@ -1,21 +1,45 @@
-"""One transaction as one object: the repositories share its connection."""
+"""One transaction as one object: the repositories share its connection, and whatever the
+database does wrong leaves it as the port's ``StorageError``."""
 
 from __future__ import annotations
 
+import contextlib
+from types import TracebackType
 from typing import Self
 
 import msgspec
+from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
+from presto_deck.application.ports import StorageError
 from presto_deck.infrastructure.db.repositories import (
     SqlDeckRepository,
     SqlEventLog,
     SqlSlideRepository,
 )
 
+#: Failures that may pass when tried again: lost connections, a lock not granted within
+#: ``lock_timeout``, a session ended by the server, a pool with no free connection.
+_TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
 
-def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
-    """An async engine (psycopg 3) that encodes JSONB with msgspec."""
+
+def create_engine(
+    url: str,
+    *,
+    pool_size: int = 10,
+    lock_timeout_seconds: float = 5.0,
+    idle_transaction_timeout_seconds: float = 10.0,
+) -> AsyncEngine:
+    """An async engine (psycopg 3) that encodes JSONB with msgspec.
+
+    No statement waits longer than ``lock_timeout_seconds`` for a lock, and the server ends a
+    session that sits idle inside a transaction for ``idle_transaction_timeout_seconds``: a frozen
+    process (SIGSTOP, a long pause) that holds a deck's row lock cannot block the others for long.
+    """
+    options = (
+        f"-c lock_timeout={round(lock_timeout_seconds * 1000)}"
+        f" -c idle_in_transaction_session_timeout={round(idle_transaction_timeout_seconds * 1000)}"
+    )
     return create_async_engine(
         url,
         pool_size=pool_size,
@@ -24,7 +48,7 @@ def create_engine(url: str, *, pool_size: int = 10) -> AsyncEngine:
         pool_timeout=10,
         json_serializer=lambda value: msgspec.json.encode(value).decode(),
         json_deserializer=msgspec.json.decode,
-        connect_args={"connect_timeout": 10},
+        connect_args={"connect_timeout": 10, "options": options},
     )
 
 
@@ -38,21 +62,49 @@ class SqlUnitOfWork:
         self._conn: AsyncConnection | None = None
 
     async def __aenter__(self) -> Self:
-        self._conn = await self._engine.connect()
-        await self._conn.begin()
+        try:
+            self._conn = await self._engine.connect()
+            await self._conn.begin()
+        except (sa_exc.SQLAlchemyError, OSError) as exc:
+            await self._close()
+            raise _storage_error(exc) from exc
         self.decks = SqlDeckRepository(self._conn)
         self.slides = SqlSlideRepository(self._conn)
         self.events = SqlEventLog(self._conn)
         return self
 
-    async def __aexit__(self, *exc_info: object) -> None:
+    async def __aexit__(
+        self,
+        exc_type: type[BaseException] | None,
+        exc: BaseException | None,
+        traceback: TracebackType | None,
+    ) -> None:
         assert self._conn is not None
+        failure = exc
         try:
             await self._conn.rollback()  # nothing left to roll back after a commit
+        except (sa_exc.SQLAlchemyError, OSError) as rollback_error:
+            failure = failure or rollback_error  # the first error is the one worth seeing
         finally:
-            await self._conn.close()
-            self._conn = None
+            await self._close()
+        if isinstance(failure, sa_exc.SQLAlchemyError | OSError):
+            raise _storage_error(failure) from failure
 
     async def commit(self) -> None:
         assert self._conn is not None
         await self._conn.commit()
+
+    async def _close(self) -> None:
+        if self._conn is not None:
+            conn, self._conn = self._conn, None
+            with contextlib.suppress(sa_exc.SQLAlchemyError, OSError):
+                await conn.close()
+
+
+def _storage_error(exc: BaseException) -> StorageError:
+    transient = isinstance(exc, _TRANSIENT) or (
+        isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
+    )
+    # SQLAlchemy's message goes on with the statement and its parameters: keep the first line.
+    message = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+    return StorageError(message, transient=transient)

@@ -14,6 +14,8 @@ API_CONSUMER_GROUP = "presto-api"
 DEAD_LETTER_STREAM = "presto:events:dead"
 #: Key prefix of the Litestar channels plugin (Pub/Sub fan-out to every API instance).
 CHANNELS_PREFIX = "presto:channels"
+#: Held for most of a sweep period by the worker that sweeps in it, so one worker sweeps at a time.
+SWEEP_LOCK = "presto:sweep"
 #: Name of the arq job that generates a deck.
 GENERATE_JOB = "generate_deck"
 

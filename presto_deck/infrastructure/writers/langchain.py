@@ -1,15 +1,25 @@
 """The LLM deck writer: any LangChain chat model (``provider:model``) behind the DeckWriter port.
 
 Every model call runs under its own timeout and is retried with exponential backoff and jitter
-(stamina) on timeouts, connection errors, 429, 5xx and unparseable output; anything else, or the
-last failed attempt, surfaces as one ``WriterError`` that the caller turns into a failed deck.
+(stamina) on timeouts, connection errors, 429 (after the provider's ``Retry-After``, when it
+gives one), 5xx and unparseable output; anything else, or the last failed attempt, surfaces as
+one ``WriterError`` that the caller turns into a failed deck. That error's reason names a
+category only; the provider's own message, which may name internal hosts, goes to the logs.
+
+Each attempt is first counted against the deck's model-call budget, which may refuse it.
+
+A plan is asked for with its number of slides stated in the schema. Extra slides are cut; a
+plan that comes back short is asked for once more, with the short plan to build on, and if the
+model still falls short the deck is written with the slides it planned.
 """
 
 from __future__ import annotations
 
 import asyncio
+import email.utils
 import json
 import re
+import time
 from collections.abc import Callable
 from typing import Any, Literal, TypeVar
 
@@ -21,8 +31,9 @@ from langchain_core.exceptions import ModelError
 from langchain_core.language_models import LanguageModelInput
 from langchain_core.messages import AIMessage, BaseMessage, HumanMessage, SystemMessage
 from langchain_core.runnables import Runnable
+from loguru import logger
 
-from presto_deck.application.ports import WriterError
+from presto_deck.application.ports import ModelCallBudget, RunStopped, WriterError
 from presto_deck.domain.content import LAYOUTS, DeckBrief, DeckPlan, SlideContent
 
 __all__ = ["LangChainWriter", "TokenUsage", "WriterError"]
@@ -30,6 +41,8 @@ __all__ = ["LangChainWriter", "TokenUsage", "WriterError"]
 StructuredOutput = Literal["function_calling", "json_schema"]
 _T = TypeVar("_T")
 _MARKDOWN_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
+#: The longest wait a provider's Retry-After can impose before the next attempt.
+_MAX_RETRY_AFTER_SECONDS = 60.0
 
 
 class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
@@ -78,57 +91,63 @@ class LangChainWriter:
         self._api_key = api_key
         self._timeout_seconds = timeout_seconds
         self._max_attempts = max_attempts
+        self._structured_output = structured_output
         self._on_usage = on_usage
         kwargs = _model_kwargs(model, base_url, api_key, timeout_seconds)
-        chat_model = init_chat_model(model, **kwargs)
-        self._plan_model = chat_model.with_structured_output(
-            _json_schema(DeckPlan, "The plan of a slide deck: title, story and slide outlines."),
-            method=structured_output,
-            include_raw=True,
-        )
-        self._slide_model = chat_model.with_structured_output(
-            _json_schema(SlideContent, "The written content of one slide of a deck."),
-            method=structured_output,
-            include_raw=True,
+        self._chat_model = init_chat_model(model, **kwargs)
+        self._slide_model = self._structured(
+            _json_schema(SlideContent, "The written content of one slide of a deck.")
         )
 
-    async def plan(self, brief: DeckBrief) -> DeckPlan:
-        messages = [SystemMessage(_SYSTEM_PROMPT), HumanMessage(_plan_prompt(brief))]
-
-        def check(plan: DeckPlan) -> DeckPlan:
-            if len(plan.slides) < brief.slide_count:
-                raise _BadOutput(
-                    f"the plan has {len(plan.slides)} slides, {brief.slide_count} were asked for"
+    async def plan(self, brief: DeckBrief, budget: ModelCallBudget) -> DeckPlan:
+        wanted = brief.slide_count
+        runnable = self._structured(_plan_schema(wanted))
+        prompt = _plan_prompt(brief)
+        plan = await self._generate("plan the deck", runnable, prompt, DeckPlan, budget)
+        if len(plan.slides) < wanted:
+            again = _replan_prompt(brief, plan)
+            try:
+                longer = await self._generate(
+                    "complete the plan", runnable, again, DeckPlan, budget
                 )
-            return msgspec.structs.replace(
-                plan,
-                title=brief.title or plan.title,
-                slides=plan.slides[: brief.slide_count],
-            )
+            except WriterError as exc:  # a short deck is still a deck
+                logger.warning("keeping a plan of {} slides: {}", len(plan.slides), exc.detail)
+            else:
+                plan = max(plan, longer, key=lambda candidate: len(candidate.slides))
+        return msgspec.structs.replace(
+            plan, title=brief.title or plan.title, slides=plan.slides[:wanted]
+        )
 
-        return await self._generate("plan the deck", self._plan_model, messages, DeckPlan, check)
-
-    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
+    async def write_slide(
+        self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
+    ) -> SlideContent:
         """Write slide ``index`` (0-based) of the plan."""
         if not 0 <= index < len(plan.slides):
             raise IndexError(f"slide {index} is outside a plan of {len(plan.slides)} slides")
-        messages = [SystemMessage(_SYSTEM_PROMPT), HumanMessage(_slide_prompt(brief, plan, index))]
+        prompt = _slide_prompt(brief, plan, index)
         return await self._generate(
-            f"write slide {index + 1}", self._slide_model, messages, SlideContent, lambda s: s
+            f"write slide {index + 1}", self._slide_model, prompt, SlideContent, budget
         )
+
+    def _structured(self, schema: dict[str, Any]) -> Runnable[LanguageModelInput, Any]:
+        runnable: Runnable[LanguageModelInput, Any] = self._chat_model.with_structured_output(
+            schema, method=self._structured_output, include_raw=True
+        )
+        return runnable
 
     async def _generate(
         self,
         task: str,
         runnable: Runnable[LanguageModelInput, Any],
-        messages: list[BaseMessage],
+        prompt: str,
         output_type: type[_T],
-        check: Callable[[_T], _T],
+        budget: ModelCallBudget,
     ) -> _T:
+        messages = [SystemMessage(_SYSTEM_PROMPT), HumanMessage(prompt)]
         attempts = 0
         try:
             async for attempt in stamina.retry_context(
-                on=_is_transient,
+                on=_retry_wait,
                 attempts=self._max_attempts,
                 # Each attempt has its own timeout; the attempt count bounds the whole call.
                 timeout=None,
@@ -138,10 +157,13 @@ class LangChainWriter:
             ):
                 with attempt:
                     attempts = attempt.num
-                    result = check(await self._invoke_once(runnable, messages, output_type))
+                    await budget.spend()
+                    return await self._invoke_once(runnable, messages, output_type)
+        except RunStopped:
+            raise
         except Exception as exc:
-            raise WriterError(self._failure_message(task, attempts, exc)) from exc
-        return result
+            raise self._failure(task, attempts, exc) from exc
+        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
 
     async def _invoke_once(
         self,
@@ -172,21 +194,64 @@ class LangChainWriter:
         except msgspec.ValidationError as exc:
             raise _BadOutput(f"output does not match the schema: {exc}") from exc
 
-    def _failure_message(self, task: str, attempts: int, exc: Exception) -> str:
-        if isinstance(exc, TimeoutError):
-            reason = f"no answer within {self._timeout_seconds:g} s"
-        else:
-            reason = f"{type(exc).__name__}: {exc}"
-        message = f"model {self.name} could not {task} after {attempts} attempt(s): {reason}"
+    def _failure(self, task: str, attempts: int, exc: Exception) -> WriterError:
+        code, reason = _category(exc, self._timeout_seconds)
+        detail = f"model {self.name} could not {task} after {attempts} attempt(s): "
+        detail += reason if isinstance(exc, TimeoutError) else f"{type(exc).__name__}: {exc}"
         if self._api_key:
             # Providers echo a wrong key back ("Incorrect API key provided: ..."). Whole tokens
             # only, so that a dummy key such as "x" does not mangle the rest of the message.
             key = rf"(?<![\w-]){re.escape(self._api_key)}(?![\w-])"
-            message = re.sub(key, "***", message)
-        return message
+            detail = re.sub(key, "***", detail)
+        return WriterError(f"{reason} ({attempts} attempt(s))", code=code, detail=detail)
 
 
-def _is_transient(exc: Exception) -> bool:
+def _category(exc: Exception, timeout_seconds: float) -> tuple[str, str]:
+    """A code and a sentence for the user that say what went wrong, without the provider's text."""
+    if isinstance(exc, TimeoutError):
+        return "llm_timeout", f"The model did not answer within {timeout_seconds:g} s"
+    if isinstance(exc, _BadOutput | openai.LengthFinishReasonError):
+        return "llm_bad_output", "The model's answers did not have the expected structure"
+    status = getattr(exc, "status_code", None)
+    if status == 429:
+        return "llm_rate_limited", "The model provider kept refusing requests as too many"
+    if status in (401, 403):
+        return "llm_refused", "The model provider refused the credentials (check the API key)"
+    if isinstance(status, int) and 400 <= status < 500:
+        return "llm_refused", f"The model provider refused the request (HTTP {status})"
+    if isinstance(status, int) or isinstance(exc, ConnectionError | openai.APIConnectionError):
+        return "llm_unavailable", "The model provider was unavailable"
+    return "writer_failed", "The model call failed"
+
+
+def _retry_wait(exc: Exception) -> bool | float:
+    """Whether to try again (stamina's backoff hook), and after how long if the provider said."""
+    if not _is_transient(exc):
+        return False
+    after = _retry_after(exc)
+    return True if after is None else min(after, _MAX_RETRY_AFTER_SECONDS)
+
+
+def _retry_after(exc: Exception) -> float | None:
+    """Seconds from the ``Retry-After`` (or ``retry-after-ms``) header of a provider's answer."""
+    headers = getattr(getattr(exc, "response", None), "headers", None)
+    if headers is None:
+        return None
+    try:
+        if (millis := headers.get("retry-after-ms")) is not None:
+            return max(float(millis) / 1000, 0.0)
+        value = headers.get("retry-after")
+        if value is None:
+            return None
+        if value.strip().replace(".", "", 1).isdigit():
+            return float(value)
+        when = email.utils.parsedate_to_datetime(value)
+    except (TypeError, ValueError):
+        return None
+    return max(when.timestamp() - time.time(), 0.0)
+
+
+def _is_transient(exc: BaseException) -> bool:
     """Whether asking again may succeed: timeouts, lost connections, 429, 5xx, bad output."""
     # A LengthFinishReasonError is an answer cut off mid-structure: bad output too.
     transient = (TimeoutError, ConnectionError, openai.APIConnectionError, _BadOutput)
@@ -274,6 +339,17 @@ def _brief_lines(brief: DeckBrief) -> str:
     )
 
 
+def _plan_schema(slide_count: int) -> dict[str, Any]:
+    """The plan's schema, which says how many slide outlines it must have."""
+    schema = _json_schema(
+        DeckPlan, f"The plan of a slide deck: title, story and exactly {slide_count} outlines."
+    )
+    slides = schema["properties"]["slides"]
+    slides.update(minItems=slide_count, maxItems=slide_count)
+    slides["description"] = f"Exactly {slide_count} slide outlines, in presentation order."
+    return schema
+
+
 def _plan_prompt(brief: DeckBrief) -> str:
     return (
         f"Plan a presentation deck.\n\n{_brief_lines(brief)}\n\n"
@@ -281,6 +357,15 @@ def _plan_prompt(brief: DeckBrief) -> str:
         f"{brief.slide_count} slide outlines in presentation order. Each outline has a title, a "
         f"layout and 2 to 5 key points. Open with a title slide and end with a closing slide "
         f"when there are at least three slides."
+    )
+
+
+def _replan_prompt(brief: DeckBrief, short: DeckPlan) -> str:
+    return (
+        f"{_plan_prompt(brief)}\n\nA first plan had only {len(short.slides)} slide outlines:\n"
+        f"{msgspec.json.encode(short).decode()}\n\n"
+        f"Return the complete plan with exactly {brief.slide_count} slide outlines: keep those "
+        f"that fit and add the missing ones where they belong in the story."
     )
 
 

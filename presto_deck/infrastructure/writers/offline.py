@@ -16,6 +16,7 @@ from collections import Counter
 from dataclasses import dataclass
 from html import escape
 
+from presto_deck.application.ports import ModelCallBudget
 from presto_deck.domain.content import DeckBrief, DeckPlan, Layout, SlideContent, SlideOutline
 from presto_deck.domain.deck import TITLE_MAX_LENGTH
 
@@ -35,7 +36,8 @@ class OfflineWriter:
             raise ValueError("slide_delay_ms must not be negative")
         self._delay_seconds = slide_delay_ms / 1000
 
-    async def plan(self, brief: DeckBrief) -> DeckPlan:
+    async def plan(self, brief: DeckBrief, budget: ModelCallBudget | None = None) -> DeckPlan:
+        """Plan the deck; no model is called, so ``budget`` is left untouched."""
         if brief.slide_count < 1:
             raise ValueError("slide_count must be at least 1")
         subject = _Subject.of(brief.prompt)
@@ -51,8 +53,14 @@ class OfflineWriter:
             slides=slides,
         )
 
-    async def write_slide(self, brief: DeckBrief, plan: DeckPlan, index: int) -> SlideContent:
-        """Write slide ``index`` (0-based) of the plan."""
+    async def write_slide(
+        self,
+        brief: DeckBrief,
+        plan: DeckPlan,
+        index: int,
+        budget: ModelCallBudget | None = None,
+    ) -> SlideContent:
+        """Write slide ``index`` (0-based) of the plan; no model call, so no ``budget`` spent."""
         if not 0 <= index < len(plan.slides):
             raise IndexError(f"slide {index} is not in a plan of {len(plan.slides)} slides")
         await asyncio.sleep(self._delay_seconds)

@@ -1,0 +1,221 @@
+"""Every way a run can go wrong ends the deck, or hands it over, in bounded time and with a
+bounded number of model calls: hostile output, storage errors, budgets, takeovers."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+from datetime import timedelta
+
+import pytest
+
+from presto_deck.application.ports import ModelCallBudget, StorageError
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideOutline, cleaned
+from presto_deck.domain.deck import DeckStatus, Lease, Slide
+from presto_deck.domain.events import Event
+from tests.unit.event_checks import assert_ends_with, assert_failed_with, assert_one_normal_life
+from tests.unit.fakes import FakeWriter, Harness, WorkerKilled
+
+#: How often the tests below run the job again, as the sweep would every period.
+SWEEPS = 10
+
+pytestmark = pytest.mark.usefixtures("no_backoff")
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness()
+
+
+class HostileWriter(FakeWriter):
+    """A model whose every string carries a NUL and a lone surrogate."""
+
+    async def plan(self, brief: DeckBrief, budget: ModelCallBudget) -> DeckPlan:
+        plan = await super().plan(brief, budget)
+        return DeckPlan(
+            title="Tea\x00 time\ud800",
+            summary="\x00",
+            slides=[
+                SlideOutline(title=f"{o.title}\x00", key_points=["a\x00b", "\udfff"])
+                for o in plan.slides
+            ],
+        )
+
+    async def write_slide(
+        self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
+    ) -> SlideContent:
+        await super().write_slide(brief, plan, index, budget)
+        return SlideContent(title=f"Slide\x00 {index}", bullets=["x\x00"], notes="say\x00 \ud83d")
+
+
+def test_cleaning_drops_nul_and_replaces_lone_surrogates_everywhere() -> None:
+    content = SlideContent(title="a\x00b", bullets=["\ud800c", "ok é 😀"], notes="\x00\x00")
+
+    assert cleaned(content) == SlideContent(title="ab", bullets=["\ufffdc", "ok é 😀"], notes="")
+
+
+async def test_output_postgresql_would_refuse_is_cleaned_and_the_deck_completes(h: Harness) -> None:
+    deck = await h.create(slide_count=3)
+    h.store.refuse_slide = lambda slide: "\x00" in (slide.presenter_notes or "")
+
+    status = await h.generator(HostileWriter(3)).generate(deck.id)
+
+    assert status is DeckStatus.COMPLETED
+    assert_one_normal_life(h, deck.id, 3)
+    stored = h.store.deck(deck.id)
+    assert stored.plan is not None
+    assert stored.title == "Tea time\ufffd"
+    assert stored.plan.slides[0].key_points == ["ab", "\ufffd"]
+    assert [s.presenter_notes for s in h.store.slides(deck.id)] == ["say \ufffd"] * 3
+
+
+async def test_a_value_the_database_refuses_fails_the_deck_after_bounded_tries(h: Harness) -> None:
+    deck = await h.create(slide_count=3)
+    refused: list[int] = []
+
+    def refuse_the_second(slide: Slide) -> bool:
+        if slide.order == 2:
+            refused.append(2)
+            return True
+        return False
+
+    h.store.refuse_slide = refuse_the_second
+    writer = FakeWriter(3)
+
+    status = await h.generator(writer).generate(deck.id)
+
+    assert status is DeckStatus.FAILED
+    failed = assert_ends_with(h, deck.id, "DeckFailed")[-1]
+    assert_failed_with(failed, "The deck's content could not be stored.", "storage_failed")
+    assert [s.order for s in h.store.slides(deck.id)] == [1]
+    assert len(refused) == 3  # the step's tries
+    assert (writer.plan_calls, writer.slide_calls) == (1, [0, 1])
+
+
+async def test_a_commit_that_fails_once_is_tried_again_and_the_deck_completes(h: Harness) -> None:
+    deck = await h.create(slide_count=2)
+    h.store.commit_faults = [StorageError("connection lost", transient=True)]
+
+    assert await h.generator(FakeWriter(2)).generate(deck.id) is DeckStatus.COMPLETED
+    assert_one_normal_life(h, deck.id, 2)
+
+
+async def test_a_database_that_stays_down_stops_the_run_and_leaves_the_deck_to_the_sweep(
+    h: Harness,
+) -> None:
+    deck = await h.create(slide_count=2)
+    h.store.commit_faults = [StorageError("lock timeout", transient=True)] * 3
+    writer = FakeWriter(2)
+
+    assert await h.generator(writer).generate(deck.id) is None
+
+    assert h.store.deck(deck.id).status is DeckStatus.PENDING
+    assert (writer.plan_calls, writer.slide_calls) == (0, [])
+    assert await h.generator(writer).generate(deck.id) is DeckStatus.COMPLETED
+
+
+async def test_a_deck_that_spends_its_model_calls_ends_failed_without_one_call_more() -> None:
+    h = Harness(max_model_calls=3)
+    deck = await h.create(slide_count=5)
+    writer = FakeWriter(5)
+
+    status = await h.generator(writer).generate(deck.id)
+
+    assert status is DeckStatus.FAILED
+    failed = assert_ends_with(h, deck.id, "DeckFailed")[-1]
+    assert_failed_with(
+        failed, "The deck used all 3 model calls it may make.", "model_calls_exhausted"
+    )
+    assert [s.order for s in h.store.slides(deck.id)] == [1, 2]
+    # The fourth call was refused before it reached the model.
+    assert (writer.plan_calls, writer.slide_calls) == (1, [0, 1])
+
+
+async def test_a_run_that_dies_on_the_same_slide_every_time_is_bounded_by_the_budget() -> None:
+    # A crash the sweep cannot cure (the process dies on one slide's output, every time): each
+    # run spends one more call, and the budget ends the deck after a bounded number of them.
+    h = Harness(max_model_calls=6)
+    deck = await h.create(slide_count=3)
+    writer = FakeWriter(3, crash_slide={1: WorkerKilled()})
+
+    for _ in range(SWEEPS):
+        try:
+            if await h.generator(writer).generate(deck.id) is not None:
+                break
+        except WorkerKilled:
+            h.clock.advance(h.lease_seconds + 1)
+
+    assert h.store.deck(deck.id).status is DeckStatus.FAILED
+    assert writer.plan_calls + len(writer.slide_calls) == 6
+
+
+async def test_a_second_run_of_a_deck_in_the_same_process_does_not_start(h: Harness) -> None:
+    deck = await h.create(slide_count=2)
+    started = asyncio.Event()
+    finish = asyncio.Event()
+
+    async def hold() -> None:
+        started.set()
+        await finish.wait()
+
+    writer = FakeWriter(2, before_slide={0: hold})
+    generator = h.generator(writer)
+    first = asyncio.create_task(generator.generate(deck.id))
+    await asyncio.wait_for(started.wait(), 5)
+
+    assert await generator.generate(deck.id) is None
+    finish.set()
+    assert await asyncio.wait_for(first, 5) is DeckStatus.COMPLETED
+    assert (writer.plan_calls, writer.slide_calls) == (1, [0, 1])
+
+
+async def test_a_run_whose_lease_is_taken_stops_at_once_even_inside_a_model_call() -> None:
+    h = Harness(lease_seconds=0.05)  # renewed every ~17 ms of real time
+    deck = await h.create(slide_count=3)
+    in_call = asyncio.Event()
+
+    async def hang() -> None:  # a model call that never returns
+        in_call.set()
+        await asyncio.Event().wait()
+
+    writer = FakeWriter(3, before_slide={1: hang})
+    run = asyncio.create_task(h.generator(writer).generate(deck.id))
+    await asyncio.wait_for(in_call.wait(), 5)
+    async with h.store.uow() as uow:  # another run takes the deck over
+        taken = await uow.decks.lock(deck.id)
+        assert taken is not None
+        taken.lease = Lease(owner="successor", expires_at=h.clock() + timedelta(hours=1))
+        await uow.decks.save(taken)
+        await uow.commit()
+
+    assert await asyncio.wait_for(run, 5) is None
+    assert [s.order for s in h.store.slides(deck.id)] == [1]
+    assert h.store.deck(deck.id).status is DeckStatus.GENERATING
+    assert h.store.deck_row(deck.id).lease_owner == "successor"
+
+
+async def test_a_cancellation_flag_store_that_is_down_does_not_stop_generation(h: Harness) -> None:
+    deck = await h.create(slide_count=2)
+    h.flags.fail = True
+
+    assert await h.generator(FakeWriter(2)).generate(deck.id) is DeckStatus.COMPLETED
+
+
+async def test_a_mark_published_that_fails_leaves_the_events_to_the_relay(h: Harness) -> None:
+    deck = await h.create(slide_count=1)
+    marks_failed = 0
+
+    async def fail_the_mark(events: Sequence[Event]) -> None:
+        nonlocal marks_failed
+        if marks_failed == 0 and events[0].event_type == "DeckStarted":  # then comes its mark
+            marks_failed += 1
+            h.store.commit_faults.append(StorageError("connection lost", transient=True))
+
+    h.publisher.on_publish = fail_the_mark
+
+    assert await h.generator(FakeWriter(1)).generate(deck.id) is DeckStatus.COMPLETED
+    assert marks_failed == 1
+    assert [e.event_type for e in h.store.unpublished(deck.id)] == ["DeckStarted"]
+    h.clock.advance(10)
+    assert await h.publishing.relay() == 1
+    assert h.store.unpublished(deck.id) == []
