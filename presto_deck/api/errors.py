@@ -18,6 +18,7 @@ from loguru import logger
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from presto_deck.application.ports import StorageError
 from presto_deck.domain.deck import DeckAlreadyFinished, DeckNotFound
 
 #: WebSocket close codes of the contract.
@@ -80,6 +81,11 @@ def _unavailable(request: _AnyRequest, exc: Exception) -> Response[dict[str, Any
     return _error(HTTP_503_SERVICE_UNAVAILABLE, "Service temporarily unavailable; try again.")
 
 
+def _storage(request: _AnyRequest, exc: StorageError) -> Response[dict[str, Any]]:
+    # Transient: the database is down or busy. Otherwise it refused a value we sent: our bug.
+    return _unavailable(request, exc) if exc.transient else _internal(request, exc)
+
+
 def _internal(request: _AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
     logger.opt(exception=exc).error("unhandled error in {} {}", request.method, request.url.path)
     return _error(HTTP_500_INTERNAL_SERVER_ERROR, "Internal server error.")
@@ -92,6 +98,7 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     HTTPException: _http,
     UnicodeDecodeError: _undecodable,
     RecursionError: _undecodable,
+    StorageError: _storage,
     DBAPIError: _unavailable,
     SQLAlchemyError: _unavailable,
     RedisError: _unavailable,

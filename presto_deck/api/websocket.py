@@ -27,6 +27,7 @@ from presto_deck.api.errors import (
 )
 from presto_deck.api.frames import error_frame, frame_decoder
 from presto_deck.application.decks import DeckService
+from presto_deck.application.ports import StorageError
 from presto_deck.application.replay import DeliveryCursor, EventDelivery
 from presto_deck.domain.deck import DeckNotFound
 from presto_deck.domain.events import encode_event, heartbeat
@@ -71,7 +72,7 @@ async def deck_events_socket(
                 await session.run(subscriber.iter_events(), last_version, current)
     except _Rejected as rejection:
         await socket.close(code=rejection.code, reason=rejection.reason)
-    except (SQLAlchemyError, RedisError) as exc:
+    except (StorageError, SQLAlchemyError, RedisError) as exc:
         logger.error("socket closed, a backing service is unavailable: {}", exc)
         with contextlib.suppress(*_DISCONNECTED):
             await socket.close(code=CLOSE_UNAVAILABLE, reason="service unavailable")

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import socket
 import uuid
 from collections.abc import AsyncIterator
 from datetime import datetime, timedelta
@@ -16,12 +17,14 @@ from typing import Any
 import httpx
 import msgspec
 import pytest
+import websockets
 
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.settings import Settings
+from tests.conftest import token_for
 from tests.support.client import DeckClient, assert_contiguous, is_terminal, receive_events
 from tests.support.deck_http import events_via_http
-from tests.support.running import RunningApi, running_worker
+from tests.support.running import RunningApi, running_api, running_worker
 from tests.support.tokens import BAD_TOKENS, nul_in_sub
 
 DECK_KEYS = {
@@ -602,3 +605,30 @@ async def test_the_openapi_schema_lists_the_deck_routes(anonymous: httpx.AsyncCl
     assert {"/api/v1/decks/{deck_id}/events", "/api/v1/decks/{deck_id}/cancel"} <= set(paths)
     assert {"get", "post"} <= set(paths["/api/v1/decks"])
     assert "post" in paths["/api/v1/decks/{deck_id}/cancel"]
+
+
+async def test_an_unreachable_database_answers_503_and_closes_sockets_with_1011(
+    settings: Settings,
+) -> None:
+    with socket.socket() as probe:  # a port that nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    nowhere = msgspec.structs.replace(
+        settings, database_url=f"postgresql://postgres@127.0.0.1:{port}/nothing"
+    )
+    async with running_api(nowhere) as api:
+        client = DeckClient(api.url, api.ws_url, token_for(settings, "alice"))
+        try:
+            created = await client.http.post("/api/v1/decks", json={"prompt": "Tea"})
+            listed = await client.http.get("/api/v1/decks")
+            async with client.socket(str(uuid.uuid4()), last_version=1) as ws:
+                with pytest.raises(websockets.ConnectionClosed) as closed:
+                    await ws.recv()
+        finally:
+            await client.aclose()
+
+    for response in (created, listed):
+        assert response.status_code == 503, response.text
+        assert response.json()["detail"] == "Service temporarily unavailable; try again."
+    assert closed.value.rcvd is not None
+    assert closed.value.rcvd.code == 1011
