@@ -9,7 +9,6 @@ from typing import Any
 
 from litestar import Litestar
 from litestar.channels import ChannelsPlugin
-from litestar.channels.backends.redis import RedisChannelsPubSubBackend
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
 from loguru import logger
@@ -19,26 +18,37 @@ from presto_deck import __version__
 from presto_deck.api.decks import DeckController
 from presto_deck.api.errors import exception_handlers
 from presto_deck.api.health import live, metrics, ready
+from presto_deck.api.live_sockets import LiveSockets
 from presto_deck.api.pages import page_router
 from presto_deck.api.websocket import deck_events_socket
 from presto_deck.bootstrap import Container
 from presto_deck.infrastructure.messaging import keys
+from presto_deck.infrastructure.messaging.pubsub import ResilientPubSubBackend
 from presto_deck.infrastructure.messaging.stream import StreamFanout
 
 #: Live events a slow socket may fall behind by before the oldest are dropped; a drop shows up
 #: as a version gap, which that socket backfills from PostgreSQL.
 _SUBSCRIBER_BACKLOG = 1000
 _SHUTDOWN_STEP_SECONDS = 3.0
+#: How the API's Pub/Sub connection shows in Redis's CLIENT LIST.
+PUBSUB_CLIENT_NAME = "presto-deck-pubsub"
 
 
 def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
     """The API; with ``with_worker`` the arq worker runs in the same process and event loop."""
+    live_sockets = LiveSockets()
     # Pub/Sub holds one connection per process and must not hit the client's read timeout.
     pubsub_redis = Redis.from_url(
-        container.settings.redis_url, socket_connect_timeout=5, health_check_interval=30
+        container.settings.redis_url,
+        socket_connect_timeout=5,
+        health_check_interval=30,
+        client_name=PUBSUB_CLIENT_NAME,
+    )
+    backend = ResilientPubSubBackend(
+        redis=pubsub_redis, key_prefix=keys.CHANNELS_PREFIX, on_reconnect=live_sockets.catch_up_all
     )
     channels = ChannelsPlugin(
-        backend=RedisChannelsPubSubBackend(redis=pubsub_redis, key_prefix=keys.CHANNELS_PREFIX),
+        backend=backend,
         arbitrary_channels_allowed=True,
         subscriber_max_backlog=_SUBSCRIBER_BACKLOG,
         subscriber_backlog_strategy="dropleft",
@@ -47,13 +57,25 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
     async def broadcast(channel: str, data: bytes) -> None:
         await channels.wait_published(data, [channel])
 
-    fanout = StreamFanout(container.redis, broadcast)
+    async def tell_every_instance_to_catch_up() -> None:
+        await channels.wait_published(b"", [keys.CATCH_UP_CHANNEL])
+
+    async def catch_up_when_told() -> None:
+        async with channels.start_subscription([keys.CATCH_UP_CHANNEL]) as subscriber:
+            async for _ in subscriber.iter_events():
+                told = live_sockets.catch_up_all()
+                logger.info("live events may have been lost; {} socket(s) catch up", told)
+
+    fanout = StreamFanout(container.redis, broadcast, on_reset=tell_every_instance_to_catch_up)
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
         from presto_deck.worker import DeckWorker
 
-        tasks = [asyncio.create_task(fanout.run(), name="stream-fanout")]
+        tasks = [
+            asyncio.create_task(fanout.run(), name="stream-fanout"),
+            asyncio.create_task(catch_up_when_told(), name="catch-up-listener"),
+        ]
         worker = DeckWorker(container, handle_signals=False) if with_worker else None
         worker_task = asyncio.create_task(worker.run(), name="worker") if worker else None
         logger.info("API ready{}", " with an in-process worker" if with_worker else "")
@@ -85,6 +107,7 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
             "settings": provide(container.settings),
             "engine": provide(container.engine),
             "redis": provide(container.redis),
+            "live_sockets": provide(live_sockets),
         },
         exception_handlers=exception_handlers,
         lifespan=[lifespan],

@@ -26,6 +26,7 @@ from presto_deck.api.errors import (
     CLOSE_UNAVAILABLE,
 )
 from presto_deck.api.frames import error_frame, frame_decoder
+from presto_deck.api.live_sockets import LiveSockets
 from presto_deck.application.decks import DeckService
 from presto_deck.application.ports import StorageError
 from presto_deck.application.replay import DeliveryCursor, EventDelivery
@@ -56,6 +57,7 @@ async def deck_events_socket(
     verifier: NamedDependency[TokenVerifier],
     channels: NamedDependency[ChannelsPlugin],
     settings: NamedDependency[Settings],
+    live_sockets: NamedDependency[LiveSockets],
 ) -> None:
     await socket.accept()
     try:
@@ -69,7 +71,11 @@ async def deck_events_socket(
                 raise _Rejected(CLOSE_NOT_FOUND, "deck not found") from None
             with logger.contextualize(deck_id=str(deck_uuid)):
                 session = _Session(socket, decks, deck_uuid, settings.ws_heartbeat_seconds)
-                await session.run(subscriber.iter_events(), last_version, current)
+                live_sockets.add(session)
+                try:
+                    await session.run(subscriber.iter_events(), last_version, current)
+                finally:
+                    live_sockets.discard(session)
     except _Rejected as rejection:
         await socket.close(code=rejection.code, reason=rejection.reason)
     except (StorageError, SQLAlchemyError, RedisError) as exc:
@@ -118,6 +124,11 @@ class _Session:
         self._deck_id = deck_id
         self._heartbeat_seconds = heartbeat_seconds
         self._lock = asyncio.Lock()  # one writer at a time; also guards the cursor
+        self._catch_up_now = asyncio.Event()
+
+    def catch_up_soon(self) -> None:
+        """Live events may have been lost: read the database now, not at the next heartbeat."""
+        self._catch_up_now.set()
 
     async def run(self, live: Any, last_version: int | None, current: int) -> None:
         delivery = EventDelivery(
@@ -159,13 +170,24 @@ class _Session:
 
     async def _beat(self, delivery: EventDelivery) -> None:
         while True:
-            await asyncio.sleep(self._heartbeat_seconds)
+            told = await self._wait_for_beat()
             async with self._lock:
                 # Also the safety net for a last event whose Pub/Sub message was lost: no later
                 # event would reveal that gap.
                 await delivery.catch_up()
+                if told:
+                    continue
                 frame = heartbeat(str(self._deck_id), delivery.cursor.delivered)
                 await self._socket.send_data(encode_event(frame), mode="text")
+
+    async def _wait_for_beat(self) -> bool:
+        """Sleep until the next heartbeat, or until told to catch up (True)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._heartbeat_seconds):
+                await self._catch_up_now.wait()
+        told = self._catch_up_now.is_set()
+        self._catch_up_now.clear()
+        return told
 
     async def _read_frames(self) -> None:
         while True:

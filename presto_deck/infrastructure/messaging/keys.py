@@ -12,6 +12,9 @@ EVENT_STREAM = "presto:events"
 API_CONSUMER_GROUP = "presto-api"
 #: Entries no API instance could handle after several deliveries, kept for inspection.
 DEAD_LETTER_STREAM = "presto:events:dead"
+#: Pub/Sub channel on which an API instance tells all instances that live events may have been
+#: lost (the stream was recreated), so that every socket catches up from PostgreSQL.
+CATCH_UP_CHANNEL = "presto:catch-up"
 #: Key prefix of the Litestar channels plugin (Pub/Sub fan-out to every API instance).
 CHANNELS_PREFIX = "presto:channels"
 #: Held for most of a sweep period by the worker that sweeps in it, so one worker sweeps at a time.

@@ -68,6 +68,12 @@ class StreamFanout:
 
     Entries left pending by an instance that died are claimed after ``claim_idle_ms``; an entry
     delivered ``max_deliveries`` times without success is moved to the dead-letter stream.
+
+    The group is created reading from the stream's first entry, not its end: when Redis restarts
+    or the stream is flushed, entries appended before the group exists again are broadcast too
+    (sockets drop what they already have). What the lost stream held and no instance had read
+    yet is gone from Redis, but not from PostgreSQL: ``on_reset`` is called whenever the group is
+    created, so that sockets catch up from there at once instead of at their next heartbeat.
     """
 
     def __init__(
@@ -75,6 +81,7 @@ class StreamFanout:
         redis: ArqRedis,
         broadcast: Broadcast,
         *,
+        on_reset: Callable[[], Awaitable[None]] | None = None,
         consumer: str | None = None,
         block_ms: int = 1000,
         claim_idle_ms: int = 15000,
@@ -82,6 +89,7 @@ class StreamFanout:
     ) -> None:
         self._redis = redis
         self._broadcast = broadcast
+        self._on_reset = on_reset
         self.consumer = consumer or f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
         self._block_ms = block_ms
         self._claim_idle_ms = claim_idle_ms
@@ -112,11 +120,15 @@ class StreamFanout:
     async def _ensure_group(self) -> None:
         try:
             await self._redis.xgroup_create(
-                keys.EVENT_STREAM, keys.API_CONSUMER_GROUP, id="$", mkstream=True
+                keys.EVENT_STREAM, keys.API_CONSUMER_GROUP, id="0", mkstream=True
             )
         except ResponseError as exc:
             if "BUSYGROUP" not in str(exc):
                 raise
+            return
+        logger.info("created the consumer group of the event stream")
+        if self._on_reset is not None:
+            await self._on_reset()
 
     async def _read_new(self) -> None:
         try:

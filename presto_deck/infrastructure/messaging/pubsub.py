@@ -1,0 +1,54 @@
+"""The Pub/Sub side of the fan-out: Litestar's Redis channels backend, made to outlive Redis.
+
+Litestar's ``RedisChannelsPubSubBackend`` reads Pub/Sub in one generator; the first error of its
+connection ends that generator, and with it the plugin's listener task, for good: every socket
+of the process would then hear nothing live until the process restarts. Here the listener waits
+out the outage with backoff, reconnects (redis-py subscribes the connection again to every
+channel it had), and reports the reconnection: whatever was published while it was away is
+lost, so the sockets must catch up from the database.
+"""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import AsyncGenerator, Callable
+from typing import Any
+
+from litestar.channels.backends.redis import RedisChannelsPubSubBackend
+from loguru import logger
+from redis.asyncio import Redis
+from redis.exceptions import RedisError
+
+_FIRST_BACKOFF_SECONDS = 0.1
+_MAX_BACKOFF_SECONDS = 5.0
+
+
+class ResilientPubSubBackend(RedisChannelsPubSubBackend):
+    def __init__(
+        self, *, redis: Redis, key_prefix: str, on_reconnect: Callable[[], object]
+    ) -> None:
+        """``on_reconnect`` runs each time the listener is back after losing its connection."""
+        super().__init__(redis=redis, key_prefix=key_prefix)
+        self._on_reconnect = on_reconnect
+
+    async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
+        backoff = _FIRST_BACKOFF_SECONDS
+        while True:
+            try:
+                async for event in super().stream_events():
+                    yield event
+            except (RedisError, OSError) as exc:
+                logger.warning("Pub/Sub connection lost, reconnecting: {}", exc)
+            while not await self._reconnected():
+                await asyncio.sleep(backoff)
+                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+            backoff = _FIRST_BACKOFF_SECONDS
+            logger.info("Pub/Sub connection is back")
+            self._on_reconnect()
+
+    async def _reconnected(self) -> bool:
+        try:
+            await self._pub_sub.connect()  # type: ignore[no-untyped-call]  # resubscribes
+        except (RedisError, OSError):
+            return False
+        return True
