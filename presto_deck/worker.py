@@ -21,6 +21,7 @@ from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.redis_client import (
     connect,
     deserialize_job,
+    honour_cancellation,
     serialize_job,
 )
 
@@ -108,6 +109,7 @@ class DeckWorker:
                             report.relayed,
                         )
             except Exception as exc:  # the next round tries again; a dead sweep would be worse
+                honour_cancellation()
                 logger.warning("sweep failed, trying again in {:g}s: {}", self._sweep_seconds, exc)
             await asyncio.sleep(self._sweep_seconds)
 
@@ -166,6 +168,7 @@ class _ResilientWorker(Worker):
             logger.warning("could not record job {} in Redis: {}", job_id, exc)
 
     async def _wait_out(self, exc: BaseException) -> None:
+        honour_cancellation()
         if not self._backoff:
             logger.warning("Redis is unavailable, the worker waits for it: {}", exc)
         self._backoff = min(max(self._backoff * 2, _FIRST_BACKOFF_SECONDS), _MAX_BACKOFF_SECONDS)

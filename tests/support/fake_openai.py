@@ -133,9 +133,11 @@ class FakeOpenAI:
         host, port = self._socket.getsockname()[:2]
         return f"http://{host}:{port}/v1"
 
-    def script(self, *behaviours: Behaviour) -> None:
-        """Queue behaviours for the next requests, in order."""
+    def script(self, *behaviours: Behaviour, replace: bool = False) -> None:
+        """Queue behaviours for the next requests, in order (after dropping those left)."""
         with self._lock:
+            if replace:
+                self._script.clear()
             self._script.extend(behaviours)
 
     def start(self) -> None:

@@ -19,6 +19,8 @@ from loguru import logger
 from redis.asyncio import Redis
 from redis.exceptions import RedisError
 
+from presto_deck.infrastructure.messaging.redis_client import honour_cancellation
+
 _FIRST_BACKOFF_SECONDS = 0.1
 _MAX_BACKOFF_SECONDS = 5.0
 
@@ -38,6 +40,7 @@ class ResilientPubSubBackend(RedisChannelsPubSubBackend):
                 async for event in super().stream_events():
                     yield event
             except (RedisError, OSError) as exc:
+                honour_cancellation()
                 logger.warning("Pub/Sub connection lost, reconnecting: {}", exc)
             while not await self._reconnected():
                 await asyncio.sleep(backoff)

@@ -3,6 +3,7 @@ retries on connection errors."""
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import msgspec
@@ -37,3 +38,15 @@ def connect(url: str) -> ArqRedis:
         retry_on_error=[RedisConnectionError, RedisTimeoutError],
     )
     return ArqRedis(pool, job_serializer=serialize_job, job_deserializer=deserialize_job)
+
+
+def honour_cancellation() -> None:
+    """Re-raise a cancellation that redis-py swallowed; call it where a Redis error is caught.
+
+    A cancel that races the read timeout of a Redis command can come back out of redis-py as
+    its TimeoutError (asyncio.timeout on Python 3.11); a loop that waits out Redis errors would
+    then carry on, and the process would never finish shutting down.
+    """
+    task = asyncio.current_task()
+    if task is not None and task.cancelling():
+        raise asyncio.CancelledError

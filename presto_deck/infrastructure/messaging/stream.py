@@ -22,23 +22,12 @@ from redis.exceptions import RedisError, ResponseError
 from presto_deck.application.ports import PublishError
 from presto_deck.domain.events import Event, encode_event, peek_version
 from presto_deck.infrastructure.messaging import keys
+from presto_deck.infrastructure.messaging.redis_client import honour_cancellation
 
 _FIELD = b"event"
 
 #: Called with the Pub/Sub channel and the encoded event; returns once Redis accepted it.
 Broadcast = Callable[[str, bytes], Awaitable[None]]
-
-
-def _honour_cancellation() -> None:
-    """Re-raise a cancellation that a library swallowed.
-
-    A cancel that races the read timeout of a blocking XREADGROUP can come back out of redis-py
-    as its TimeoutError (asyncio.timeout on Python 3.11); without this check the loop would
-    carry on and the process would never finish shutting down.
-    """
-    task = asyncio.current_task()
-    if task is not None and task.cancelling():
-        raise asyncio.CancelledError
 
 
 class RedisStreamPublisher:
@@ -105,14 +94,14 @@ class StreamFanout:
             try:
                 await self._ensure_group()
                 while True:
-                    _honour_cancellation()
+                    honour_cancellation()
                     if loop.time() >= next_claim:
                         await self.claim_stale()
                         next_claim = loop.time() + claim_every
                     await self._read_new()
                     backoff = 0.1
             except RedisError as exc:
-                _honour_cancellation()
+                honour_cancellation()
                 logger.warning("event stream unavailable, retrying in {:.1f}s: {}", backoff, exc)
                 await asyncio.sleep(backoff)
                 backoff = min(backoff * 2, 5.0)

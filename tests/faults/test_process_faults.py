@@ -1,0 +1,229 @@
+"""Processes that die or freeze: workers killed with kill -9 at random moments, an API killed with
+sockets attached, a worker frozen past its lease, a frozen session holding a deck's lock."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+import os
+import random
+import subprocess
+import sys
+
+import psycopg
+import pytest
+import websockets
+
+from tests.e2e.conftest import mint
+from tests.faults.conftest import Cluster, FaultRun
+from tests.faults.contract import assert_contract, wait_until_ended
+from tests.support.client import DeckClient, Frame, eventually, is_terminal
+from tests.support.processes import ManagedProcess, free_port
+
+pytestmark = [pytest.mark.fault, pytest.mark.timeout(180)]
+
+
+async def total_version(client: DeckClient, deck_ids: list[str]) -> int:
+    return sum([(await client.deck(deck_id))["version"] for deck_id in deck_ids])
+
+
+async def test_workers_killed_at_random_moments_lose_and_repeat_nothing(
+    cluster: Cluster, alice: DeckClient, fault_run: FaultRun
+) -> None:
+    seed = random.randrange(1 << 30)
+    print(f"random seed {seed}")  # to replay a failing order of kills
+    rng = random.Random(seed)
+    deployment, settings = cluster.deployment, cluster.settings()
+    workers = [deployment.start_work(**settings), deployment.start_work(**settings)]
+    deployment.serve(**settings)
+    deck_ids = [await alice.create(f"Deck {n} about tea", slide_count=6) for n in range(4)]
+    final = 4 * 10  # each deck ends at version 10
+
+    progress = 4  # every deck starts at version 1
+    for _ in range(4):
+        progress += rng.randint(3, 7)
+        target = min(progress, final - 4)
+
+        async def reached(target: int = target) -> bool:
+            return await total_version(alice, deck_ids) >= target
+
+        await eventually(reached, timeout=60)
+        victim = rng.randrange(len(workers))
+        assert workers[victim].kill() == -9
+        fault_run.count("worker kill -9")
+        workers[victim] = deployment.start_work(**settings)
+
+    await wait_until_ended(alice, deck_ids, timeout=60)
+    for deck_id in deck_ids:
+        await assert_contract(alice, deck_id, fault_run, status="COMPLETED", slides=6)
+
+
+async def test_an_api_killed_with_sockets_attached_leaves_every_client_whole(
+    cluster: Cluster, alice: DeckClient, fault_run: FaultRun
+) -> None:
+    deployment = cluster.deployment
+    # Heartbeats every second here: a surviving socket may need one to fetch a last event that
+    # the dead instance had read from the stream but not yet broadcast.
+    settings = cluster.settings(ws_heartbeat_seconds="1", offline_slide_delay_ms="250")
+    deployment.start_work(**settings)
+    doomed = deployment.serve(**settings)
+    other_port = free_port()
+    survivor = deployment.launch("serve-2", "serve", "--port", str(other_port), **settings)
+    survivor.wait_until_ready(f"http://127.0.0.1:{other_port}")
+    other = DeckClient(
+        f"http://127.0.0.1:{other_port}", f"ws://127.0.0.1:{other_port}", mint("alice")
+    )
+    try:
+        deck_id = await alice.create("Tea ceremonies", slide_count=8)
+        clients = [alice, alice, other, other]
+        received: list[list[Frame]] = [[] for _ in clients]
+        followers = [
+            asyncio.create_task(_follow(client, deck_id, seen, fallback=other))
+            for client, seen in zip(clients, received, strict=True)
+        ]
+
+        async def mid_deck() -> bool:
+            return all(any(f["event_type"] == "SlideAdded" for f in seen) for seen in received)
+
+        await eventually(mid_deck, timeout=60)
+        assert doomed.kill() == -9
+        fault_run.count("API kill -9")
+        await asyncio.wait_for(asyncio.gather(*followers), timeout=60)
+
+        history = await assert_contract(other, deck_id, fault_run, status="COMPLETED", slides=8)
+        for seen in received:
+            assert seen == history  # each version once, in order, on every client
+    finally:
+        await other.aclose()
+
+
+async def _follow(
+    client: DeckClient, deck_id: str, seen: list[Frame], fallback: DeckClient
+) -> None:
+    """A client that follows the deck to its end, reconnecting after a drop from where it was,
+    to the other instance once its own is gone."""
+    current = client
+    while True:
+        last = seen[-1]["version"] if seen else 1
+        url = f"{current.ws_url}/ws/decks/{deck_id}?token={current.token}&last_version={last}"
+        try:
+            async with websockets.connect(url) as ws:
+                async for raw in ws:
+                    frame = json.loads(raw)
+                    if frame.get("event_type") == "Heartbeat":
+                        continue
+                    seen.append(frame)
+                    if is_terminal(frame):
+                        return
+        except (OSError, websockets.ConnectionClosed, websockets.InvalidHandshake):
+            current = fallback
+            await asyncio.sleep(0.1)
+
+
+async def test_a_worker_frozen_past_its_lease_is_taken_over_and_stops_when_it_wakes(
+    cluster: Cluster, alice: DeckClient, fault_run: FaultRun
+) -> None:
+    deployment = cluster.deployment
+    settings = cluster.settings(offline_slide_delay_ms="300")
+    workers = [deployment.start_work(**settings), deployment.start_work(**settings)]
+    deployment.serve(**settings)
+    deck_id = await alice.create("A deck whose worker freezes", slide_count=8)
+    owner_pid = await _lease_owner_pid(deployment.database_url, deck_id)
+    frozen = next(w for w in workers if w.pid == owner_pid)
+    frozen.pause()
+    fault_run.count("worker SIGSTOP past its lease")
+    bob = DeckClient(deployment.url, deployment.ws_url, mint("bob"))
+    try:
+        others = [await bob.create(f"Bob's deck {n}", slide_count=3) for n in range(3)]
+        await wait_until_ended(bob, others, timeout=30)  # the healthy worker keeps serving
+        await wait_until_ended(alice, [deck_id], timeout=30)  # taken over, finished
+        frozen.resume()
+        await frozen_run_noticed(frozen)
+        await assert_contract(alice, deck_id, fault_run, status="COMPLETED", slides=8)
+        for other in others:
+            await assert_contract(bob, other, fault_run, status="COMPLETED", slides=3)
+    finally:
+        frozen.resume()
+        await bob.aclose()
+
+
+async def frozen_run_noticed(frozen: ManagedProcess) -> None:
+    """The woken worker's run has ended: it found the deck taken over, or already finished by
+    the run that took it over; either way anything it wrote would now show in the deck."""
+
+    async def noticed() -> bool:
+        return "generation job ended" in frozen.output()
+
+    await eventually(noticed, timeout=20)
+
+
+async def test_a_frozen_session_holding_a_decks_lock_delays_that_deck_only(
+    cluster: Cluster, alice: DeckClient, fault_run: FaultRun
+) -> None:
+    deployment = cluster.deployment
+    settings = cluster.settings(worker_max_jobs="2", offline_slide_delay_ms="100")
+    deployment.start_work(**settings)
+    deployment.serve(**settings)
+    deck_id = await alice.create("A locked deck", slide_count=6)
+
+    async def started() -> bool:
+        return (await alice.deck(deck_id))["version"] >= 4
+
+    await eventually(started, timeout=60)
+    holder = _freeze_holding_the_lock(deployment.database_url, deck_id, idle_seconds=3)
+    fault_run.count("frozen session holding a deck's row lock")
+    bob = DeckClient(deployment.url, deployment.ws_url, mint("bob"))
+    try:
+        others = [await bob.create(f"Bob's deck {n}", slide_count=3) for n in range(4)]
+        await wait_until_ended(bob, others, timeout=30)
+        await wait_until_ended(alice, [deck_id], timeout=30)
+        await assert_contract(alice, deck_id, fault_run, status="COMPLETED", slides=6)
+        for other in others:
+            await assert_contract(bob, other, fault_run, status="COMPLETED", slides=3)
+    finally:
+        holder.kill()
+        holder.wait()
+        if holder.stdout is not None:
+            holder.stdout.close()
+        await bob.aclose()
+
+
+async def _lease_owner_pid(database_url: str, deck_id: str) -> int:
+    """The pid of the worker process whose run holds the deck's lease (its id names the pid)."""
+    owner = ""
+
+    async def leased() -> bool:
+        nonlocal owner
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            row = await (
+                await conn.execute("SELECT lease_owner FROM decks WHERE id = %s", (deck_id,))
+            ).fetchone()
+        owner = (row or [None])[0] or ""
+        return bool(owner)
+
+    await eventually(leased, timeout=60)
+    return int(owner.split("/")[0].rsplit("-", 2)[1])
+
+
+def _freeze_holding_the_lock(
+    database_url: str, deck_id: str, idle_seconds: float
+) -> subprocess.Popen[bytes]:
+    """A process that locks the deck's row inside a transaction, then freezes (SIGSTOP), as a
+    worker frozen mid-step would; its session has the workers' idle-in-transaction timeout."""
+    script = (
+        "import os, signal, sys, psycopg\n"
+        "conn = psycopg.connect(sys.argv[1], options="
+        f"'-c idle_in_transaction_session_timeout={int(idle_seconds * 1000)}')\n"
+        "conn.execute('SELECT 1 FROM decks WHERE id = %s FOR UPDATE', (sys.argv[2],))\n"
+        "print('locked', flush=True)\n"
+        "os.kill(os.getpid(), signal.SIGSTOP)\n"
+    )
+    holder = subprocess.Popen(
+        [sys.executable, "-c", script, database_url, deck_id], stdout=subprocess.PIPE
+    )
+    assert holder.stdout is not None
+    assert holder.stdout.readline().strip() == b"locked"
+    with contextlib.suppress(ChildProcessError):
+        os.waitpid(holder.pid, os.WUNTRACED)  # until it has stopped, holding the lock
+    return holder
