@@ -13,11 +13,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from presto_deck.api.auth import TokenVerifier
 from presto_deck.application.decks import DeckService
 from presto_deck.application.generation import DeckGenerator
+from presto_deck.application.limits import SocketAdmission
 from presto_deck.application.ports import DeckWriter
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.recovery import Recovery
 from presto_deck.domain.events import utc_now
 from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork, create_engine
+from presto_deck.infrastructure.messaging.limits import RedisRateLimiter, RedisSocketQuota
 from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelFlags
 from presto_deck.infrastructure.messaging.redis_client import connect
 from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
@@ -25,6 +27,10 @@ from presto_deck.infrastructure.observability.metrics import LLM_TOKENS
 from presto_deck.infrastructure.writers.offline import OfflineWriter
 from presto_deck.infrastructure.writers.rendering import ThemeRenderer
 from presto_deck.settings import Settings
+
+#: Refresh periods a socket's seat outlives: an instance killed with its sockets open holds
+#: their seats this many heartbeat periods at most.
+_SEAT_PERIODS = 3
 
 
 @dataclass(kw_only=True)
@@ -38,6 +44,7 @@ class Container:
     generator: DeckGenerator
     recovery: Recovery
     verifier: TokenVerifier
+    sockets: SocketAdmission
     worker_id: str = field(default="")
 
     async def close(self) -> None:
@@ -65,7 +72,13 @@ def build_container(settings: Settings) -> Container:
         engine=engine,
         redis=redis,
         decks=DeckService(
-            uow=uow, queue=queue, cancel_flags=cancel_flags, publishing=publishing, clock=utc_now
+            uow=uow,
+            queue=queue,
+            cancel_flags=cancel_flags,
+            publishing=publishing,
+            clock=utc_now,
+            creations=RedisRateLimiter(redis, limit=settings.limit_deck_creations_per_minute),
+            max_active_decks=settings.limit_active_decks_per_user,
         ),
         generator=DeckGenerator(
             uow=uow,
@@ -86,8 +99,20 @@ def build_container(settings: Settings) -> Container:
             lease_seconds=settings.worker_lease_seconds,
         ),
         verifier=TokenVerifier(settings),
+        sockets=_socket_admission(settings, redis),
         worker_id=worker_id,
     )
+
+
+def _socket_admission(settings: Settings, redis: ArqRedis) -> SocketAdmission:
+    """Seats refreshed on every heartbeat period, lapsing after three missed refreshes."""
+    quota = RedisSocketQuota(
+        redis,
+        per_user=settings.limit_sockets_per_user,
+        total=settings.limit_sockets_total,
+        seat_seconds=_SEAT_PERIODS * settings.ws_heartbeat_seconds,
+    )
+    return SocketAdmission(quota, refresh_seconds=settings.ws_heartbeat_seconds)
 
 
 def build_writer(settings: Settings) -> DeckWriter:

@@ -19,6 +19,15 @@ from tests.support.services import (
 )
 
 JWT_SECRET = "test-secret-that-is-long-enough-for-hs256"
+#: Abuse limits far above what any test does, so that only the tests of the limits meet them
+#: (they set low ones of their own).
+UNREACHED_LIMITS = {
+    "limit_deck_creations_per_minute": 100_000,
+    "limit_active_decks_per_user": 100_000,
+    "limit_sockets_per_user": 100_000,
+    "limit_sockets_total": 100_000,
+    "limit_frames_per_second": 100_000,
+}
 
 
 @pytest.fixture
@@ -50,6 +59,7 @@ def settings(database_url: str) -> Iterator[Settings]:
         worker_sweep_seconds=1,
         log_format="text",
         log_level="WARNING",
+        **UNREACHED_LIMITS,
     )
     flush_redis(TEST_REDIS_URL)
 

@@ -104,6 +104,7 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
         dependencies={
             "decks": provide(container.decks),
             "verifier": provide(container.verifier),
+            "sockets": provide(container.sockets),
             "settings": provide(container.settings),
             "engine": provide(container.engine),
             "redis": provide(container.redis),

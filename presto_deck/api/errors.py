@@ -11,6 +11,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
 )
@@ -18,6 +19,7 @@ from loguru import logger
 from redis.exceptions import RedisError
 from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
+from presto_deck.application.limits import LimitExceeded
 from presto_deck.application.ports import StorageError
 from presto_deck.domain.deck import DeckAlreadyFinished, DeckNotFound
 
@@ -27,6 +29,8 @@ CLOSE_UNAUTHORIZED: Final = 4401
 CLOSE_FORBIDDEN_ORIGIN: Final = 4403
 CLOSE_NOT_FOUND: Final = 4404
 CLOSE_UNAVAILABLE: Final = 1011
+#: Over a limit: too many open sockets, or a client that floods the socket with frames.
+CLOSE_POLICY_VIOLATION: Final = 1008
 
 _AnyRequest = Request[Any, Any, Any]
 
@@ -45,6 +49,13 @@ def _not_found(_: _AnyRequest, exc: DeckNotFound) -> Response[dict[str, Any]]:
 
 def _already_finished(_: _AnyRequest, exc: DeckAlreadyFinished) -> Response[dict[str, Any]]:
     return _error(HTTP_409_CONFLICT, "The deck has already finished; there is nothing to cancel.")
+
+
+def _over_limit(_: _AnyRequest, exc: LimitExceeded) -> Response[dict[str, Any]]:
+    response = _error(HTTP_429_TOO_MANY_REQUESTS, str(exc))
+    if exc.retry_after is not None:
+        response.headers["Retry-After"] = str(exc.retry_after)
+    return response
 
 
 def _validation(_: _AnyRequest, exc: ValidationException) -> Response[dict[str, Any]]:
@@ -94,6 +105,7 @@ def _internal(request: _AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
 exception_handlers: dict[type[Exception] | int, Any] = {
     DeckNotFound: _not_found,
     DeckAlreadyFinished: _already_finished,
+    LimitExceeded: _over_limit,
     ValidationException: _validation,
     HTTPException: _http,
     UnicodeDecodeError: _undecodable,

@@ -22,12 +22,19 @@ from presto_deck.api.errors import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN_ORIGIN,
     CLOSE_NOT_FOUND,
+    CLOSE_POLICY_VIOLATION,
     CLOSE_UNAUTHORIZED,
     CLOSE_UNAVAILABLE,
 )
 from presto_deck.api.frames import error_frame, frame_decoder
 from presto_deck.api.live_sockets import LiveSockets
 from presto_deck.application.decks import DeckService
+from presto_deck.application.limits import (
+    FrameThrottle,
+    FrameVerdict,
+    LimitExceeded,
+    SocketAdmission,
+)
 from presto_deck.application.ports import StorageError
 from presto_deck.application.replay import DeliveryCursor, EventDelivery
 from presto_deck.domain.deck import DeckNotFound
@@ -58,11 +65,15 @@ async def deck_events_socket(
     channels: NamedDependency[ChannelsPlugin],
     settings: NamedDependency[Settings],
     live_sockets: NamedDependency[LiveSockets],
+    sockets: NamedDependency[SocketAdmission],
 ) -> None:
     await socket.accept()
     try:
         user_id, deck_uuid, last_version = _handshake(socket, deck_id, verifier, settings)
-        async with channels.start_subscription([deck_channel(deck_uuid)]) as subscriber:
+        async with (
+            sockets.seat(user_id),
+            channels.start_subscription([deck_channel(deck_uuid)]) as subscriber,
+        ):
             # Subscribed before reading the version: whatever is committed from here on arrives
             # live, or shows up as a gap that is backfilled from the database.
             try:
@@ -70,7 +81,13 @@ async def deck_events_socket(
             except DeckNotFound:
                 raise _Rejected(CLOSE_NOT_FOUND, "deck not found") from None
             with logger.contextualize(deck_id=str(deck_uuid)):
-                session = _Session(socket, decks, deck_uuid, settings.ws_heartbeat_seconds)
+                session = _Session(
+                    socket,
+                    decks,
+                    deck_uuid,
+                    settings.ws_heartbeat_seconds,
+                    frames_per_second=settings.limit_frames_per_second,
+                )
                 live_sockets.add(session)
                 try:
                     await session.run(subscriber.iter_events(), last_version, current)
@@ -78,6 +95,10 @@ async def deck_events_socket(
                     live_sockets.discard(session)
     except _Rejected as rejection:
         await socket.close(code=rejection.code, reason=rejection.reason)
+    except LimitExceeded as refusal:
+        logger.info("socket closed by a limit: {}", refusal)
+        with contextlib.suppress(*_DISCONNECTED):
+            await socket.close(code=CLOSE_POLICY_VIOLATION, reason=str(refusal))
     except (StorageError, SQLAlchemyError, RedisError) as exc:
         logger.error("socket closed, a backing service is unavailable: {}", exc)
         with contextlib.suppress(*_DISCONNECTED):
@@ -117,12 +138,19 @@ class _Session:
     """One open socket: replay, then live events and heartbeats, while reading client frames."""
 
     def __init__(
-        self, socket: _AnySocket, decks: DeckService, deck_id: UUID, heartbeat_seconds: float
+        self,
+        socket: _AnySocket,
+        decks: DeckService,
+        deck_id: UUID,
+        heartbeat_seconds: float,
+        *,
+        frames_per_second: int,
     ) -> None:
         self._socket = socket
         self._decks = decks
         self._deck_id = deck_id
         self._heartbeat_seconds = heartbeat_seconds
+        self._frames_per_second = frames_per_second
         self._lock = asyncio.Lock()  # one writer at a time; also guards the cursor
         self._catch_up_now = asyncio.Event()
 
@@ -190,14 +218,29 @@ class _Session:
         return told
 
     async def _read_frames(self) -> None:
+        throttle = FrameThrottle(self._frames_per_second)
         while True:
             message = await self._socket.receive()
             if message["type"] == "websocket.disconnect":
                 return
             text, data = message.get("text"), message.get("bytes")
             raw = text if isinstance(text, str) else data if isinstance(data, bytes) else b""
+            match throttle.admit():  # raises FrameRateExceeded at a flood
+                case FrameVerdict.ACCEPT:
+                    reply = _answer(raw)
+                case FrameVerdict.DROP_AND_WARN:
+                    reply = _rate_limited(self._frames_per_second)
+                case FrameVerdict.DROP:
+                    continue
             async with self._lock:
-                await self._socket.send_data(_answer(raw), mode="text")
+                await self._socket.send_data(reply, mode="text")
+
+
+def _rate_limited(frames_per_second: int) -> bytes:
+    return error_frame(
+        "rate_limited",
+        f"Over {frames_per_second} frames a second: frames are dropped until the rate falls.",
+    )
 
 
 def _answer(raw: str | bytes) -> bytes:

@@ -2,16 +2,20 @@
 
 from __future__ import annotations
 
+import math
 from collections.abc import Sequence
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
 from loguru import logger
 
+from presto_deck.application.limits import ActiveDecksExceeded, CreationRateExceeded
 from presto_deck.application.ports import (
     CancelFlags,
     Clock,
     JobQueue,
+    LimitUnavailable,
+    RateLimiter,
     UnitOfWork,
     UnitOfWorkFactory,
 )
@@ -21,6 +25,9 @@ from presto_deck.domain.deck import TITLE_MAX_LENGTH, Deck, DeckNotFound, DeckSt
 from presto_deck.domain.events import Event
 
 _PLACEHOLDER_TITLE_LENGTH = 80
+#: When a user at the limit of active decks may try again: a deck takes longer than this, but
+#: the client should not wait longer than it must once one ends or is cancelled.
+_ACTIVE_DECKS_RETRY_SECONDS = 5
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -44,17 +51,31 @@ class DeckService:
         cancel_flags: CancelFlags,
         publishing: EventPublishing,
         clock: Clock,
+        creations: RateLimiter,
+        max_active_decks: int,
     ) -> None:
         self._uow = uow
         self._queue = queue
         self._cancel_flags = cancel_flags
         self._publishing = publishing
         self._clock = clock
+        self._creations = creations
+        self._max_active_decks = max_active_decks
 
     async def create(
         self, user_id: str, brief: DeckBrief, idempotency_key: str | None = None
     ) -> Deck:
-        """Store a PENDING deck and queue its generation; a repeated key returns the first deck."""
+        """Store a PENDING deck and queue its generation; a repeated key returns the first deck.
+
+        A repeat is neither counted nor refused. A new deck must pass the user's creation rate
+        (``CreationRateExceeded``), then the limit of active decks (``ActiveDecksExceeded``).
+        """
+        if idempotency_key is not None:
+            async with self._uow() as uow:
+                earlier = await uow.decks.find_by_idempotency_key(user_id, idempotency_key)
+            if earlier is not None:
+                return earlier
+        await self._count_creation(user_id)
         now = self._clock()
         new = Deck(
             id=uuid4(),
@@ -67,7 +88,7 @@ class DeckService:
             updated_at=now,
         )
         async with self._uow() as uow:
-            deck = await uow.decks.add(new, idempotency_key)
+            deck = await self._add_within_active_limit(uow, new, idempotency_key)
             await uow.commit()
         if deck.id == new.id:
             await self._enqueue(deck.id)
@@ -116,6 +137,35 @@ class DeckService:
                 await self._cancel_flags.request(deck_id)
             except Exception as exc:  # the worker still sees the request when it next commits
                 logger.warning("could not set the cancellation flag: {}", exc)
+
+    async def _count_creation(self, user_id: str) -> None:
+        try:
+            wait = await self._creations.acquire(user_id)
+        except LimitUnavailable as exc:
+            logger.warning("deck creation rate not checked, its count is unavailable: {}", exc)
+            return
+        if wait > 0:
+            raise CreationRateExceeded(
+                f"Too many decks created in the last minute; try again in {math.ceil(wait)} s.",
+                retry_after=wait,
+            )
+
+    async def _add_within_active_limit(
+        self, uow: UnitOfWork, new: Deck, idempotency_key: str | None
+    ) -> Deck:
+        # Under the user's lock, two concurrent creations cannot both count one deck too few.
+        await uow.decks.lock_user(new.user_id)
+        if idempotency_key is not None:  # the same key sent twice at once: the first one won
+            earlier = await uow.decks.find_by_idempotency_key(new.user_id, idempotency_key)
+            if earlier is not None:
+                return earlier
+        if await uow.decks.count_active(new.user_id) >= self._max_active_decks:
+            raise ActiveDecksExceeded(
+                f"Too many decks being generated at once (at most {self._max_active_decks}). "
+                "Wait for one to finish, or cancel one, then try again.",
+                retry_after=_ACTIVE_DECKS_RETRY_SECONDS,
+            )
+        return await uow.decks.add(new, idempotency_key)
 
     async def _enqueue(self, deck_id: UUID) -> None:
         try:

@@ -5,6 +5,7 @@
 
 from __future__ import annotations
 
+import enum
 from collections.abc import Sequence
 from datetime import datetime
 from types import TracebackType
@@ -54,6 +55,18 @@ class DeckRepository(Protocol):
 
     async def stalled(self, now: datetime, grace_seconds: float, limit: int) -> list[UUID]:
         """Active decks with no live worker: the lease lapsed, or none was taken within grace."""
+        ...
+
+    async def lock_user(self, user_id: str) -> None:
+        """Serialize the user's deck creations until the transaction ends."""
+        ...
+
+    async def count_active(self, user_id: str) -> int:
+        """How many of the user's decks are still being generated."""
+        ...
+
+    async def find_by_idempotency_key(self, user_id: str, idempotency_key: str) -> Deck | None:
+        """The deck the user created with that key, if any."""
         ...
 
 
@@ -214,3 +227,43 @@ class SlideRenderer(Protocol):
 
 class Clock(Protocol):
     def __call__(self) -> datetime: ...
+
+
+class LimitUnavailable(Exception):
+    """The store that counts a limit did not answer (in time); the limit is not checked."""
+
+
+class RateLimiter(Protocol):
+    """Admits a bounded number of one user's actions per window, counted across API instances."""
+
+    async def acquire(self, user_id: str) -> float:
+        """Count one action: 0 if it is admitted, else the seconds until one would be.
+
+        A refused action is not counted. Raises ``LimitUnavailable``.
+        """
+        ...
+
+
+class SocketCount(enum.Enum):
+    """Which count a socket would push over its limit."""
+
+    USER = "user"
+    TOTAL = "total"
+
+
+class SocketQuota(Protocol):
+    """Open WebSockets per user and in all, counted across API instances.
+
+    A socket holds a seat that expires unless refreshed, so the seats of an instance that died
+    without releasing them free themselves. Every method raises ``LimitUnavailable``.
+    """
+
+    async def claim(self, socket_id: str, user_id: str) -> SocketCount | None:
+        """Take a seat for the socket: None if granted, else the count that is full."""
+        ...
+
+    async def refresh(self, socket_id: str, user_id: str) -> None:
+        """Keep the socket's seat (taking it again if it lapsed meanwhile)."""
+        ...
+
+    async def release(self, socket_id: str, user_id: str) -> None: ...

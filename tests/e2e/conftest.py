@@ -41,6 +41,12 @@ BASE_SETTINGS = {
     "ws_heartbeat_seconds": "1",
     "worker_lease_seconds": "2",
     "worker_sweep_seconds": "1",
+    # Abuse limits far above what the tests do (a test of the limits sets its own).
+    "limit_deck_creations_per_minute": "100000",
+    "limit_active_decks_per_user": "100000",
+    "limit_sockets_per_user": "100000",
+    "limit_sockets_total": "100000",
+    "limit_frames_per_second": "100000",
 }
 
 StackKind = Literal["separate", "combined"]

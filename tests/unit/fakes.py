@@ -24,7 +24,14 @@ from uuid import UUID, uuid4
 
 from presto_deck.application.decks import DeckService
 from presto_deck.application.generation import DeckGenerator
-from presto_deck.application.ports import ModelCallBudget, PublishError, StorageError, WriterError
+from presto_deck.application.ports import (
+    LimitUnavailable,
+    ModelCallBudget,
+    PublishError,
+    SocketCount,
+    StorageError,
+    WriterError,
+)
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.recovery import Recovery
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideOutline
@@ -111,6 +118,7 @@ class FakeStore:
     def __init__(self) -> None:
         self._state = _State()
         self._locks: dict[UUID, asyncio.Lock] = {}
+        self._user_locks: dict[str, asyncio.Lock] = {}
         self.commits = 0
         #: Slides the database refuses to store (a value it cannot take, as a NUL in text).
         self.refuse_slide: Callable[[Slide], bool] = lambda slide: False
@@ -159,6 +167,9 @@ class FakeStore:
 
     def lock_for(self, deck_id: UUID) -> asyncio.Lock:
         return self._locks.setdefault(deck_id, asyncio.Lock())
+
+    def user_lock_for(self, user_id: str) -> asyncio.Lock:
+        return self._user_locks.setdefault(user_id, asyncio.Lock())
 
 
 # -- the writes a transaction journals ------------------------------------------------------------
@@ -240,7 +251,7 @@ class FakeUnitOfWork:
     def __init__(self, store: FakeStore) -> None:
         self.store = store
         self._journal: list[_Write] = []
-        self._held: dict[UUID, asyncio.Lock] = {}
+        self._held: dict[UUID | str, asyncio.Lock] = {}
         self._decks = FakeDeckRepository(self)
         self._slides = FakeSlideRepository(self)
         self._events = FakeEventLog(self)
@@ -285,15 +296,21 @@ class FakeUnitOfWork:
         self._journal.append(change)
 
     async def acquire(self, deck_id: UUID) -> None:
-        if deck_id in self._held:
+        await self._hold(deck_id, self.store.lock_for(deck_id))
+
+    async def acquire_user(self, user_id: str) -> None:
+        """The user's advisory lock, held until the transaction ends."""
+        await self._hold(user_id, self.store.user_lock_for(user_id))
+
+    async def _hold(self, name: UUID | str, lock: asyncio.Lock) -> None:
+        if name in self._held:
             return
-        lock = self.store.lock_for(deck_id)
         try:
             async with asyncio.timeout(_LOCK_TIMEOUT_SECONDS):
                 await lock.acquire()
         except TimeoutError:
-            raise FakeDeadlock(f"deck {deck_id} stayed locked") from None
-        self._held[deck_id] = lock
+            raise FakeDeadlock(f"{name} stayed locked") from None
+        self._held[name] = lock
 
 
 class FakeDeckRepository:
@@ -367,6 +384,21 @@ class FakeDeckRepository:
         ]
         rows.sort(key=lambda row: row.deck.updated_at)
         return [row.deck.id for row in rows[:limit]]
+
+    async def lock_user(self, user_id: str) -> None:
+        await self._uow.acquire_user(user_id)
+
+    async def count_active(self, user_id: str) -> int:
+        decks = self._uow.read().decks.values()
+        count = sum(row.deck.user_id == user_id and row.deck.status in _ACTIVE for row in decks)
+        await asyncio.sleep(0)  # the answer's way back, while concurrent creations go on
+        return count
+
+    async def find_by_idempotency_key(self, user_id: str, idempotency_key: str) -> Deck | None:
+        for row in self._uow.read().decks.values():
+            if row.deck.user_id == user_id and row.idempotency_key == idempotency_key:
+                return _copy_deck(row.deck)
+        return None
 
 
 def _expiring(owner: str, until: datetime) -> Callable[[Deck], None]:
@@ -495,6 +527,70 @@ class FakeCancelFlags:
         return deck_id in self.requested
 
 
+class FakeRateLimiter:
+    """A sliding window of ``limit`` actions per user in ``window_seconds`` of the clock.
+
+    ``fail = True`` makes it raise LimitUnavailable (Redis is down); ``checks`` counts calls.
+    """
+
+    def __init__(self, clock: FakeClock, limit: int = 1000, window_seconds: float = 60.0) -> None:
+        self._clock = clock
+        self.limit = limit
+        self._window = timedelta(seconds=window_seconds)
+        self.admitted: dict[str, list[datetime]] = {}
+        self.checks = 0
+        self.fail = False
+
+    async def acquire(self, user_id: str) -> float:
+        self.checks += 1
+        if self.fail:
+            raise LimitUnavailable("the counts are unavailable")
+        now = self._clock()
+        log = [at for at in self.admitted.get(user_id, []) if at > now - self._window]
+        self.admitted[user_id] = log
+        if len(log) < self.limit:
+            log.append(now)
+            return 0.0
+        return (log[0] + self._window - now).total_seconds()
+
+
+class FakeSocketQuota:
+    """Seats per user and in all, without expiry; ``fail = True`` raises LimitUnavailable."""
+
+    def __init__(self, per_user: int = 1000, total: int = 1000) -> None:
+        self.per_user = per_user
+        self.total = total
+        self.seats: dict[str, set[str]] = {}
+        self.refreshes = 0
+        self.fail = False
+
+    async def claim(self, socket_id: str, user_id: str) -> SocketCount | None:
+        self._check()
+        mine = self.seats.setdefault(user_id, set())
+        if len(mine) >= self.per_user:
+            return SocketCount.USER
+        if sum(len(seats) for seats in self.seats.values()) >= self.total:
+            return SocketCount.TOTAL
+        mine.add(socket_id)
+        return None
+
+    async def refresh(self, socket_id: str, user_id: str) -> None:
+        self._check()
+        self.refreshes += 1
+        self.seats.setdefault(user_id, set()).add(socket_id)
+
+    async def release(self, socket_id: str, user_id: str) -> None:
+        self._check()
+        self.seats.get(user_id, set()).discard(socket_id)
+
+    def taken(self, user_id: str) -> int:
+        return len(self.seats.get(user_id, set()))
+
+    def _check(self) -> None:
+        if self.fail:
+            raise LimitUnavailable("the counts are unavailable")
+
+
 _Hook = Callable[[], Awaitable[None]]
 
 
@@ -594,12 +690,15 @@ class Harness:
         clock: FakeClock | None = None,
         lease_seconds: float = 60.0,
         max_model_calls: int = 100,
+        creations_per_minute: int = 1000,
+        max_active_decks: int = 1000,
     ) -> None:
         self.store = FakeStore()
         self.clock = clock or FakeClock()
         self.publisher = FakeEventPublisher()
         self.queue = FakeJobQueue()
         self.flags = FakeCancelFlags()
+        self.creations = FakeRateLimiter(self.clock, limit=creations_per_minute)
         self.lease_seconds = lease_seconds
         self.max_model_calls = max_model_calls
         self.publishing = EventPublishing(self.store.uow, self.publisher, self.clock)
@@ -609,6 +708,8 @@ class Harness:
             cancel_flags=self.flags,
             publishing=self.publishing,
             clock=self.clock,
+            creations=self.creations,
+            max_active_decks=max_active_decks,
         )
         self.recovery = Recovery(
             uow=self.store.uow,
@@ -690,3 +791,5 @@ if TYPE_CHECKING:  # `mypy --strict tests/unit/fakes.py` proves that the fakes f
         _writer: ports.DeckWriter = FakeWriter()
         _renderer: ports.SlideRenderer = FakeRenderer()
         _clock: ports.Clock = FakeClock()
+        _limiter: ports.RateLimiter = FakeRateLimiter(FakeClock())
+        _quota: ports.SocketQuota = FakeSocketQuota()

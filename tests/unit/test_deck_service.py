@@ -7,7 +7,9 @@ from datetime import timedelta
 from uuid import UUID, uuid4
 
 import pytest
+from loguru import logger
 
+from presto_deck.application.limits import ActiveDecksExceeded, CreationRateExceeded
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.deck import DeckAlreadyFinished, DeckNotFound, DeckStatus
 from tests.unit.fakes import (
@@ -121,6 +123,117 @@ async def test_a_failed_enqueue_still_returns_the_stored_deck_and_the_sweep_queu
     report = await h.recovery.sweep()
     assert report.requeued == 1
     assert h.queue.requeued == [deck.id]
+
+
+# -- creation limits ------------------------------------------------------------------------------
+
+
+async def test_creations_past_the_rate_are_refused_with_the_wait_until_the_oldest_leaves() -> None:
+    h = Harness(creations_per_minute=3)
+    for _ in range(3):
+        await h.create()
+        h.clock.advance(10)
+
+    with pytest.raises(CreationRateExceeded) as refused:
+        await h.create()
+
+    assert refused.value.retry_after == 30  # the first creation leaves the minute 30 s from now
+    assert "try again in 30 s" in str(refused.value)
+    assert len(h.queue.enqueued) == 3
+    assert (await h.service.list("alice", 10, 0)).total == 3
+    h.clock.advance(30)
+    await h.create()  # the window slid past the first creation
+
+
+async def test_a_refused_creation_is_not_counted_against_the_rate() -> None:
+    h = Harness(creations_per_minute=1)
+    await h.create()
+    h.clock.advance(30)
+    with pytest.raises(CreationRateExceeded):
+        await h.create()
+
+    h.clock.advance(30)
+
+    await h.create()
+
+
+async def test_the_creation_rate_is_counted_per_user() -> None:
+    h = Harness(creations_per_minute=1)
+    await h.create("alice")
+
+    await h.create("bob")
+
+    with pytest.raises(CreationRateExceeded):
+        await h.create("alice")
+
+
+async def test_a_replayed_idempotency_key_is_neither_counted_nor_refused() -> None:
+    h = Harness(creations_per_minute=2, max_active_decks=2)
+    brief = DeckBrief(prompt="solar energy", slide_count=3)
+    first = await h.service.create("alice", brief, idempotency_key="key-1")
+    replays = [await h.service.create("alice", brief, idempotency_key="key-1") for _ in range(5)]
+    second = await h.create()  # the second creation of the minute: within both limits
+
+    with pytest.raises(CreationRateExceeded):
+        await h.create()
+    again = await h.service.create("alice", brief, idempotency_key="key-1")
+
+    assert {deck.id for deck in [*replays, again]} == {first.id}
+    assert h.creations.checks == 3  # first, second and the refused one; no replay
+    assert h.queue.enqueued == [first.id, second.id]
+
+
+async def test_a_user_with_the_most_active_decks_is_refused_until_one_ends() -> None:
+    h = Harness(max_active_decks=2)
+    first = await h.create()
+    await h.create()
+
+    with pytest.raises(ActiveDecksExceeded) as refused:
+        await h.create()
+    await h.service.cancel("alice", first.id)
+    third = await h.create()
+
+    assert refused.value.retry_after == 5
+    assert "cancel one" in str(refused.value)
+    assert h.store.deck(third.id).status is DeckStatus.PENDING
+    assert len(h.queue.enqueued) == 3
+
+
+async def test_finished_decks_and_other_users_decks_do_not_count_as_active() -> None:
+    h = Harness(max_active_decks=1)
+    done = await h.create("alice")
+    await h.generator(FakeWriter(1)).generate(done.id)
+    await h.create("bob")
+
+    await h.create("alice")
+
+    assert (await h.service.list("alice", 10, 0)).total == 2
+
+
+async def test_concurrent_creations_cannot_both_take_the_last_active_slot() -> None:
+    h = Harness(max_active_decks=3)
+
+    outcomes = await asyncio.gather(*(h.create() for _ in range(10)), return_exceptions=True)
+
+    assert sum(not isinstance(o, BaseException) for o in outcomes) == 3
+    assert all(isinstance(o, ActiveDecksExceeded) for o in outcomes if isinstance(o, Exception))
+    assert (await h.service.list("alice", 100, 0)).total == 3
+
+
+async def test_an_unavailable_rate_count_lets_the_creation_through() -> None:
+    h = Harness(creations_per_minute=1)
+    await h.create()
+    h.creations.fail = True
+    logged: list[str] = []
+    sink = logger.add(lambda message: logged.append(str(message)), level="WARNING")
+    try:
+        deck = await h.create()
+    finally:
+        logger.remove(sink)
+
+    assert h.store.deck(deck.id).status is DeckStatus.PENDING
+    assert h.queue.enqueued[-1] == deck.id
+    assert any("rate not checked" in line for line in logged), logged
 
 
 # -- get, list, events ----------------------------------------------------------------------------

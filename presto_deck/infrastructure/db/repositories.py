@@ -19,6 +19,8 @@ from presto_deck.domain.events import Event
 from presto_deck.infrastructure.db.tables import deck_events, decks, slides
 
 _ACTIVE = [DeckStatus.PENDING.value, DeckStatus.PLANNING.value, DeckStatus.GENERATING.value]
+#: First key of the advisory locks that serialize one user's deck creations.
+_CREATION_LOCK_SPACE = 0x5D_EC
 
 
 class SqlDeckRepository:
@@ -148,6 +150,30 @@ class SqlDeckRepository:
             .limit(limit)
         )
         return list(rows.scalars())
+
+    async def lock_user(self, user_id: str) -> None:
+        # A transaction-scoped advisory lock on the user (hashed; a collision only serializes
+        # two users' creations). The two-key form keeps clear of the migrations' one-key lock.
+        lock = sa.func.pg_advisory_xact_lock(_CREATION_LOCK_SPACE, sa.func.hashtext(user_id))
+        await self._conn.execute(sa.select(lock))
+
+    async def count_active(self, user_id: str) -> int:
+        total = await self._conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(decks)
+            .where(decks.c.user_id == user_id, decks.c.status.in_(_ACTIVE))
+        )
+        return int(total or 0)
+
+    async def find_by_idempotency_key(self, user_id: str, idempotency_key: str) -> Deck | None:
+        row = (
+            await self._conn.execute(
+                sa.select(decks).where(
+                    decks.c.user_id == user_id, decks.c.idempotency_key == idempotency_key
+                )
+            )
+        ).first()
+        return None if row is None else _deck(row._mapping)
 
 
 class SqlSlideRepository:

@@ -32,6 +32,20 @@ def cancel_flag(deck_id: UUID | str) -> str:
     return f"presto:cancel:{deck_id}"
 
 
+def creation_log(user_id: str) -> str:
+    """A sorted set of the user's recent deck creations (the creation rate limit)."""
+    return f"presto:limit:creations:{user_id}"
+
+
+def user_sockets(user_id: str) -> str:
+    """A sorted set of the user's open sockets, each scored by the time its seat expires."""
+    return f"presto:limit:sockets:user:{user_id}"
+
+
+#: A sorted set of every open socket, each scored by the time its seat expires.
+ALL_SOCKETS = "presto:limit:sockets:all"
+
+
 def deck_channel(deck_id: UUID | str) -> str:
     """The Pub/Sub channel every socket watching the deck subscribes to."""
     return f"deck:{deck_id}"
