@@ -1,0 +1,29 @@
+"""How uvicorn runs the API: one configuration for ``serve``, ``dev`` and the tests."""
+
+from __future__ import annotations
+
+from typing import Any
+
+import uvicorn
+
+from presto_deck.settings import Settings
+
+#: Client frames are small JSON objects; nothing legitimate comes near this.
+_WS_MAX_MESSAGE_BYTES = 64 * 1024
+_GRACEFUL_SHUTDOWN_SECONDS = 5
+
+
+def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
+    """uvicorn's configuration for ``app`` listening on ``host``:``port`` (0: any free port)."""
+    return uvicorn.Config(
+        app,
+        host=host,
+        port=port,
+        log_config=None,  # our logging is configured already; uvicorn's records flow into it
+        lifespan="on",
+        ws="websockets-sansio",
+        ws_per_message_deflate=False,  # small frames; deflate costs tens of KiB a socket
+        ws_max_size=_WS_MAX_MESSAGE_BYTES,
+        timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
+        server_header=False,
+    )
