@@ -6,6 +6,7 @@ from typing import Any
 
 import uvicorn
 
+from presto_deck.api.http_protocol import bounded_http_protocol
 from presto_deck.settings import Settings
 
 #: Client frames are small JSON objects; nothing legitimate comes near this.
@@ -21,6 +22,10 @@ def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvic
         port=port,
         log_config=None,  # our logging is configured already; uvicorn's records flow into it
         lifespan="on",
+        http=bounded_http_protocol(
+            max_head_bytes=settings.http_max_header_bytes,
+            head_timeout_seconds=settings.http_header_timeout_seconds,
+        ),
         ws="websockets-sansio",
         ws_per_message_deflate=False,  # small frames; deflate costs tens of KiB a socket
         ws_max_size=_WS_MAX_MESSAGE_BYTES,
