@@ -87,6 +87,7 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
             "redis": provide(container.redis),
         },
         exception_handlers=exception_handlers,
+        request_max_body_size=container.settings.http_max_body_bytes,  # 413 beyond
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="Presto-Deck", version=__version__, path="/schema"),
         logging_config=None,

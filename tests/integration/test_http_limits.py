@@ -6,7 +6,9 @@ from __future__ import annotations
 import asyncio
 import json
 import time
+from collections.abc import AsyncIterator
 
+import httpx
 import msgspec
 import pytest
 
@@ -32,10 +34,16 @@ def settings(settings: Settings) -> Settings:
     return msgspec.structs.replace(settings, http_header_timeout_seconds=HEAD_TIMEOUT)
 
 
-def assert_json_error(answer: bytes, status: int) -> None:
-    assert status_of(answer) == status, answer[:200]
-    assert b"content-type: application/json" in answer.lower()
-    body = json.loads(body_of(answer))
+def assert_json_error(answer: bytes | httpx.Response, status: int) -> None:
+    """A response with ``status`` and a JSON body like the application's other errors."""
+    if isinstance(answer, httpx.Response):
+        assert answer.status_code == status, answer.text
+        assert answer.headers["content-type"].startswith("application/json")
+        body = answer.json()
+    else:
+        assert status_of(answer) == status, answer[:200]
+        assert b"content-type: application/json" in answer.lower()
+        body = json.loads(body_of(answer))
     assert body["status_code"] == status
     assert body["detail"].strip()
 
@@ -198,3 +206,52 @@ async def test_a_slow_body_is_not_cut_off_by_the_head_timeout(
         status, _ = await read_response(reader)
 
     assert status == 202
+
+
+# -- the size of the body --------------------------------------------------------------------------
+
+
+def padded_deck_request(size: int) -> bytes:
+    """A valid deck creation body of exactly ``size`` bytes (JSON whitespace fills it)."""
+    body = b'{"prompt": "Tea", "slide_count": 1}'
+    return body[:-1] + b" " * (size - len(body)) + b"}"
+
+
+async def test_a_body_of_exactly_the_limit_is_accepted(
+    alice: DeckClient, settings: Settings
+) -> None:
+    body = padded_deck_request(settings.http_max_body_bytes)
+
+    response = await alice.http.post(
+        "/api/v1/decks", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert response.status_code == 202, response.text
+
+
+async def test_a_body_one_byte_over_the_limit_gets_413_as_json(
+    alice: DeckClient, settings: Settings
+) -> None:
+    body = padded_deck_request(settings.http_max_body_bytes + 1)
+
+    response = await alice.http.post(
+        "/api/v1/decks", content=body, headers={"Content-Type": "application/json"}
+    )
+
+    assert_json_error(response, 413)
+
+
+async def test_a_chunked_body_without_a_length_gets_413_once_it_passes_the_limit(
+    alice: DeckClient, settings: Settings
+) -> None:
+    body = padded_deck_request(settings.http_max_body_bytes * 4)
+
+    async def chunks() -> AsyncIterator[bytes]:
+        for start in range(0, len(body), 4096):
+            yield body[start : start + 4096]
+
+    response = await alice.http.post(
+        "/api/v1/decks", content=chunks(), headers={"Content-Type": "application/json"}
+    )
+
+    assert_json_error(response, 413)
