@@ -25,9 +25,6 @@ from presto_deck.bootstrap import Container
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.stream import StreamFanout
 
-#: Live events a slow socket may fall behind by before the oldest are dropped; a drop shows up
-#: as a version gap, which that socket backfills from PostgreSQL.
-_SUBSCRIBER_BACKLOG = 1000
 _SHUTDOWN_STEP_SECONDS = 3.0
 
 
@@ -40,7 +37,9 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
     channels = ChannelsPlugin(
         backend=RedisChannelsPubSubBackend(redis=pubsub_redis, key_prefix=keys.CHANNELS_PREFIX),
         arbitrary_channels_allowed=True,
-        subscriber_max_backlog=_SUBSCRIBER_BACKLOG,
+        # Live events a slow socket may fall behind by before the oldest are dropped; a drop
+        # shows up as a version gap, which that socket backfills from PostgreSQL.
+        subscriber_max_backlog=container.settings.ws_send_queue,
         subscriber_backlog_strategy="dropleft",
     )
 

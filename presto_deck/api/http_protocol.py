@@ -21,7 +21,7 @@ from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
-    """The limits are class attributes: ``bounded_http_protocol`` makes a class per setting."""
+    """The limits are class attributes: ``bounded_http_protocol`` sets them."""
 
     max_head_bytes: ClassVar[int]
     head_timeout_seconds: ClassVar[float]

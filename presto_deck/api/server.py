@@ -7,6 +7,7 @@ from typing import Any
 import uvicorn
 
 from presto_deck.api.http_protocol import bounded_http_protocol
+from presto_deck.api.websocket_protocol import bounded_websocket_protocol
 from presto_deck.settings import Settings
 
 #: Client frames are small JSON objects; nothing legitimate comes near this.
@@ -26,7 +27,7 @@ def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvic
             max_head_bytes=settings.http_max_header_bytes,
             head_timeout_seconds=settings.http_header_timeout_seconds,
         ),
-        ws="websockets-sansio",
+        ws=bounded_websocket_protocol(write_timeout_seconds=settings.ws_write_timeout_seconds),
         ws_per_message_deflate=False,  # small frames; deflate costs tens of KiB a socket
         ws_max_size=_WS_MAX_MESSAGE_BYTES,
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,
