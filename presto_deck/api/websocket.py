@@ -24,6 +24,7 @@ from presto_deck.api.errors import (
     CLOSE_NOT_FOUND,
     CLOSE_UNAUTHORIZED,
     CLOSE_UNAVAILABLE,
+    close_reason,
 )
 from presto_deck.api.frames import error_frame, frame_decoder
 from presto_deck.application.decks import DeckService
@@ -70,11 +71,11 @@ async def deck_events_socket(
                 session = _Session(socket, decks, deck_uuid, settings.ws_heartbeat_seconds)
                 await session.run(subscriber.iter_events(), last_version, current)
     except _Rejected as rejection:
-        await socket.close(code=rejection.code, reason=rejection.reason)
+        await socket.close(code=rejection.code, reason=close_reason(rejection.reason))
     except (SQLAlchemyError, RedisError) as exc:
         logger.error("socket closed, a backing service is unavailable: {}", exc)
         with contextlib.suppress(*_DISCONNECTED):
-            await socket.close(code=CLOSE_UNAVAILABLE, reason="service unavailable")
+            await socket.close(code=CLOSE_UNAVAILABLE, reason=close_reason("service unavailable"))
     except _DISCONNECTED:
         pass
 
