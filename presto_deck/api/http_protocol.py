@@ -3,11 +3,11 @@ line and headers) and the time a client may take to send it.
 
 httptools has neither: it buffers a header for as long as the client keeps sending it, and waits
 for the end of the head for ever. So the bytes of a head are counted as they arrive and fed to the
-parser no further than the limit; past it the request gets 431 and the connection is closed, with
-at most the limit held in memory. A head not complete within the timeout, counted from the
-connection's opening, from its first byte, or from the previous response when a pipelined head
-waited for it, gets 408 and the connection is closed. WebSocket upgrades are parsed here too, so
-both limits cover them.
+parser no further than the limit; past it the request gets 431 and the connection is closed, and
+no more than twice the limit is ever held in memory. A head not complete within the timeout,
+counted from the connection's opening, from its first byte, or from the previous response when a
+pipelined head waited for it, gets 408 and the connection is closed. WebSocket upgrades are parsed
+here too, so both limits cover them.
 """
 
 from __future__ import annotations
