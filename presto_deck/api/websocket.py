@@ -68,7 +68,7 @@ async def deck_events_socket(
             except DeckNotFound:
                 raise _Rejected(CLOSE_NOT_FOUND, "deck not found") from None
             with logger.contextualize(deck_id=str(deck_uuid)):
-                session = _Session(socket, decks, deck_uuid, settings.ws_heartbeat_seconds)
+                session = _Session(socket, decks, deck_uuid, settings)
                 await session.run(subscriber.iter_events(), last_version, current)
     except _Rejected as rejection:
         await socket.close(code=rejection.code, reason=close_reason(rejection.reason))
@@ -111,12 +111,15 @@ class _Session:
     """One open socket: replay, then live events and heartbeats, while reading client frames."""
 
     def __init__(
-        self, socket: _AnySocket, decks: DeckService, deck_id: UUID, heartbeat_seconds: float
+        self, socket: _AnySocket, decks: DeckService, deck_id: UUID, settings: Settings
     ) -> None:
         self._socket = socket
         self._decks = decks
         self._deck_id = deck_id
-        self._heartbeat_seconds = heartbeat_seconds
+        self._heartbeat_seconds = settings.ws_heartbeat_seconds
+        # A page of history stays in memory until its last event is sent: no more of it than
+        # of live events may wait for a client that reads slowly.
+        self._history_page = settings.ws_send_queue
         self._lock = asyncio.Lock()  # one writer at a time; also guards the cursor
 
     async def run(self, live: Any, last_version: int | None, current: int) -> None:
@@ -125,6 +128,7 @@ class _Session:
             DeliveryCursor(current if last_version is None else max(last_version, 1)),
             history=lambda version, limit: self._decks.history(self._deck_id, version, limit),
             send=self._send_event,
+            page=self._history_page,
         )
         OPEN_WEBSOCKETS.inc()
         tasks: list[asyncio.Task[None]] = []

@@ -10,7 +10,7 @@ import contextlib
 import os
 import socket
 import time
-from collections.abc import AsyncIterator, Callable
+from collections.abc import AsyncIterator, Callable, Sequence
 from pathlib import Path
 from uuid import UUID
 
@@ -21,6 +21,7 @@ from litestar.channels import ChannelsPlugin
 from litestar.channels.subscriber import Subscriber
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
+from presto_deck.domain.events import Event
 from presto_deck.infrastructure.messaging.keys import deck_channel
 from presto_deck.settings import Settings
 from tests.support.client import DeckClient, assert_contiguous, eventually, receive_events
@@ -109,10 +110,26 @@ async def largest_backlog(api: RunningApi, deck_id: str, until: asyncio.Task[int
     return largest
 
 
+def record_history_pages(api: RunningApi, monkeypatch: pytest.MonkeyPatch) -> list[int]:
+    """The sizes of the history pages the API's sockets ask for, from now on: a page is held in
+    memory until its last event is sent, so it counts towards a stalled socket's backlog."""
+    decks = api.container.decks
+    read_history = decks.history
+    pages: list[int] = []
+
+    async def recording(deck_id: UUID, version: int, limit: int) -> Sequence[Event]:
+        pages.append(limit)
+        return await read_history(deck_id, version, limit)
+
+    monkeypatch.setattr(decks, "history", recording)
+    return pages
+
+
 async def test_a_socket_that_never_reads_is_aborted_within_the_write_timeout_with_a_bounded_backlog(
-    api: RunningApi, alice: DeckClient, settings: Settings
+    api: RunningApi, alice: DeckClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deck_id = await alice.create()
+    history_pages = record_history_pages(api, monkeypatch)
     path = f"/ws/decks/{deck_id}?token={alice.token}&last_version=1"
     async with never_reading_socket(api, path) as sock:
         await holds(lambda: len(subscribers(api, deck_id)) == 1, timeout=10)
@@ -129,6 +146,8 @@ async def test_a_socket_that_never_reads_is_aborted_within_the_write_timeout_wit
         await holds(lambda: was_reset(sock), timeout=5)
 
     assert largest <= SEND_QUEUE
+    assert history_pages, "the socket should have read history (for a gap or a heartbeat)"
+    assert max(history_pages) <= SEND_QUEUE
     assert gone_after <= WRITE_TIMEOUT + 3, "the stalled socket outlived its write timeout"
     await holds(lambda: not subscribers(api, deck_id), timeout=5)
 
