@@ -1,5 +1,5 @@
 """Clients that read their WebSocket slowly or not at all, on the real uvicorn server: the server
-holds a bounded backlog per socket, aborts a socket that reads nothing for the write timeout,
+holds a bounded backlog per socket, resets a socket that reads nothing for the write timeout,
 and a slow reader whose backlog overflowed still gets every version once, in order."""
 
 from __future__ import annotations
@@ -67,35 +67,36 @@ def open_websockets(api: RunningApi) -> int:
     return sum(isinstance(c, WebSocketsSansIOProtocol) for c in connections)
 
 
-def was_reset(sock: socket.socket) -> bool:
-    """Whether the server reset the connection (Linux reports such a socket as TCP_CLOSE; one
-    closed in good order sits in CLOSE_WAIT until we close it too)."""
-    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == _TCP_CLOSE
-
-
+#: Linux's state of a socket whose connection was reset (``struct tcp_info``'s first byte).
 _TCP_CLOSE = 7
 
 
-def small_socket() -> socket.socket:
+def was_reset(sock: socket.socket) -> bool:
+    """Whether the server reset the connection (one closed in good order sits in CLOSE_WAIT until
+    we close it too)."""
+    return sock.getsockopt(socket.IPPROTO_TCP, socket.TCP_INFO, 1)[0] == _TCP_CLOSE
+
+
+async def small_socket(api: RunningApi) -> socket.socket:
+    """A connection to the API with a tiny receive buffer."""
     sock = socket.socket()
     sock.setsockopt(socket.SOL_SOCKET, socket.SO_RCVBUF, CLIENT_RECEIVE_BUFFER)
+    sock.setblocking(False)
+    await asyncio.get_running_loop().sock_connect(sock, address(api.url))
     return sock
 
 
 @contextlib.asynccontextmanager
 async def never_reading_socket(api: RunningApi, path: str) -> AsyncIterator[socket.socket]:
     """A socket that asks for a WebSocket and then reads nothing, not even the handshake."""
-    sock = small_socket()
-    sock.setblocking(False)
-    loop = asyncio.get_running_loop()
+    sock = await small_socket(api)
     try:
-        await loop.sock_connect(sock, address(api.url))
         key = base64.b64encode(os.urandom(16)).decode()
         request = (
             f"GET {path} HTTP/1.1\r\nHost: test\r\nUpgrade: websocket\r\nConnection: Upgrade\r\n"
             f"Sec-WebSocket-Key: {key}\r\nSec-WebSocket-Version: 13\r\n\r\n"
         )
-        await loop.sock_sendall(sock, request.encode())
+        await asyncio.get_running_loop().sock_sendall(sock, request.encode())
         yield sock
     finally:
         sock.close()
@@ -125,7 +126,7 @@ def record_history_pages(api: RunningApi, monkeypatch: pytest.MonkeyPatch) -> li
     return pages
 
 
-async def test_a_socket_that_never_reads_is_aborted_within_the_write_timeout_with_a_bounded_backlog(
+async def test_a_socket_that_never_reads_is_reset_within_the_write_timeout_with_a_bounded_backlog(
     api: RunningApi, alice: DeckClient, settings: Settings, monkeypatch: pytest.MonkeyPatch
 ) -> None:
     deck_id = await alice.create()
@@ -159,8 +160,7 @@ async def test_a_slow_reader_whose_backlog_overflowed_gets_every_version_in_orde
     async with running_api(patient) as api, client_of(api, patient, "alice") as alice:
         deck_id = await alice.create()
         url = f"{api.ws_url}/ws/decks/{deck_id}?token={alice.token}&last_version=1"
-        sock = small_socket()
-        sock.connect(address(api.url))
+        sock = await small_socket(api)
         # max_queue=1: the client stops reading from the network once it holds one message.
         async with websockets.connect(url, sock=sock, max_queue=1) as ws:
             await holds(lambda: len(subscribers(api, deck_id)) == 1, timeout=10)
