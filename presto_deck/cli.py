@@ -10,7 +10,7 @@ import signal
 import socket
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, Any, NoReturn
+from typing import TYPE_CHECKING, Annotated, NoReturn
 
 import typer
 
@@ -60,25 +60,19 @@ def serve(
     import uvicorn
 
     from presto_deck.api.app import create_app
+    from presto_deck.api.server import server_config
     from presto_deck.bootstrap import build_container
 
-    uvicorn.run(
-        create_app(build_container(settings), with_worker=with_worker),
-        host=host,
-        port=port,
-        **_UVICORN_OPTIONS,
-    )
+    app = create_app(build_container(settings), with_worker=with_worker)
+    server = uvicorn.Server(server_config(app, settings, host=host, port=port))
+    with contextlib.suppress(KeyboardInterrupt):
+        server.run()
+    if not server.started:
+        raise typer.Exit(code=_STARTUP_FAILED)
 
 
-#: How ``serve`` and ``dev`` run uvicorn.
-_UVICORN_OPTIONS: dict[str, Any] = {
-    "log_config": None,
-    "ws": "websockets-sansio",
-    "ws_per_message_deflate": False,  # small frames; deflate costs tens of KiB a socket
-    "ws_max_size": 64 * 1024,
-    "timeout_graceful_shutdown": 5,
-    "server_header": False,
-}
+#: uvicorn's own exit status for a server that never started (a failed lifespan start-up).
+_STARTUP_FAILED = 3
 
 
 @app.command()
@@ -237,6 +231,7 @@ def _serve_dev(settings: Settings, host: str, port: int, data_dir: Path) -> None
     import uvicorn
 
     from presto_deck.api.app import create_app
+    from presto_deck.api.server import server_config
     from presto_deck.bootstrap import build_container
 
     token = (
@@ -261,7 +256,7 @@ def _serve_dev(settings: Settings, host: str, port: int, data_dir: Path) -> None
             typer.echo("Press Ctrl-C to stop.")
 
     app = create_app(build_container(settings), with_worker=True)
-    _AnnouncingServer(uvicorn.Config(app, host=host, port=port, **_UVICORN_OPTIONS)).run()
+    _AnnouncingServer(server_config(app, settings, host=host, port=port)).run()
 
 
 def _default_data_dir() -> Path:

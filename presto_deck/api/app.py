@@ -26,9 +26,6 @@ from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.pubsub import ResilientPubSubBackend
 from presto_deck.infrastructure.messaging.stream import StreamFanout
 
-#: Live events a slow socket may fall behind by before the oldest are dropped; a drop shows up
-#: as a version gap, which that socket backfills from PostgreSQL.
-_SUBSCRIBER_BACKLOG = 1000
 _SHUTDOWN_STEP_SECONDS = 3.0
 #: How the API's Pub/Sub connection shows in Redis's CLIENT LIST.
 PUBSUB_CLIENT_NAME = "presto-deck-pubsub"
@@ -50,7 +47,9 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
     channels = ChannelsPlugin(
         backend=backend,
         arbitrary_channels_allowed=True,
-        subscriber_max_backlog=_SUBSCRIBER_BACKLOG,
+        # Live events a slow socket may fall behind by before the oldest are dropped; a drop
+        # shows up as a version gap, which that socket backfills from PostgreSQL.
+        subscriber_max_backlog=container.settings.ws_send_queue,
         subscriber_backlog_strategy="dropleft",
     )
 
@@ -111,6 +110,7 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
             "live_sockets": provide(live_sockets),
         },
         exception_handlers=exception_handlers,
+        request_max_body_size=container.settings.http_max_body_bytes,  # 413 beyond
         lifespan=[lifespan],
         openapi_config=OpenAPIConfig(title="Presto-Deck", version=__version__, path="/schema"),
         logging_config=None,

@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import time
-from typing import Any
+from typing import Any, TypeGuard
 
 import jwt
 from litestar import Request
@@ -13,6 +13,8 @@ from litestar.exceptions import NotAuthorizedException
 from presto_deck.settings import Settings
 
 _MAX_USER_ID_LENGTH = 255
+#: PyJWT's reasons may quote the token's own header values: pass on this much of them at most.
+_MAX_REASON_CHARS = 80
 
 
 class InvalidToken(Exception):
@@ -51,14 +53,10 @@ class TokenVerifier:
         except jwt.ExpiredSignatureError:
             raise InvalidToken("token has expired") from None
         except jwt.PyJWTError as exc:
-            raise InvalidToken(f"invalid token: {exc}") from None
+            raise InvalidToken(f"invalid token: {_reason(exc)}") from None
         subject = claims["sub"]
-        if (
-            not isinstance(subject, str)
-            or not 0 < len(subject) <= _MAX_USER_ID_LENGTH
-            or "\x00" in subject
-        ):
-            raise InvalidToken("invalid token: sub must be a string of 1 to 255 characters")
+        if not _is_user_id(subject):
+            raise InvalidToken("invalid token: sub must be 1 to 255 characters of text, no NUL")
         return subject
 
     def mint(self, user_id: str, ttl_seconds: int) -> str:
@@ -73,6 +71,24 @@ class TokenVerifier:
         if self._issuer:
             claims["iss"] = self._issuer
         return jwt.encode(claims, self._secret, algorithm=algorithm)
+
+
+def _is_user_id(subject: object) -> TypeGuard[str]:
+    """A string that every store and log can hold: PostgreSQL refuses NUL, and a lone surrogate
+    (JSON ``"\\ud800"`` decodes to one) cannot be encoded as UTF-8 at all."""
+    if not isinstance(subject, str) or not 0 < len(subject) <= _MAX_USER_ID_LENGTH:
+        return False
+    try:
+        subject.encode("utf-8")
+    except UnicodeEncodeError:
+        return False
+    return "\x00" not in subject
+
+
+def _reason(exc: Exception) -> str:
+    """PyJWT's reason, short and encodable, whatever the token put in it."""
+    text = str(exc).encode("utf-8", "replace").decode("utf-8")
+    return text if len(text) <= _MAX_REASON_CHARS else text[: _MAX_REASON_CHARS - 1] + "…"
 
 
 def bearer_token(authorization: str | None) -> str | None:
@@ -105,4 +121,4 @@ async def provide_user_id(
 
 def _sentence(text: str) -> str:
     text = text[:1].upper() + text[1:]
-    return text if text.endswith(".") else text + "."
+    return text if text.endswith((".", "…")) else text + "."

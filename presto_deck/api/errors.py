@@ -31,8 +31,20 @@ CLOSE_NOT_FOUND: Final = 4404
 CLOSE_UNAVAILABLE: Final = 1011
 #: Over a limit: too many open sockets, or a client that floods the socket with frames.
 CLOSE_POLICY_VIOLATION: Final = 1008
+#: A close frame has room for 123 bytes of reason (RFC 6455 §5.5), in UTF-8.
+_MAX_CLOSE_REASON_BYTES = 123
 
 _AnyRequest = Request[Any, Any, Any]
+
+
+def close_reason(text: str) -> str:
+    """``text`` made fit for a close frame: valid UTF-8, cut on a character boundary."""
+    encoded = text.encode("utf-8", "replace")
+    if len(encoded) <= _MAX_CLOSE_REASON_BYTES:
+        return encoded.decode("utf-8")
+    ellipsis = "…".encode()
+    cut = encoded[: _MAX_CLOSE_REASON_BYTES - len(ellipsis)]
+    return cut.decode("utf-8", "ignore") + "…"  # "ignore" drops a character cut in two
 
 
 def _error(status: int, detail: str, **extra: Any) -> Response[dict[str, Any]]:

@@ -25,6 +25,7 @@ from presto_deck.api.errors import (
     CLOSE_POLICY_VIOLATION,
     CLOSE_UNAUTHORIZED,
     CLOSE_UNAVAILABLE,
+    close_reason,
 )
 from presto_deck.api.frames import error_frame, frame_decoder
 from presto_deck.api.live_sockets import LiveSockets
@@ -81,28 +82,22 @@ async def deck_events_socket(
             except DeckNotFound:
                 raise _Rejected(CLOSE_NOT_FOUND, "deck not found") from None
             with logger.contextualize(deck_id=str(deck_uuid)):
-                session = _Session(
-                    socket,
-                    decks,
-                    deck_uuid,
-                    settings.ws_heartbeat_seconds,
-                    frames_per_second=settings.limit_frames_per_second,
-                )
+                session = _Session(socket, decks, deck_uuid, settings)
                 live_sockets.add(session)
                 try:
                     await session.run(subscriber.iter_events(), last_version, current)
                 finally:
                     live_sockets.discard(session)
     except _Rejected as rejection:
-        await socket.close(code=rejection.code, reason=rejection.reason)
+        await socket.close(code=rejection.code, reason=close_reason(rejection.reason))
     except LimitExceeded as refusal:
         logger.info("socket closed by a limit: {}", refusal)
         with contextlib.suppress(*_DISCONNECTED):
-            await socket.close(code=CLOSE_POLICY_VIOLATION, reason=str(refusal))
+            await socket.close(code=CLOSE_POLICY_VIOLATION, reason=close_reason(str(refusal)))
     except (StorageError, SQLAlchemyError, RedisError) as exc:
         logger.error("socket closed, a backing service is unavailable: {}", exc)
         with contextlib.suppress(*_DISCONNECTED):
-            await socket.close(code=CLOSE_UNAVAILABLE, reason="service unavailable")
+            await socket.close(code=CLOSE_UNAVAILABLE, reason=close_reason("service unavailable"))
     except _DISCONNECTED:
         pass
 
@@ -138,19 +133,16 @@ class _Session:
     """One open socket: replay, then live events and heartbeats, while reading client frames."""
 
     def __init__(
-        self,
-        socket: _AnySocket,
-        decks: DeckService,
-        deck_id: UUID,
-        heartbeat_seconds: float,
-        *,
-        frames_per_second: int,
+        self, socket: _AnySocket, decks: DeckService, deck_id: UUID, settings: Settings
     ) -> None:
         self._socket = socket
         self._decks = decks
         self._deck_id = deck_id
-        self._heartbeat_seconds = heartbeat_seconds
-        self._frames_per_second = frames_per_second
+        self._heartbeat_seconds = settings.ws_heartbeat_seconds
+        self._frames_per_second = settings.limit_frames_per_second
+        # A page of history stays in memory until its last event is sent: no more of it than
+        # of live events may wait for a client that reads slowly.
+        self._history_page = settings.ws_send_queue
         self._lock = asyncio.Lock()  # one writer at a time; also guards the cursor
         self._catch_up_now = asyncio.Event()
 
@@ -164,6 +156,7 @@ class _Session:
             DeliveryCursor(current if last_version is None else max(last_version, 1)),
             history=lambda version, limit: self._decks.history(self._deck_id, version, limit),
             send=self._send_event,
+            page=self._history_page,
         )
         OPEN_WEBSOCKETS.inc()
         tasks: list[asyncio.Task[None]] = []

@@ -250,6 +250,39 @@ async def test_logs_are_json_lines_without_tokens_or_tracebacks_after_hostile_re
         assert not_json_lines(text) == [], f"{process.name} wrote lines that are not JSON"
 
 
+async def test_tokens_in_percent_encoded_query_parameters_never_reach_the_log(
+    deployment: Deployment, separate_stack: Stack, alice: DeckClient
+) -> None:
+    token, encoded = alice.token, percent_encoded(alice.token)
+    deck_id, _ = await create_and_watch(alice, slides=1)
+    targets = [
+        f"/api/v1/decks?%74oken={encoded}",
+        f"/api/v1/decks?last_version=1&t%6Fk%65n={token}",
+        f"/api/v1/decks?{percent_encoded('token')}={encoded}",
+    ]
+    async with httpx.AsyncClient(base_url=deployment.url, timeout=10) as http:
+        statuses = [(await http.get(target)).status_code for target in targets]
+    # The application decodes the name and the value, so this socket is let in by its token.
+    socket_url = f"{deployment.ws_url}/ws/decks/{deck_id}?last_version=1&%74oken={encoded}"
+    async with websockets.connect(socket_url) as ws:
+        replayed = await receive_events(ws, is_terminal)
+    separate_stack.serve.wait_for_log(r"WebSocket /ws/decks/\S+%74oken=")
+    separate_stack.serve.wait_for_log(r"GET /api/v1/decks\?%74oken=")
+
+    assert statuses == [401, 401, 401]
+    assert is_terminal(replayed[-1])
+    signature = token.rsplit(".", 1)[1]
+    for process in separate_stack.processes:
+        text = process.output()
+        for secret in (encoded, signature, percent_encoded(signature)):
+            assert secret not in text, f"{process.name} logged a percent-encoded token"
+
+
+def percent_encoded(text: str) -> str:
+    """Every byte as %XX, which a URL parser decodes back to ``text``."""
+    return "".join(f"%{byte:02X}" for byte in text.encode())
+
+
 async def close_code(url: str, headers: dict[str, str] | None = None) -> int:
     """The code the server closes a fresh socket with, before sending any event."""
     async with websockets.connect(url, additional_headers=headers) as ws:

@@ -25,7 +25,12 @@ from tests.conftest import token_for
 from tests.support.client import DeckClient, assert_contiguous, is_terminal, receive_events
 from tests.support.deck_http import events_via_http
 from tests.support.running import RunningApi, running_api, running_worker
-from tests.support.tokens import BAD_TOKENS, nul_in_sub
+from tests.support.tokens import (
+    BAD_TOKENS,
+    huge_crit_header,
+    lone_surrogate_in_sub,
+    nul_in_sub,
+)
 
 DECK_KEYS = {
     "id",
@@ -298,6 +303,32 @@ async def test_a_signed_token_whose_user_id_holds_a_nul_character_is_401_not_a_s
 
     assert {path: r.status_code for path, r in answers.items()} == dict.fromkeys(answers, 401)
     assert all(is_json_error(r) for r in answers.values())
+
+
+async def test_a_signed_token_whose_user_id_is_a_lone_surrogate_is_401_not_a_server_error(
+    anonymous: httpx.AsyncClient, settings: Settings
+) -> None:
+    headers = {"Authorization": f"Bearer {lone_surrogate_in_sub(settings)}"}
+
+    answers = {
+        path: await anonymous.get(path, headers=headers)
+        for path in ["/api/v1/decks", f"/api/v1/decks/{uuid.uuid4()}"]
+    }
+
+    assert {path: r.status_code for path, r in answers.items()} == dict.fromkeys(answers, 401)
+    assert all(is_json_error(r) for r in answers.values())
+
+
+async def test_a_401_detail_stays_short_whatever_the_token_quotes(
+    anonymous: httpx.AsyncClient, settings: Settings
+) -> None:
+    headers = {"Authorization": f"Bearer {huge_crit_header(settings)}"}
+
+    response = await anonymous.get("/api/v1/decks", headers=headers)
+
+    assert response.status_code == 401
+    assert is_json_error(response)
+    assert len(response.json()["detail"]) <= 200
 
 
 async def test_another_users_deck_answers_byte_for_byte_like_a_missing_one(

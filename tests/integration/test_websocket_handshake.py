@@ -19,11 +19,18 @@ from websockets.exceptions import ConnectionClosed
 from presto_deck.settings import Settings
 from tests.support.client import DeckClient, receive_events
 from tests.support.running import RunningApi
-from tests.support.tokens import BAD_TOKENS, nul_in_sub
+from tests.support.tokens import (
+    BAD_TOKENS,
+    huge_crit_header,
+    lone_surrogate_in_sub,
+    nul_in_sub,
+)
 
 CLOSE_BAD_REQUEST = 4400
 CLOSE_UNAUTHORIZED = 4401
 CLOSE_NOT_FOUND = 4404
+#: What a close frame has room for (RFC 6455 §5.5: 125 bytes of payload, 2 for the code).
+MAX_CLOSE_REASON_BYTES = 123
 
 
 async def close_of(url: str, headers: dict[str, str] | None = None) -> tuple[int, str]:
@@ -104,6 +111,28 @@ async def test_a_signed_token_whose_user_id_holds_a_nul_character_is_closed_4401
     code, _ = await close_of(socket_url(api, deck_id, token=nul_in_sub(settings)))
 
     assert code == CLOSE_UNAUTHORIZED
+
+
+async def test_a_signed_token_whose_user_id_is_a_lone_surrogate_is_closed_4401(
+    api: RunningApi, alice: DeckClient, settings: Settings
+) -> None:
+    deck_id = await alice.create()
+
+    code, _ = await close_of(socket_url(api, deck_id, token=lone_surrogate_in_sub(settings)))
+
+    assert code == CLOSE_UNAUTHORIZED
+
+
+async def test_every_close_reason_fits_a_close_frame_whatever_the_token_quotes(
+    api: RunningApi, alice: DeckClient, settings: Settings
+) -> None:
+    deck_id = await alice.create()
+    headers = {"Authorization": f"Bearer {huge_crit_header(settings)}"}
+
+    code, reason = await close_of(socket_url(api, deck_id), headers)
+
+    assert code == CLOSE_UNAUTHORIZED
+    assert 0 < len(reason.encode()) <= MAX_CLOSE_REASON_BYTES
 
 
 async def test_the_token_is_checked_before_anything_about_the_deck(

@@ -10,6 +10,7 @@ from dataclasses import dataclass
 import uvicorn
 
 from presto_deck.api.app import create_app
+from presto_deck.api.server import server_config
 from presto_deck.bootstrap import Container, build_container
 from presto_deck.settings import Settings
 from presto_deck.worker import DeckWorker
@@ -28,17 +29,8 @@ async def running_api(
     settings: Settings, *, with_worker: bool = False
 ) -> AsyncIterator[RunningApi]:
     container = build_container(settings)
-    config = uvicorn.Config(
-        create_app(container, with_worker=with_worker),
-        host="127.0.0.1",
-        port=0,
-        log_config=None,
-        ws="websockets-sansio",
-        ws_per_message_deflate=False,
-        lifespan="on",
-        timeout_graceful_shutdown=1,
-    )
-    server = uvicorn.Server(config)
+    app = create_app(container, with_worker=with_worker)
+    server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=0))
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(15):
         while not server.started:

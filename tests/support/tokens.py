@@ -69,6 +69,21 @@ def nul_in_sub(settings: Settings) -> str:
     return jwt.encode(_claims(sub="alice\u0000"), _secret(settings), algorithm="HS256")
 
 
+def lone_surrogate_in_sub(settings: Settings) -> str:
+    """Correctly signed, but its user id is a lone UTF-16 surrogate (JSON ``"\\ud800"``, which
+    PyJWT decodes as such): a string that cannot be encoded as UTF-8, so no database column or
+    log line can hold it."""
+    return jwt.encode(_claims(sub="\ud800"), _secret(settings), algorithm="HS256")
+
+
+def huge_crit_header(settings: Settings) -> str:
+    """Correctly signed, with a long list of unsupported critical extensions in its header, the
+    first one long, multi-byte and ending in a lone surrogate: error messages that quote it
+    must still fit a WebSocket close frame."""
+    crit = ["\u00e9" * 400 + "\ud800", *(f"ext-{i}" for i in range(300))]
+    return jwt.encode(_claims(), _secret(settings), algorithm="HS256", headers={"crit": crit})
+
+
 def wrong_algorithm(settings: Settings) -> str:
     """Signed with the right secret but an algorithm the settings do not list (HS512)."""
     assert "HS512" not in settings.jwt_algorithms
@@ -95,6 +110,8 @@ BAD_TOKENS = {
     "no-exp": without_exp,
     "no-sub": without_sub,
     "empty-sub": empty_sub,
+    "lone-surrogate-sub": lone_surrogate_in_sub,
+    "huge-crit-header": huge_crit_header,
     "wrong-algorithm": wrong_algorithm,
     "malformed": malformed,
     "garbage-segments": garbage_segments,

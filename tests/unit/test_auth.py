@@ -158,6 +158,28 @@ def test_a_subject_that_is_not_a_string_of_1_to_255_characters_is_invalid(sub: o
         _verifier().verify(token)
 
 
+@pytest.mark.parametrize(
+    "sub", ["\ud800", "alice\udfff", "\udc00\ud800"], ids=["high", "low at the end", "reversed"]
+)
+def test_a_subject_holding_a_lone_surrogate_is_invalid(sub: str) -> None:
+    # JSON escapes such as "\ud800" decode to lone surrogates, which no UTF-8 text can hold.
+    with pytest.raises(InvalidToken):
+        _verifier().verify(_token(_claims(sub=sub)))
+
+
+def test_a_refusal_that_quotes_a_hostile_header_is_short_and_encodable() -> None:
+    crit = ["\u00e9" * 400 + "\ud800", *(f"ext-{i}" for i in range(300))]
+    token = jwt.encode(_claims(), SECRET, algorithm="HS256", headers={"crit": crit})
+
+    with pytest.raises(InvalidToken) as refused:
+        _verifier().verify(token)
+
+    message = str(refused.value)
+    assert "critical extension" in message
+    assert len(message) <= 100
+    message.encode("utf-8")  # raises if a lone surrogate got through
+
+
 @pytest.mark.parametrize("exp", ["tomorrow", None, [1]], ids=["string", "null", "list"])
 def test_a_token_whose_exp_is_not_a_number_is_invalid(exp: object) -> None:
     token = _hand_made({"alg": "HS256"}, _claims(exp=exp), SECRET.encode())

@@ -7,6 +7,7 @@ import logging
 import re
 import sys
 from typing import TYPE_CHECKING, Any
+from urllib.parse import unquote_plus
 
 import msgspec
 from loguru import logger
@@ -14,19 +15,35 @@ from loguru import logger
 if TYPE_CHECKING:
     from loguru import Message, Record
 
+_JWT = re.compile(r"eyJ[\w-]{5,}\.[\w-]+\.[\w-]*")
 _SECRETS = (
     (re.compile(r"(?i)(token=)[^&\s\"']+"), r"\1[redacted]"),
     (re.compile(r"(?i)(bearer\s+)[\w\-.~+/]+=*"), r"\1[redacted]"),
-    (re.compile(r"eyJ[\w-]{5,}\.[\w-]+\.[\w-]*"), "[redacted-jwt]"),
+    (_JWT, "[redacted-jwt]"),
 )
+#: A query parameter as logged, still percent-encoded: a name after ``?`` or ``&``, then ``=``
+#: and a value that runs to the next parameter or the end of the request target.
+_QUERY_PARAMETER = re.compile(r"(?<=[?&])([^=&\s?#]+)=([^&\s]*)")
 _encoder = msgspec.json.Encoder()
 
 
 def redact(text: str) -> str:
     """Remove tokens from a log line (query strings, headers, bare JWTs)."""
+    text = _QUERY_PARAMETER.sub(_redact_parameter, text)
     for pattern, replacement in _SECRETS:
         text = pattern.sub(replacement, text)
     return text
+
+
+def _redact_parameter(match: re.Match[str]) -> str:
+    """The parameter with its value redacted if, decoded as the application decodes it, it is
+    named token or holds a JWT (``?%74oken=%65%79…`` is a token all the same)."""
+    name, value = match.group(1), match.group(2)
+    if unquote_plus(name).lower() != "token" and not _JWT.search(unquote_plus(value)):
+        return match.group(0)
+    # A quote that closes the logged target is the line's, not the value's.
+    closing = value[len(value.rstrip("\"'")) :]
+    return f"{name}=[redacted]{closing}"
 
 
 def _patch(record: Record) -> None:
