@@ -19,7 +19,9 @@ from tests.e2e.conftest import mint
 from tests.faults.conftest import Cluster, FaultRun
 from tests.faults.contract import assert_contract, wait_until_ended
 from tests.support.client import DeckClient, Frame, eventually, is_terminal
-from tests.support.processes import ManagedProcess, free_port
+from tests.support.fake_openai import FakeOpenAI
+from tests.support.llm import API_KEY
+from tests.support.processes import ManagedProcess, clean_environment, free_port
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(180)]
 
@@ -124,28 +126,44 @@ async def _follow(
 async def test_a_worker_frozen_past_its_lease_is_taken_over_and_stops_when_it_wakes(
     cluster: Cluster, alice: DeckClient, fault_run: FaultRun
 ) -> None:
-    deployment = cluster.deployment
-    settings = cluster.settings(offline_slide_delay_ms="300")
-    workers = [deployment.start_work(**settings), deployment.start_work(**settings)]
-    deployment.serve(**settings)
-    deck_id = await alice.create("A deck whose worker freezes", slide_count=8)
-    owner_pid = await _lease_owner_pid(deployment.database_url, deck_id)
-    frozen = next(w for w in workers if w.pid == owner_pid)
-    frozen.pause()
-    fault_run.count("worker SIGSTOP past its lease")
-    bob = DeckClient(deployment.url, deployment.ws_url, mint("bob"))
-    try:
-        others = [await bob.create(f"Bob's deck {n}", slide_count=3) for n in range(3)]
-        await wait_until_ended(bob, others, timeout=30)  # the healthy worker keeps serving
-        await wait_until_ended(alice, [deck_id], timeout=30)  # taken over, finished
-        frozen.resume()
-        await frozen_run_noticed(frozen)
-        await assert_contract(alice, deck_id, fault_run, status="COMPLETED", slides=8)
-        for other in others:
-            await assert_contract(bob, other, fault_run, status="COMPLETED", slides=3)
-    finally:
-        frozen.resume()
-        await bob.aclose()
+    # A real model's pace, so that the frozen run wakes while the run that took the deck over is
+    # still writing: two runs could then both call the model for every remaining slide.
+    slides = 10
+    with FakeOpenAI(plan_slides=slides, latency=0.3) as model:
+        deployment = cluster.deployment
+        settings = cluster.settings(
+            llm_model="openai:fake-model", llm_base_url=model.base_url, llm_api_key=API_KEY
+        )
+        workers = [deployment.start_work(**settings), deployment.start_work(**settings)]
+        deployment.serve(**settings)
+        prompt = "A deck whose worker freezes"
+        deck_id = await alice.create(prompt, slide_count=slides)
+        owner_pid = await _lease_owner_pid(deployment.database_url, deck_id)
+        frozen = next(w for w in workers if w.pid == owner_pid)
+        frozen.pause()
+        fault_run.count("worker SIGSTOP past its lease")
+        bob = DeckClient(deployment.url, deployment.ws_url, mint("bob"))
+        try:
+            others = [await bob.create(f"Bob's deck {n}", slide_count=2) for n in range(3)]
+            await wait_until_ended(bob, others, timeout=30)  # the healthy worker keeps serving
+
+            async def taken_over_and_halfway() -> bool:
+                return len((await alice.deck(deck_id))["slides"]) >= slides // 2
+
+            await eventually(taken_over_and_halfway, timeout=30)
+            frozen.resume()
+            await wait_until_ended(alice, [deck_id], timeout=30)
+            await frozen_run_noticed(frozen)
+            await assert_contract(alice, deck_id, fault_run, status="COMPLETED", slides=slides)
+            for other in others:
+                await assert_contract(bob, other, fault_run, status="COMPLETED", slides=2)
+        finally:
+            frozen.resume()
+            await bob.aclose()
+        calls = [request for request in model.requests if prompt in request.prompt]
+    fault_run.model_calls += len(calls)
+    # The plan and each slide once, and at most the one call the frozen run had in flight.
+    assert len(calls) <= 1 + slides + 1, len(calls)
 
 
 async def frozen_run_noticed(frozen: ManagedProcess) -> None:
@@ -162,30 +180,29 @@ async def test_a_frozen_session_holding_a_decks_lock_delays_that_deck_only(
     cluster: Cluster, alice: DeckClient, fault_run: FaultRun
 ) -> None:
     deployment = cluster.deployment
-    settings = cluster.settings(worker_max_jobs="2", offline_slide_delay_ms="100")
+    settings = cluster.settings(worker_max_jobs="2", offline_slide_delay_ms="300")
     deployment.start_work(**settings)
     deployment.serve(**settings)
-    deck_id = await alice.create("A locked deck", slide_count=6)
-
-    async def started() -> bool:
-        return (await alice.deck(deck_id))["version"] >= 4
-
-    await eventually(started, timeout=60)
-    holder = _freeze_holding_the_lock(deployment.database_url, deck_id, idle_seconds=3)
-    fault_run.count("frozen session holding a deck's row lock")
+    holder = _LockHolder(deployment.settings(**settings))
     bob = DeckClient(deployment.url, deployment.ws_url, mint("bob"))
     try:
+        deck_id = await alice.create("A locked deck", slide_count=10)
+
+        async def started() -> bool:
+            return (await alice.deck(deck_id))["version"] >= 4
+
+        await eventually(started, timeout=60)
+        holder.lock_and_freeze(deck_id)
+        fault_run.count("frozen session holding a deck's row lock")
+        assert (await alice.deck(deck_id))["status"] == "GENERATING"
         others = [await bob.create(f"Bob's deck {n}", slide_count=3) for n in range(4)]
-        await wait_until_ended(bob, others, timeout=30)
-        await wait_until_ended(alice, [deck_id], timeout=30)
-        await assert_contract(alice, deck_id, fault_run, status="COMPLETED", slides=6)
+        await wait_until_ended(bob, others, timeout=30)  # not held up by the locked deck
+        await wait_until_ended(alice, [deck_id], timeout=30)  # its lock freed, then finished
+        await assert_contract(alice, deck_id, fault_run, status="COMPLETED", slides=10)
         for other in others:
             await assert_contract(bob, other, fault_run, status="COMPLETED", slides=3)
     finally:
         holder.kill()
-        holder.wait()
-        if holder.stdout is not None:
-            holder.stdout.close()
         await bob.aclose()
 
 
@@ -206,24 +223,55 @@ async def _lease_owner_pid(database_url: str, deck_id: str) -> int:
     return int(owner.split("/")[0].rsplit("-", 2)[1])
 
 
-def _freeze_holding_the_lock(
-    database_url: str, deck_id: str, idle_seconds: float
-) -> subprocess.Popen[bytes]:
-    """A process that locks the deck's row inside a transaction, then freezes (SIGSTOP), as a
-    worker frozen mid-step would; its session has the workers' idle-in-transaction timeout."""
-    script = (
-        "import os, signal, sys, psycopg\n"
-        "conn = psycopg.connect(sys.argv[1], options="
-        f"'-c idle_in_transaction_session_timeout={int(idle_seconds * 1000)}')\n"
-        "conn.execute('SELECT 1 FROM decks WHERE id = %s FOR UPDATE', (sys.argv[2],))\n"
-        "print('locked', flush=True)\n"
-        "os.kill(os.getpid(), signal.SIGSTOP)\n"
-    )
-    holder = subprocess.Popen(
-        [sys.executable, "-c", script, database_url, deck_id], stdout=subprocess.PIPE
-    )
-    assert holder.stdout is not None
-    assert holder.stdout.readline().strip() == b"locked"
-    with contextlib.suppress(ChildProcessError):
-        os.waitpid(holder.pid, os.WUNTRACED)  # until it has stopped, holding the lock
-    return holder
+class _LockHolder:
+    """A process that connects as a worker does (the product's engine and settings) and, when
+    told, locks a deck's row inside a transaction and freezes there (SIGSTOP): a worker frozen
+    in the middle of a step, as far as PostgreSQL can tell."""
+
+    _SCRIPT = """\
+import asyncio, os, signal, sys
+import sqlalchemy as sa
+from presto_deck.bootstrap import build_container
+from presto_deck.settings import load_settings
+
+async def main() -> None:
+    container = build_container(load_settings())
+    async with container.engine.connect() as conn:
+        print("ready", flush=True)
+        deck_id = sys.stdin.readline().strip()
+        await conn.begin()
+        query = sa.text("SELECT 1 FROM decks WHERE id = :id FOR UPDATE")
+        await conn.execute(query, {"id": deck_id})
+        print("locked", flush=True)
+        os.kill(os.getpid(), signal.SIGSTOP)
+
+asyncio.run(main())
+"""
+
+    def __init__(self, environment: dict[str, str]) -> None:
+        self._process = subprocess.Popen(
+            [sys.executable, "-c", self._SCRIPT],
+            stdin=subprocess.PIPE,
+            stdout=subprocess.PIPE,
+            env=clean_environment(environment),
+        )
+        assert self._line() == b"ready"  # imported and connected: locking takes no time now
+
+    def lock_and_freeze(self, deck_id: str) -> None:
+        assert self._process.stdin is not None
+        self._process.stdin.write(f"{deck_id}\n".encode())
+        self._process.stdin.flush()
+        assert self._line() == b"locked"
+        with contextlib.suppress(ChildProcessError):
+            os.waitpid(self._process.pid, os.WUNTRACED)  # until it has stopped, holding it
+
+    def kill(self) -> None:
+        self._process.kill()
+        self._process.wait()
+        for pipe in (self._process.stdin, self._process.stdout):
+            if pipe is not None:
+                pipe.close()
+
+    def _line(self) -> bytes:
+        assert self._process.stdout is not None
+        return self._process.stdout.readline().strip()

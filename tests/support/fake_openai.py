@@ -93,6 +93,12 @@ class RecordedRequest:
     at: float
 
     @property
+    def prompt(self) -> str:
+        """The last message the client sent: the request to the model."""
+        messages = self.body.get("messages", []) if isinstance(self.body, dict) else []
+        return str(messages[-1].get("content", "")) if messages else ""
+
+    @property
     def requested_schema(self) -> str | None:
         """The tool or response-format name the client asked for, e.g. ``"DeckPlan"``."""
         return _requested_schema(self.body)[0] if isinstance(self.body, dict) else None
@@ -102,9 +108,16 @@ class FakeOpenAI:
     """The server: uvicorn in a background thread on 127.0.0.1 and a free port."""
 
     def __init__(
-        self, *, plan_slides: int = 3, input_tokens: int = 42, output_tokens: int = 17
+        self,
+        *,
+        plan_slides: int = 3,
+        input_tokens: int = 42,
+        output_tokens: int = 17,
+        latency: float = 0.0,
     ) -> None:
+        """``latency``: seconds every answer takes, as a real model's do."""
         self.plan_slides = plan_slides
+        self.latency = latency
         self.input_tokens = input_tokens
         self.output_tokens = output_tokens
         self.requests: list[RecordedRequest] = []
@@ -213,6 +226,8 @@ class FakeOpenAI:
             return
         if isinstance(behaviour, Hang):
             await asyncio.to_thread(self._stopping.wait, behaviour.seconds)
+        elif self.latency:
+            await asyncio.sleep(self.latency)
         await _respond(send, 200, self._completion(body, behaviour))
 
     def _completion(self, body: Any, behaviour: Behaviour) -> dict[str, Any]:
