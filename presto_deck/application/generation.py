@@ -24,6 +24,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Awaitable, Callable
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import TypeVar
 from uuid import UUID, uuid4
@@ -105,9 +106,11 @@ class DeckGenerator:
 
     async def _run(self, deck_id: UUID, owner: str) -> DeckStatus | None:
         deck = await self._step(deck_id, self._start(owner))
-        if deck is None or not deck.status.is_active:
-            return _status(deck)
+        if deck is None:
+            return None
         try:
+            if not deck.status.is_active:  # it ended before, or was cancelled as it started
+                return deck.status
             async with self._lease_kept(deck_id, owner):
                 return await self._write_or_fail(deck, owner)
         finally:
@@ -117,19 +120,15 @@ class DeckGenerator:
         try:
             return await self._write(deck, owner)
         except WriterError as exc:
-            return await self._fail(deck.id, owner, exc)
+            return await self._fail(deck.id, owner, _Failure(exc.reason, exc.code, exc.detail))
         except ModelCallsExhausted as exc:
             reason = f"The deck used all {self._max_model_calls} model calls it may make."
-            return await self._fail(
-                deck.id, owner, WriterError(reason, code=_EXHAUSTED, detail=str(exc))
-            )
+            return await self._fail(deck.id, owner, _Failure(reason, _EXHAUSTED, str(exc)))
         except StorageError as exc:
             if exc.transient:
                 raise
-            failure = WriterError(
-                "The deck's content could not be stored.", code=_STORAGE, detail=str(exc)
-            )
-            return await self._fail(deck.id, owner, failure)
+            reason = "The deck's content could not be stored."
+            return await self._fail(deck.id, owner, _Failure(reason, _STORAGE, str(exc)))
 
     async def _write(self, deck: Deck, owner: str) -> DeckStatus | None:
         budget = _Budget(
@@ -266,7 +265,7 @@ class DeckGenerator:
 
         return change
 
-    async def _fail(self, deck_id: UUID, owner: str, failure: WriterError) -> DeckStatus | None:
+    async def _fail(self, deck_id: UUID, owner: str, failure: _Failure) -> DeckStatus | None:
         """End the deck FAILED: the user reads the reason; the log line behind ``ref`` the rest."""
         ref = uuid4().hex[:12]
         logger.warning(
@@ -278,7 +277,7 @@ class DeckGenerator:
             if exc.transient:
                 raise
             # Even the reason could not be stored: end the deck with one that surely can be.
-            plain = WriterError("The deck could not be stored.", code=_STORAGE)
+            plain = _Failure("The deck could not be stored.", _STORAGE, failure.detail)
             return _status(await self._step(deck_id, _failing(plain, ref, self._clock), owner))
 
     # -- the lease: tells the sweep that a live run owns this deck --------------------------------
@@ -369,6 +368,15 @@ class _Budget:
             raise ModelCallsExhausted(f"deck {self._deck_id} has spent its {self._limit} calls")
 
 
+@dataclass(frozen=True)
+class _Failure:
+    """Why a deck failed: ``reason`` for the user, ``code`` for programs, ``detail`` for the log."""
+
+    reason: str
+    code: str
+    detail: str
+
+
 _EXHAUSTED = "model_calls_exhausted"
 _STORAGE = "storage_failed"
 
@@ -383,7 +391,7 @@ def _set_plan(plan: DeckPlan, clock: Clock) -> _Change:
     return change
 
 
-def _failing(failure: WriterError, ref: str, clock: Clock) -> _Change:
+def _failing(failure: _Failure, ref: str, clock: Clock) -> _Change:
     async def change(deck: Deck, uow: UnitOfWork) -> bool:
         deck.fail(f"{failure.reason} (ref {ref})", clock(), code=failure.code, ref=ref)
         return True
