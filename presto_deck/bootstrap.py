@@ -26,7 +26,7 @@ from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
 from presto_deck.infrastructure.observability.metrics import LLM_TOKENS
 from presto_deck.infrastructure.writers.offline import OfflineWriter
 from presto_deck.infrastructure.writers.rendering import ThemeRenderer
-from presto_deck.settings import Settings
+from presto_deck.settings import Settings, SettingsError
 
 #: Refresh periods a socket's seat outlives: an instance killed with its sockets open holds
 #: their seats this many heartbeat periods at most.
@@ -125,12 +125,16 @@ def build_writer(settings: Settings) -> DeckWriter:
         LLM_TOKENS.labels(model=usage.model, kind="input").inc(usage.input_tokens)
         LLM_TOKENS.labels(model=usage.model, kind="output").inc(usage.output_tokens)
 
-    return LangChainWriter(
-        model=settings.llm_model,
-        base_url=settings.llm_base_url,
-        api_key=settings.llm_api_key,
-        timeout_seconds=settings.llm_timeout_seconds,
-        max_attempts=settings.llm_max_attempts,
-        structured_output=settings.llm_structured_output,
-        on_usage=count_tokens,
-    )
+    try:
+        return LangChainWriter(
+            model=settings.llm_model,
+            base_url=settings.llm_base_url,
+            api_key=settings.llm_api_key,
+            timeout_seconds=settings.llm_timeout_seconds,
+            max_attempts=settings.llm_max_attempts,
+            structured_output=settings.llm_structured_output,
+            on_usage=count_tokens,
+        )
+    except Exception as exc:  # building a client only reads configuration: it is the cause
+        reason = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+        raise SettingsError(f"PRESTO_LLM_MODEL={settings.llm_model}: {reason}") from exc

@@ -19,6 +19,8 @@ from presto_deck.settings import Settings, SettingsError, load_settings
 if TYPE_CHECKING:
     from alembic.config import Config
 
+    from presto_deck.bootstrap import Container
+
 app = typer.Typer(
     name="presto-deck",
     help="Turn a prompt into a presentation deck with an LLM and stream it live.",
@@ -46,6 +48,16 @@ def _settings(*, needs_jwt_key: bool = False) -> Settings:
     return settings
 
 
+def _container(settings: Settings) -> Container:
+    """Everything the process needs; a setting that cannot work stops it with one line."""
+    from presto_deck.bootstrap import build_container
+
+    try:
+        return build_container(settings)
+    except SettingsError as exc:
+        _fail(str(exc))
+
+
 @app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
@@ -61,9 +73,8 @@ def serve(
 
     from presto_deck.api.app import create_app
     from presto_deck.api.server import server_config
-    from presto_deck.bootstrap import build_container
 
-    app = create_app(build_container(settings), with_worker=with_worker)
+    app = create_app(_container(settings), with_worker=with_worker)
     server = uvicorn.Server(server_config(app, settings, host=host, port=port))
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
@@ -80,11 +91,11 @@ def work() -> None:
     """Run the worker: generation jobs, recovery sweep, outbox relay."""
     settings = _settings()
 
-    from presto_deck.bootstrap import build_container
     from presto_deck.worker import DeckWorker
 
+    container = _container(settings)
+
     async def run() -> None:
-        container = build_container(settings)
         worker = DeckWorker(container)
         try:
             # arq's SIGTERM/SIGINT handler stops the worker by cancelling its main task.
@@ -232,7 +243,6 @@ def _serve_dev(settings: Settings, host: str, port: int, data_dir: Path) -> None
 
     from presto_deck.api.app import create_app
     from presto_deck.api.server import server_config
-    from presto_deck.bootstrap import build_container
 
     token = (
         TokenVerifier(settings).mint("dev", _DEV_TOKEN_TTL_SECONDS) if settings.jwt_secret else None
@@ -255,7 +265,7 @@ def _serve_dev(settings: Settings, host: str, port: int, data_dir: Path) -> None
             typer.echo(f"data: {data_dir}")
             typer.echo("Press Ctrl-C to stop.")
 
-    app = create_app(build_container(settings), with_worker=True)
+    app = create_app(_container(settings), with_worker=True)
     _AnnouncingServer(server_config(app, settings, host=host, port=port)).run()
 
 

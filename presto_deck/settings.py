@@ -91,6 +91,12 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             )
         if not self.redis_url.startswith(("redis://", "rediss://", "unix://")):
             raise SettingsError("PRESTO_REDIS_URL must start with redis://, rediss:// or unix://")
+        provider, _, model = self.llm_model.partition(":")
+        if self.llm_model != "offline" and not (provider.strip() and model.strip()):
+            raise SettingsError(
+                f"PRESTO_LLM_MODEL={self.llm_model!r}: expected offline or provider:model, "
+                "e.g. openai:gpt-4o-mini"
+            )
         if not self.jwt_algorithms or "none" in (a.lower() for a in self.jwt_algorithms):
             raise SettingsError("PRESTO_JWT_ALGORITHMS must name at least one real algorithm")
         for name in _POSITIVE_FIELDS:

@@ -62,8 +62,8 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
     async def catch_up_when_told() -> None:
         async with channels.start_subscription([keys.CATCH_UP_CHANNEL]) as subscriber:
             async for _ in subscriber.iter_events():
-                told = live_sockets.catch_up_all()
-                logger.info("live events may have been lost; {} socket(s) catch up", told)
+                if told := live_sockets.catch_up_all():
+                    logger.info("live events may have been lost; {} socket(s) catch up", told)
 
     fanout = StreamFanout(container.redis, broadcast, on_reset=tell_every_instance_to_catch_up)
 

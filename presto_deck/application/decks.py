@@ -67,15 +67,15 @@ class DeckService:
     ) -> Deck:
         """Store a PENDING deck and queue its generation; a repeated key returns the first deck.
 
-        A repeat is neither counted nor refused. A new deck must pass the user's creation rate
-        (``CreationRateExceeded``), then the limit of active decks (``ActiveDecksExceeded``).
+        A repeat is neither counted nor refused. A new deck must pass the limit of active decks
+        (``ActiveDecksExceeded``), then the user's creation rate (``CreationRateExceeded``): a
+        creation refused for either is not counted against the rate.
         """
         if idempotency_key is not None:
             async with self._uow() as uow:
                 earlier = await uow.decks.find_by_idempotency_key(user_id, idempotency_key)
             if earlier is not None:
                 return earlier
-        await self._count_creation(user_id)
         now = self._clock()
         new = Deck(
             id=uuid4(),
@@ -88,7 +88,7 @@ class DeckService:
             updated_at=now,
         )
         async with self._uow() as uow:
-            deck = await self._add_within_active_limit(uow, new, idempotency_key)
+            deck = await self._add_within_limits(uow, new, idempotency_key)
             await uow.commit()
         if deck.id == new.id:
             await self._enqueue(deck.id)
@@ -150,7 +150,7 @@ class DeckService:
                 retry_after=wait,
             )
 
-    async def _add_within_active_limit(
+    async def _add_within_limits(
         self, uow: UnitOfWork, new: Deck, idempotency_key: str | None
     ) -> Deck:
         # Under the user's lock, two concurrent creations cannot both count one deck too few.
@@ -165,6 +165,7 @@ class DeckService:
                 "Wait for one to finish, or cancel one, then try again.",
                 retry_after=_ACTIVE_DECKS_RETRY_SECONDS,
             )
+        await self._count_creation(new.user_id)  # last: only a creation that happens counts
         return await uow.decks.add(new, idempotency_key)
 
     async def _enqueue(self, deck_id: UUID) -> None:

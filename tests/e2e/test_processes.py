@@ -104,12 +104,19 @@ def failed_startups(deployment: Deployment) -> dict[str, ManagedProcess]:
         "PRESTO_DATABASE_URL": {"database_url": None},
         "PRESTO_WS_HEARTBEAT_SECONDS": {"ws_heartbeat_seconds": "abc"},
         "PRESTO_JWT_SECRET": {"jwt_secret": None},
+        "PRESTO_LLM_MODEL=gpt4": {"llm_model": "gpt4"},
+        "PRESTO_LLM_MODEL=anthropic": {"llm_model": "anthropic:claude-x"},
+        "PRESTO_LLM_MODEL=openai": {"llm_model": "openai:gpt-4o-mini", "llm_api_key": None},
     }
     processes = {
-        variable: deployment.launch(
-            f"serve-bad-{variable.lower()}", "serve", "--port", str(free_port()), **overrides
+        case: deployment.launch(
+            f"serve-bad-{case.lower().replace('=', '-')}",
+            "serve",
+            "--port",
+            str(free_port()),
+            **overrides,
         )
-        for variable, overrides in cases.items()
+        for case, overrides in cases.items()
     }
     for process in processes.values():
         process.wait_for_exit(timeout=60)
@@ -117,17 +124,25 @@ def failed_startups(deployment: Deployment) -> dict[str, ManagedProcess]:
 
 
 @pytest.mark.parametrize(
-    "variable", ["PRESTO_DATABASE_URL", "PRESTO_WS_HEARTBEAT_SECONDS", "PRESTO_JWT_SECRET"]
+    "case",
+    [
+        "PRESTO_DATABASE_URL",
+        "PRESTO_WS_HEARTBEAT_SECONDS",
+        "PRESTO_JWT_SECRET",
+        "PRESTO_LLM_MODEL=gpt4",  # no provider
+        "PRESTO_LLM_MODEL=anthropic",  # a provider whose package is not installed
+        "PRESTO_LLM_MODEL=openai",  # a hosted provider without a key
+    ],
 )
 def test_serve_with_a_missing_or_invalid_setting_exits_with_one_line_naming_it(
-    failed_startups: dict[str, ManagedProcess], variable: str
+    failed_startups: dict[str, ManagedProcess], case: str
 ) -> None:
-    process = failed_startups[variable]
+    process = failed_startups[case]
     lines = [line for line in process.stderr().splitlines() if line.strip()]
 
     assert process.returncode not in (0, None)
     assert len(lines) == 1, process.stderr()
-    assert variable in lines[0]
+    assert case.partition("=")[0] in lines[0]
     assert "Traceback" not in process.output()
 
 

@@ -379,3 +379,12 @@ async def test_a_rate_limit_with_retry_after_is_retried_after_that_long(
     assert len(plan.slides) == 3
     first, second = fake_openai.requests
     assert second.at - first.at >= 1.0
+
+
+async def test_a_server_given_by_its_base_url_needs_no_key(
+    budget: CountingBudget, fake_openai: FakeOpenAI, make_writer: WriterFactory
+) -> None:
+    plan = await make_writer(api_key=None).plan(BRIEF, budget)
+
+    assert len(plan.slides) == 3
+    assert fake_openai.requests[0].headers["authorization"] == "Bearer not-needed"

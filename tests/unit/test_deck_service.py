@@ -157,6 +157,19 @@ async def test_a_refused_creation_is_not_counted_against_the_rate() -> None:
     await h.create()
 
 
+async def test_a_creation_refused_for_too_many_active_decks_is_not_counted_against_the_rate() -> (
+    None
+):
+    h = Harness(creations_per_minute=2, max_active_decks=1)
+    first = await h.create()
+    for _ in range(3):  # a client that retries as told
+        with pytest.raises(ActiveDecksExceeded):
+            await h.create()
+    await h.service.cancel("alice", first.id)
+
+    await h.create()  # the second creation of the minute: the refusals did not count
+
+
 async def test_the_creation_rate_is_counted_per_user() -> None:
     h = Harness(creations_per_minute=1)
     await h.create("alice")
@@ -168,7 +181,7 @@ async def test_the_creation_rate_is_counted_per_user() -> None:
 
 
 async def test_a_replayed_idempotency_key_is_neither_counted_nor_refused() -> None:
-    h = Harness(creations_per_minute=2, max_active_decks=2)
+    h = Harness(creations_per_minute=2, max_active_decks=3)
     brief = DeckBrief(prompt="solar energy", slide_count=3)
     first = await h.service.create("alice", brief, idempotency_key="key-1")
     replays = [await h.service.create("alice", brief, idempotency_key="key-1") for _ in range(5)]

@@ -295,3 +295,9 @@ def test_the_repr_of_the_settings_hides_secrets_and_credentials() -> None:
     for secret in ("jwt-s3cret", "sk-live-123", "presto:pw", "cache.internal"):
         assert secret not in shown
     assert "ws_heartbeat_seconds=15" in shown
+
+
+@pytest.mark.parametrize("model", ["gpt4", "openai:", ":gpt-4o", " : "])
+def test_a_model_without_provider_and_name_is_refused_showing_the_form(model: str) -> None:
+    with pytest.raises(SettingsError, match="expected offline or provider:model"):
+        _load(PRESTO_LLM_MODEL=model)

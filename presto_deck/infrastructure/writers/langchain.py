@@ -41,6 +41,8 @@ __all__ = ["LangChainWriter", "TokenUsage", "WriterError"]
 StructuredOutput = Literal["function_calling", "json_schema"]
 _T = TypeVar("_T")
 _MARKDOWN_FENCE = re.compile(r"```(?:json)?\s*(.*?)\s*```", re.DOTALL)
+#: The key sent to a server given by its base URL when none is set.
+_NO_KEY = "not-needed"
 #: The longest wait a provider's Retry-After can impose before the next attempt.
 _MAX_RETRY_AFTER_SECONDS = 60.0
 
@@ -301,6 +303,10 @@ def _model_kwargs(
     kwargs["max_retries"] = 0  # we retry ourselves, with backoff and a per-attempt timeout
     if api_key:
         kwargs["api_key"] = api_key
+    elif base_url:
+        # A local OpenAI-compatible server (vLLM, llama.cpp, Ollama) wants no key, but the
+        # client refuses to start without one.
+        kwargs["api_key"] = _NO_KEY
     return kwargs
 
 
