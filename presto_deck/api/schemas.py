@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from presto_deck.application.decks import DeckPage, DeckView
-from presto_deck.domain.deck import Deck, DeckStatus, Slide
+from presto_deck.domain.deck import Deck, DeckStatus, Failure, Slide
 
 #: Text PostgreSQL can store (no NUL) with at least one visible character.
 _VISIBLE_TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"
@@ -78,6 +78,8 @@ class DeckSummary(msgspec.Struct, kw_only=True):
 class DeckResponse(DeckSummary, kw_only=True):
     deck_plan: dict[str, Any] | None
     slides: list[SlideResponse]
+    #: Why a FAILED deck failed (as its DeckFailed event said); null otherwise.
+    failure: Failure | None
 
     @classmethod
     def of_view(cls, view: DeckView) -> DeckResponse:
@@ -86,6 +88,7 @@ class DeckResponse(DeckSummary, kw_only=True):
             **_summary_fields(deck),
             deck_plan=None if deck.plan is None else msgspec.to_builtins(deck.plan),
             slides=[SlideResponse.of(slide) for slide in view.slides],
+            failure=deck.failure,
         )
 
 

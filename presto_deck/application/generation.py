@@ -47,7 +47,7 @@ from presto_deck.application.ports import (
 )
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.domain.content import DeckPlan, SlideContent, cleaned
-from presto_deck.domain.deck import Deck, DeckStatus, LeaseHeld, Slide
+from presto_deck.domain.deck import Deck, DeckStatus, Failure, LeaseHeld, Slide
 
 _T = TypeVar("_T")
 
@@ -393,7 +393,8 @@ def _set_plan(plan: DeckPlan, clock: Clock) -> _Change:
 
 def _failing(failure: _Failure, ref: str, clock: Clock) -> _Change:
     async def change(deck: Deck, uow: UnitOfWork) -> bool:
-        deck.fail(f"{failure.reason} (ref {ref})", clock(), code=failure.code, ref=ref)
+        told = Failure(error=f"{failure.reason} (ref {ref})", code=failure.code, ref=ref)
+        deck.fail(told, clock())
         return True
 
     return change

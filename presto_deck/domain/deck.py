@@ -73,6 +73,15 @@ class Lease:
         return self.expires_at > now
 
 
+class Failure(msgspec.Struct, frozen=True, kw_only=True):
+    """Why a deck failed: ``error`` for the user, ``code`` for programs, ``ref`` to find the
+    details in the logs."""
+
+    error: str
+    code: str
+    ref: str
+
+
 @dataclass(kw_only=True)
 class Slide:
     id: UUID
@@ -105,6 +114,7 @@ class Deck:
     lease: Lease | None = None
     #: Model calls spent on the deck so far (every attempt counts).
     model_calls: int = 0
+    failure: Failure | None = None
     created_at: datetime
     updated_at: datetime
     pending_events: list[Event] = field(default_factory=list, repr=False)
@@ -133,11 +143,11 @@ class Deck:
         self.status = DeckStatus.COMPLETED
         self._record("DeckCompleted", {"slide_count": slide_count}, now)
 
-    def fail(self, error: str, now: datetime, *, code: str, ref: str) -> None:
-        """End the deck FAILED; ``error`` is for the user, ``ref`` finds the details in the logs."""
+    def fail(self, failure: Failure, now: datetime) -> None:
         self._require(*_ACTIVE)
         self.status = DeckStatus.FAILED
-        self._record("DeckFailed", {"error": error, "code": code, "ref": ref}, now)
+        self.failure = failure
+        self._record("DeckFailed", msgspec.to_builtins(failure), now)
 
     def take_lease(self, owner: str, until: datetime, now: datetime) -> None:
         """Make ``owner`` the run that generates the deck, unless another run's lease is live."""

@@ -2,13 +2,16 @@
 
 from __future__ import annotations
 
+import json
 import re
+import uuid
 
 import httpx
 from playwright.async_api import Page, Route, WebSocketRoute, expect
 
 from presto_deck.api.pages import CONTENT_SECURITY_POLICY
 from tests.browser.conftest import screenshot_path
+from tests.support.database import execute
 from tests.support.running import RunningApi
 
 SLIDES = ".slides > .slide-card"
@@ -193,3 +196,24 @@ async def test_hostile_slide_markup_cannot_run_script(
     await page.wait_for_function("window.violations.length > 0")
     assert await page.evaluate("window.violations") == ["script-src-attr"]
     assert await page.evaluate("window.pwned") is None
+
+
+async def test_a_failed_deck_opened_later_still_says_why(
+    page: Page, app: RunningApi, alice_url: str
+) -> None:
+    # A deck that failed while nobody watched: only the deck itself can tell why now.
+    reason = "The model did not answer within 60 s (4 attempt(s)) (ref 0123456789ab)"
+    deck_id = uuid.uuid4()
+    failure = {"error": reason, "code": "llm_timeout", "ref": "0123456789ab"}
+    await execute(
+        app.container,
+        "INSERT INTO decks (id, user_id, title, status, version, prompt, slide_count, failure)"
+        " VALUES (:id, 'alice', 'Tea', 'FAILED', 3, 'Tea', 3, CAST(:failure AS jsonb))",
+        id=deck_id,
+        failure=json.dumps(failure),
+    )
+
+    await page.goto(f"{alice_url}&deck={deck_id}")
+
+    await expect(page.locator("#deck-status")).to_have_text("failed")
+    await expect(page.locator("#deck-progress")).to_contain_text(reason)

@@ -41,9 +41,10 @@ DECK_KEYS = {
     "created_at",
     "updated_at",
     "slides",
+    "failure",
 }
 SLIDE_KEYS = {"id", "order", "html_content", "presenter_notes", "created_at", "updated_at"}
-SUMMARY_KEYS = DECK_KEYS - {"deck_plan", "slides"}
+SUMMARY_KEYS = DECK_KEYS - {"deck_plan", "slides", "failure"}
 EVENT_KEYS = {"event_type", "deck_id", "version", "timestamp", "payload"}
 CANCEL_ACCEPTED = {"message": "Cancellation request received."}
 

@@ -87,6 +87,7 @@ async def test_a_model_that_fails_every_call_ends_the_deck_as_failed(
         failed["error"]
         == f"The model provider was unavailable (2 attempt(s)) (ref {failed['ref']})"
     )
+    assert deck["failure"] == failed  # and it stays readable once the events have gone by
     assert deck["version"] == history[-1]["version"]
     assert deck["slides"] == []
     assert len(fake_openai.requests) == 2  # llm_max_attempts, and no retry by the client itself

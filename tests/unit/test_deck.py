@@ -15,6 +15,7 @@ from presto_deck.domain.deck import (
     Deck,
     DeckAlreadyFinished,
     DeckStatus,
+    Failure,
     InvalidTransition,
     Slide,
 )
@@ -53,7 +54,7 @@ def _deck_in(status: DeckStatus) -> Deck:
         case DeckStatus.COMPLETED:
             deck.complete(0, T0)
         case DeckStatus.FAILED:
-            deck.fail("boom", T0, code="llm_timeout", ref="r1")
+            deck.fail(Failure(error="boom", code="llm_timeout", ref="r1"), T0)
         case DeckStatus.CANCELLED:
             deck.cancel(T0)
     deck.pending_events.clear()
@@ -133,12 +134,14 @@ def test_fail_is_allowed_from_every_active_status(status: DeckStatus) -> None:
     deck = _deck_in(status)
     before = deck.version
 
-    deck.fail("The model is down (ref r1)", T1, code="llm_unavailable", ref="r1")
+    failure = Failure(error="The model is down (ref r1)", code="llm_unavailable", ref="r1")
+    deck.fail(failure, T1)
 
     assert deck.status is DeckStatus.FAILED
     assert deck.version == before + 1
     [event] = deck.pending_events
     assert event.event_type == "DeckFailed"
+    assert deck.failure == failure
     assert event.payload == {
         "error": "The model is down (ref r1)",
         "code": "llm_unavailable",
@@ -186,7 +189,7 @@ _TRANSITIONS: dict[str, tuple[Callable[[Deck], None], set[DeckStatus]]] = {
         {DeckStatus.GENERATING},
     ),
     "complete": (lambda d: d.complete(1, T1), {DeckStatus.GENERATING}),
-    "fail": (lambda d: d.fail("x", T1, code="c", ref="r"), set(ACTIVE)),
+    "fail": (lambda d: d.fail(Failure(error="x", code="c", ref="r"), T1), set(ACTIVE)),
     "cancel": (lambda d: d.cancel(T1), set(ACTIVE)),
 }
 

@@ -154,6 +154,7 @@ async function loadDeck(deckId) {
       version: deck.version,
       plan: deck.deck_plan,
       slides: deck.slides,
+      error: deck.failure?.error,
     };
     showNotice("");
     renderDeck();

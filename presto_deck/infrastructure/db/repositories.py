@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presto_deck.domain.content import DeckBrief, DeckPlan
-from presto_deck.domain.deck import Deck, DeckStatus, Lease, Slide
+from presto_deck.domain.deck import Deck, DeckStatus, Failure, Lease, Slide
 from presto_deck.domain.events import Event
 from presto_deck.infrastructure.db.tables import deck_events, decks, slides
 
@@ -85,6 +85,7 @@ class SqlDeckRepository:
                 cancel_requested=deck.cancel_requested,
                 lease_owner=None if deck.lease is None else deck.lease.owner,
                 lease_expires_at=None if deck.lease is None else deck.lease.expires_at,
+                failure=None if deck.failure is None else msgspec.to_builtins(deck.failure),
                 updated_at=deck.updated_at,
             )
         )
@@ -266,6 +267,7 @@ def _deck(row: Any) -> Deck:
         if row["lease_owner"] is None or row["lease_expires_at"] is None
         else Lease(owner=row["lease_owner"], expires_at=row["lease_expires_at"]),
         model_calls=row["model_calls"],
+        failure=None if row["failure"] is None else msgspec.convert(row["failure"], Failure),
         created_at=row["created_at"],
         updated_at=row["updated_at"],
     )

@@ -40,6 +40,7 @@ decks = sa.Table(
     sa.Column("lease_owner", sa.String(255)),
     sa.Column("lease_expires_at", sa.DateTime(timezone=True)),
     sa.Column("model_calls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column("failure", pg.JSONB),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),

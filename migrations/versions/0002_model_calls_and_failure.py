@@ -1,4 +1,5 @@
-"""Count the model calls each deck has spent, so that a budget can bound them.
+"""Count the model calls each deck has spent, so that a budget can bound them; keep why a
+deck failed, so that it can be shown after the event stream has gone by.
 
 Revision ID: 0002
 Revises: 0001
@@ -11,6 +12,7 @@ from collections.abc import Sequence
 
 import sqlalchemy as sa
 from alembic import op
+from sqlalchemy.dialects import postgresql as pg
 
 revision: str = "0002"
 down_revision: str | None = "0001"
@@ -20,7 +22,9 @@ depends_on: str | Sequence[str] | None = None
 
 def upgrade() -> None:
     op.add_column("decks", sa.Column("model_calls", sa.Integer, nullable=False, server_default="0"))
+    op.add_column("decks", sa.Column("failure", pg.JSONB))
 
 
 def downgrade() -> None:
+    op.drop_column("decks", "failure")
     op.drop_column("decks", "model_calls")
