@@ -2,6 +2,8 @@
 
 from __future__ import annotations
 
+import asyncio
+import contextlib
 import os
 import socket
 import uuid
@@ -33,6 +35,10 @@ from presto_deck.settings import Settings, SettingsError
 _SEAT_PERIODS = 3
 
 
+#: The longest wait for each backing service to close its connections at shutdown.
+_CLOSE_STEP_SECONDS = 3.0
+
+
 @dataclass(kw_only=True)
 class Container:
     """Everything one process needs, built once from the settings."""
@@ -47,9 +53,12 @@ class Container:
     sockets: SocketAdmission
     worker_id: str = field(default="")
 
-    async def close(self) -> None:
-        await self.redis.aclose(close_connection_pool=True)
-        await self.engine.dispose()
+    async def close(self, timeout: float = _CLOSE_STEP_SECONDS) -> None:
+        """Close the connections; each step is bounded, as a backing service may be down."""
+        for closing in (self.redis.aclose(close_connection_pool=True), self.engine.dispose()):
+            with contextlib.suppress(TimeoutError, Exception):
+                async with asyncio.timeout(timeout):
+                    await closing
 
 
 def build_container(settings: Settings) -> Container:
