@@ -53,11 +53,11 @@ class Container:
     sockets: SocketAdmission
     worker_id: str = field(default="")
 
-    async def close(self, timeout: float = _CLOSE_STEP_SECONDS) -> None:
+    async def close(self) -> None:
         """Close the connections; each step is bounded, as a backing service may be down."""
         for closing in (self.redis.aclose(close_connection_pool=True), self.engine.dispose()):
             with contextlib.suppress(TimeoutError, Exception):
-                async with asyncio.timeout(timeout):
+                async with asyncio.timeout(_CLOSE_STEP_SECONDS):
                     await closing
 
 
