@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,6 +26,9 @@ from presto_deck.domain.deck import TITLE_MAX_LENGTH, Deck, DeckNotFound, DeckSt
 from presto_deck.domain.events import Event
 
 _PLACEHOLDER_TITLE_LENGTH = 80
+#: The longest a request waits for Redis to queue a deck or flag a cancellation: PostgreSQL
+#: already holds both, and the worker's sweep finds what Redis did not take.
+_QUEUE_SECONDS = 2.0
 #: When a user at the limit of active decks may try again: a deck takes longer than this, but
 #: the client should not wait longer than it must once one ends or is cancelled.
 _ACTIVE_DECKS_RETRY_SECONDS = 5
@@ -134,7 +138,8 @@ class DeckService:
         if deck.cancel_requested:
             # The worker checks this flag before each slide; PostgreSQL holds the durable request.
             try:
-                await self._cancel_flags.request(deck_id)
+                async with asyncio.timeout(_QUEUE_SECONDS):
+                    await self._cancel_flags.request(deck_id)
             except Exception as exc:  # the worker still sees the request when it next commits
                 logger.warning("could not set the cancellation flag: {}", exc)
 
@@ -170,7 +175,8 @@ class DeckService:
 
     async def _enqueue(self, deck_id: UUID) -> None:
         try:
-            await self._queue.enqueue_generation(deck_id)
+            async with asyncio.timeout(_QUEUE_SECONDS):
+                await self._queue.enqueue_generation(deck_id)
         except Exception as exc:
             # The deck is safe in PostgreSQL; the worker's sweep queues PENDING decks it finds.
             logger.warning("could not queue deck {}, the sweep will: {}", deck_id, exc)

@@ -64,20 +64,28 @@ def storable(text: str) -> str:
     return _UNSTORABLE.sub(lambda found: "" if found.group() == "\x00" else "\ufffd", text)
 
 
+#: The most characters of one text, and items of one list, kept from a writer: far more than a
+#: slide shows, far less than what would make each event a megabyte.
+MAX_TEXT_LENGTH = 10_000
+MAX_ITEMS = 50
+
+
 def cleaned(value: _Struct) -> _Struct:
-    """A copy of what a writer returned in which every string can be stored.
+    """A copy of what a writer returned in which every string can be stored, and nothing is huge.
 
     A model's output is untrusted data: one NUL in a title would make every attempt to store the
-    slide fail, for ever, however often the deck is retried.
+    slide fail, for ever, however often the deck is retried; a 2 MB bullet would be sent to every
+    socket of the deck, and replayed to each new one.
     """
     return msgspec.convert(_clean(msgspec.to_builtins(value)), type(value))
 
 
 def _clean(node: Any) -> Any:
     if isinstance(node, str):
-        return storable(node)
+        text = storable(node)
+        return text if len(text) <= MAX_TEXT_LENGTH else text[: MAX_TEXT_LENGTH - 1] + "…"
     if isinstance(node, list):
-        return [_clean(item) for item in node]
+        return [_clean(item) for item in node[:MAX_ITEMS]]
     if isinstance(node, dict):
         return {key: _clean(value) for key, value in node.items()}
     return node

@@ -19,7 +19,7 @@ from presto_deck.infrastructure.writers.langchain import (
     TokenUsage,
     WriterError,
 )
-from tests.support.fake_openai import FakeOpenAI, garbage, hang, ok, status
+from tests.support.fake_openai import FakeOpenAI, Raw, garbage, hang, ok, raw, status
 from tests.support.llm import API_KEY, PLAN_SLIDES, CountingBudget
 
 pytestmark = pytest.mark.usefixtures("no_backoff")
@@ -388,3 +388,33 @@ async def test_a_server_given_by_its_base_url_needs_no_key(
 
     assert len(plan.slides) == 3
     assert fake_openai.requests[0].headers["authorization"] == "Bearer not-needed"
+
+
+_TOOL_ARGS_AS_ARRAY = (
+    b'{"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": [{"index":'
+    b' 0, "finish_reason": "tool_calls", "message": {"role": "assistant", "content": null,'
+    b' "tool_calls": [{"id": "c", "type": "function", "function": {"name": "DeckPlan",'
+    b' "arguments": "[1, 2]"}}]}}]}'
+)
+
+
+@pytest.mark.parametrize(
+    "answer",
+    [
+        raw(b'{"id": "x", "object": "chat.completion", "created": 0, "model": "m", "choices": []}'),
+        raw(b"<html><body>502 Bad Gateway</body></html>", b"text/html"),
+        raw(b"\xff\xfe not utf-8 \xc3\x28"),
+        raw(_TOOL_ARGS_AS_ARRAY),
+    ],
+    ids=["no-choices", "html-page", "not-utf8", "arguments-not-an-object"],
+)
+async def test_an_answer_the_client_cannot_read_is_bad_output_and_asked_again(
+    budget: CountingBudget, fake_openai: FakeOpenAI, make_writer: WriterFactory, answer: Raw
+) -> None:
+    fake_openai.script(answer, answer)
+
+    with pytest.raises(WriterError) as failure:
+        await make_writer(max_attempts=2).plan(BRIEF, budget)
+
+    assert failure.value.code == "llm_bad_output"
+    assert len(fake_openai.requests) == budget.spent == 2

@@ -64,7 +64,15 @@ class Garbage:
     """Answer 200 with output that is not valid JSON where JSON was asked for."""
 
 
-Behaviour = Ok | Status | Hang | Garbage
+@dataclass(frozen=True)
+class Raw:
+    """Answer 200 with these bytes as they are (a broken proxy, a misbehaving server)."""
+
+    body: bytes
+    content_type: bytes = b"application/json"
+
+
+Behaviour = Ok | Status | Hang | Garbage | Raw
 
 
 def ok(slides: int | None = None, *, hostile: bool = False) -> Ok:
@@ -81,6 +89,10 @@ def hang(seconds: float) -> Hang:
 
 def garbage() -> Garbage:
     return Garbage()
+
+
+def raw(body: bytes, content_type: bytes = b"application/json") -> Raw:
+    return Raw(body, content_type)
 
 
 @dataclass(frozen=True)
@@ -224,6 +236,9 @@ class FakeOpenAI:
             )
             await _respond(send, behaviour.code, {"error": error}, extra)
             return
+        if isinstance(behaviour, Raw):
+            await _send_raw(send, behaviour)
+            return
         if isinstance(behaviour, Hang):
             await asyncio.to_thread(self._stopping.wait, behaviour.seconds)
         elif self.latency:
@@ -336,3 +351,12 @@ async def _respond(
         }
     )
     await send({"type": "http.response.body", "body": data})
+
+
+async def _send_raw(send: _Send, behaviour: Raw) -> None:
+    headers = [
+        (b"content-type", behaviour.content_type),
+        (b"content-length", str(len(behaviour.body)).encode()),
+    ]
+    await send({"type": "http.response.start", "status": 200, "headers": headers})
+    await send({"type": "http.response.body", "body": behaviour.body})

@@ -499,8 +499,12 @@ class FakeJobQueue:
         self.enqueued: list[UUID] = []
         self.requeued: list[UUID] = []
         self.fail = False
+        #: Calls never return, as with a Redis that accepts connections and answers nothing.
+        self.hang = False
 
     async def enqueue_generation(self, deck_id: UUID) -> None:
+        if self.hang:
+            await asyncio.Event().wait()
         if self.fail:
             raise QueueUnavailable("the queue is unavailable")
         self.enqueued.append(deck_id)

@@ -492,3 +492,14 @@ async def test_the_fake_lock_serializes_transactions_on_a_deck(h: Harness) -> No
     await asyncio.gather(first(), second())
 
     assert order == ["first commits", "second locked"]
+
+
+async def test_a_queue_that_hangs_delays_a_creation_by_a_bounded_time(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("presto_deck.application.decks._QUEUE_SECONDS", 0.05)
+    h.queue.hang = True
+
+    deck = await asyncio.wait_for(h.create(), timeout=5)
+
+    assert h.store.deck(deck.id).status is DeckStatus.PENDING  # the sweep will queue it

@@ -10,7 +10,15 @@ from datetime import timedelta
 import pytest
 
 from presto_deck.application.ports import ModelCallBudget, StorageError
-from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideOutline, cleaned
+from presto_deck.domain.content import (
+    MAX_ITEMS,
+    MAX_TEXT_LENGTH,
+    DeckBrief,
+    DeckPlan,
+    SlideContent,
+    SlideOutline,
+    cleaned,
+)
 from presto_deck.domain.deck import DeckStatus, Lease, Slide
 from presto_deck.domain.events import Event
 from tests.unit.event_checks import assert_ends_with, assert_failed_with, assert_one_normal_life
@@ -46,6 +54,17 @@ class HostileWriter(FakeWriter):
     ) -> SlideContent:
         await super().write_slide(brief, plan, index, budget)
         return SlideContent(title=f"Slide\x00 {index}", bullets=["x\x00"], notes="say\x00 \ud83d")
+
+
+def test_cleaning_cuts_texts_and_lists_no_slide_needs() -> None:
+    content = SlideContent(title="t" * 2_000_000, bullets=["b"] * 10_000, notes="n")
+
+    kept = cleaned(content)
+
+    assert len(kept.title) == MAX_TEXT_LENGTH
+    assert kept.title.endswith("…")
+    assert kept.bullets == ["b"] * MAX_ITEMS
+    assert kept.notes == "n"
 
 
 def test_cleaning_drops_nul_and_replaces_lone_surrogates_everywhere() -> None:

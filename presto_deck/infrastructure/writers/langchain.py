@@ -18,6 +18,7 @@ from __future__ import annotations
 import asyncio
 import email.utils
 import json
+import math
 import re
 import time
 from collections.abc import Callable
@@ -57,6 +58,12 @@ class TokenUsage(msgspec.Struct, frozen=True, kw_only=True):
 
 class _BadOutput(Exception):
     """The model answered, but not with the structure we asked for; asking again may help."""
+
+
+#: What the client stack raises on an answer it cannot read at all: a body that is not UTF-8 or
+#: not JSON, an empty list of choices, tool arguments of the wrong type, a web page for an
+#: answer. The model may well answer properly when asked again.
+_UNREADABLE = (ValueError, TypeError, LookupError, openai.APIResponseValidationError)
 
 
 _SYSTEM_PROMPT = f"""\
@@ -176,7 +183,10 @@ class LangChainWriter:
         # The client has the same timeout, but not every provider honours it for the whole
         # response (slow streams, stuck connection pools); this one always holds.
         async with asyncio.timeout(self._timeout_seconds):
-            output = await runnable.ainvoke(messages)
+            try:
+                output = await runnable.ainvoke(messages)
+            except _UNREADABLE as exc:  # an answer the client could not even parse
+                raise _BadOutput(f"unreadable answer ({type(exc).__name__}: {exc})") from exc
         # include_raw=True makes LangChain answer {"raw": AIMessage, "parsed", "parsing_error"}.
         raw, error = output["raw"], output["parsing_error"]
         if not isinstance(raw, AIMessage):
@@ -235,22 +245,26 @@ def _retry_wait(exc: Exception) -> bool | float:
 
 
 def _retry_after(exc: Exception) -> float | None:
-    """Seconds from the ``Retry-After`` (or ``retry-after-ms``) header of a provider's answer."""
+    """Seconds from the ``Retry-After`` (or ``retry-after-ms``) header of a provider's answer.
+
+    None when there is none or it makes no sense: a provider's header is untrusted input, and a
+    NaN handed to asyncio.sleep would break the ordering of every timer of the event loop.
+    """
     headers = getattr(getattr(exc, "response", None), "headers", None)
     if headers is None:
         return None
     try:
         if (millis := headers.get("retry-after-ms")) is not None:
-            return max(float(millis) / 1000, 0.0)
-        value = headers.get("retry-after")
-        if value is None:
+            seconds = float(millis) / 1000
+        elif (value := headers.get("retry-after")) is None:
             return None
-        if value.strip().replace(".", "", 1).isdigit():
-            return float(value)
-        when = email.utils.parsedate_to_datetime(value)
-    except (TypeError, ValueError):
+        elif value.strip().replace(".", "", 1).isdigit():
+            seconds = float(value)
+        else:
+            seconds = email.utils.parsedate_to_datetime(value).timestamp() - time.time()
+    except (TypeError, ValueError, OverflowError):
         return None
-    return max(when.timestamp() - time.time(), 0.0)
+    return max(seconds, 0.0) if math.isfinite(seconds) else None
 
 
 def _is_transient(exc: BaseException) -> bool:
