@@ -34,6 +34,7 @@ from loguru import logger
 
 from presto_deck.application.ports import (
     CancelFlags,
+    CancelRequested,
     Clock,
     DeckWriter,
     LeaseLost,
@@ -111,8 +112,11 @@ class DeckGenerator:
         try:
             if not deck.status.is_active:  # it ended before, or was cancelled as it started
                 return deck.status
-            async with self._lease_kept(deck_id, owner):
-                return await self._write_or_fail(deck, owner)
+            try:
+                async with self._lease_kept(deck_id, owner):
+                    return await self._write_or_fail(deck, owner)
+            except CancelRequested:  # seen at a renewal or a model call: stop, and cancel now
+                return _status(await self._step(deck_id, _nothing, owner))
         finally:
             await self._release(deck_id, owner)
 
@@ -287,17 +291,18 @@ class DeckGenerator:
 
     @contextlib.asynccontextmanager
     async def _lease_kept(self, deck_id: UUID, owner: str) -> AsyncIterator[None]:
-        """Renew the lease while the block runs; if another run took it, cancel the block and
-        raise LeaseLost, so that not even a model call in flight goes on."""
+        """Renew the lease while the block runs. If another run took it, or the user asked to
+        cancel the deck, cancel the block, model call in flight included, and raise LeaseLost
+        or CancelRequested."""
         run = asyncio.current_task()
         assert run is not None
-        lost = asyncio.Event()
-        renewal = asyncio.create_task(self._renew(deck_id, owner, run, lost))
+        stopped: list[RunStopped] = []
+        renewal = asyncio.create_task(self._renew(deck_id, owner, run, stopped))
         try:
             yield
         except asyncio.CancelledError:
-            if lost.is_set() and run.uncancel() == 0:
-                raise LeaseLost(f"deck {deck_id} was taken over") from None
+            if stopped and run.uncancel() == 0:
+                raise stopped[0] from None
             raise
         finally:
             renewal.cancel()
@@ -305,21 +310,25 @@ class DeckGenerator:
                 await renewal
 
     async def _renew(
-        self, deck_id: UUID, owner: str, run: asyncio.Task[object], lost: asyncio.Event
+        self, deck_id: UUID, owner: str, run: asyncio.Task[object], stopped: list[RunStopped]
     ) -> None:
         while True:
             await asyncio.sleep(self._lease_seconds / 3)
             try:
                 async with self._uow() as uow:
-                    kept = await uow.decks.renew_lease(deck_id, owner, self._lease_deadline())
+                    lease = await uow.decks.renew_lease(deck_id, owner, self._lease_deadline())
                     await uow.commit()
             except StorageError as exc:  # a missed renewal risks a takeover, which fencing stops
                 logger.warning("could not renew the lease on deck {}: {}", deck_id, exc)
                 continue
-            if not kept:
-                lost.set()
-                run.cancel()
-                return
+            if not lease.held:
+                stopped.append(LeaseLost(f"deck {deck_id} was taken over by another run"))
+            elif lease.cancel_requested:
+                stopped.append(CancelRequested(f"the user asked to cancel deck {deck_id}"))
+            else:
+                continue
+            run.cancel()
+            return
 
     async def _release(self, deck_id: UUID, owner: str) -> None:
         try:
@@ -362,9 +371,11 @@ class _Budget:
                 await uow.commit()
         except StorageError as exc:
             raise RunStopped(f"the model-call budget could not be checked: {exc}") from exc
-        if spent is None:
+        if not spent.held:
             raise LeaseLost(f"deck {self._deck_id} is no longer leased to {self._owner}")
-        if spent > self._limit:
+        if spent.cancel_requested:
+            raise CancelRequested(f"deck {self._deck_id}: the user asked to cancel it")
+        if spent.calls > self._limit:
             raise ModelCallsExhausted(f"deck {self._deck_id} has spent its {self._limit} calls")
 
 

@@ -7,6 +7,7 @@ from __future__ import annotations
 
 import enum
 from collections.abc import Sequence
+from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
 from typing import Protocol, Self
@@ -15,6 +16,18 @@ from uuid import UUID
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
 from presto_deck.domain.deck import Deck, Slide
 from presto_deck.domain.events import Event
+
+
+@dataclass(frozen=True)
+class LeaseState:
+    """What a run learns when it renews its lease or counts a model call."""
+
+    #: The lease is still the run's.
+    held: bool
+    #: The user asked to cancel the deck: the run should stop and cancel it.
+    cancel_requested: bool = False
+    #: The model calls the deck has spent (counted only while the lease is held).
+    calls: int = 0
 
 
 class DeckRepository(Protocol):
@@ -38,14 +51,15 @@ class DeckRepository(Protocol):
         """The user's decks, newest first, and how many there are in all."""
         ...
 
-    async def renew_lease(self, deck_id: UUID, owner: str, until: datetime) -> bool:
-        """Extend ``owner``'s lease on the deck; False if the lease is no longer ``owner``'s."""
+    async def renew_lease(self, deck_id: UUID, owner: str, until: datetime) -> LeaseState:
+        """Extend ``owner``'s lease on the deck, and say whether a cancellation was asked for."""
         ...
 
-    async def spend_model_call(self, deck_id: UUID, owner: str, until: datetime) -> int | None:
+    async def spend_model_call(self, deck_id: UUID, owner: str, until: datetime) -> LeaseState:
         """Count one model call against the deck and extend ``owner``'s lease, in one statement.
 
-        Returns the deck's model calls so far, or None if the lease is no longer ``owner``'s.
+        No call is counted when the lease is lost or a cancellation was asked for; ``calls`` is
+        the deck's model calls so far.
         """
         ...
 
@@ -167,6 +181,10 @@ class LeaseLost(RunStopped):
 
 class ModelCallsExhausted(RunStopped):
     """The deck has spent every model call it may make."""
+
+
+class CancelRequested(RunStopped):
+    """The user asked to cancel the deck: no more model calls; the run cancels it."""
 
 
 class EventPublisher(Protocol):

@@ -4,13 +4,14 @@ sanitized slides (SPEC §8, §9)."""
 
 from __future__ import annotations
 
+import time
 from typing import Any
 
 import msgspec
 import pytest
 
 from presto_deck.settings import Settings
-from tests.support.client import DeckClient, assert_contiguous
+from tests.support.client import DeckClient, assert_contiguous, eventually
 from tests.support.database import deck_row_of
 from tests.support.deck_http import events_via_http
 from tests.support.fake_openai import FakeOpenAI, hang, ok, status
@@ -229,3 +230,26 @@ async def test_a_deck_stops_at_its_model_call_budget_with_a_readable_reason(
     failed = (await events_via_http(alice, deck_id))[-1]["payload"]
     assert failed["code"] == "model_calls_exhausted"
     assert failed["error"].startswith("The deck used all 3 model calls it may make.")
+
+
+async def test_a_cancellation_stops_a_hanging_model_call_within_a_lease_renewal(
+    alice: DeckClient, fake_openai: FakeOpenAI, settings: Settings
+) -> None:
+    fake_openai.script(*[hang(30)] * 4)
+    slow = llm_settings(settings, fake_openai, llm_timeout_seconds=20.0, llm_max_attempts=4)
+    async with running_worker(slow):
+        deck_id = await alice.create("A deck nobody wants any more", slide_count=3)
+
+        async def calling() -> bool:
+            return len(fake_openai.requests) >= 1
+
+        await eventually(calling, timeout=10)
+        cancelled = await alice.http.post(f"/api/v1/decks/{deck_id}/cancel")
+        assert cancelled.status_code == 202
+        started = time.monotonic()
+        deck = await alice.wait_for_status(deck_id, "CANCELLED", "FAILED", timeout=10)
+        took = time.monotonic() - started
+
+    assert deck["status"] == "CANCELLED"
+    assert took < settings.worker_lease_seconds + 2  # a renewal's period, not 4 timeouts of 20 s
+    assert len(fake_openai.requests) == 1  # the call in flight, and no retry after the cancel

@@ -25,6 +25,7 @@ from uuid import UUID, uuid4
 from presto_deck.application.decks import DeckService
 from presto_deck.application.generation import DeckGenerator
 from presto_deck.application.ports import (
+    LeaseState,
     LimitUnavailable,
     ModelCallBudget,
     PublishError,
@@ -347,22 +348,26 @@ class FakeDeckRepository:
         mine.sort(key=lambda deck: (deck.created_at, deck.id), reverse=True)
         return [_copy_deck(deck) for deck in mine[offset : offset + limit]], len(mine)
 
-    async def renew_lease(self, deck_id: UUID, owner: str, until: datetime) -> bool:
+    async def renew_lease(self, deck_id: UUID, owner: str, until: datetime) -> LeaseState:
         if not self._leased(deck_id, owner):
-            return False
+            return LeaseState(held=False)
         self._uow.write(_lease_change(deck_id, owner, _expiring(owner, until)))
-        return True
+        return self._lease_state(deck_id)
 
-    async def spend_model_call(self, deck_id: UUID, owner: str, until: datetime) -> int | None:
+    async def spend_model_call(self, deck_id: UUID, owner: str, until: datetime) -> LeaseState:
         if not self._leased(deck_id, owner):
-            return None
+            return LeaseState(held=False)
 
         def spend(deck: Deck) -> None:
-            deck.model_calls += 1
+            deck.model_calls += 0 if deck.cancel_requested else 1
             deck.lease = Lease(owner=owner, expires_at=until)
 
         self._uow.write(_lease_change(deck_id, owner, spend))
-        return self._uow.read().decks[deck_id].deck.model_calls
+        return self._lease_state(deck_id)
+
+    def _lease_state(self, deck_id: UUID) -> LeaseState:
+        deck = self._uow.read().decks[deck_id].deck
+        return LeaseState(held=True, cancel_requested=deck.cancel_requested, calls=deck.model_calls)
 
     async def release_lease(self, deck_id: UUID, owner: str) -> None:
         def release(deck: Deck) -> None:

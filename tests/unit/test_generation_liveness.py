@@ -4,7 +4,7 @@ bounded number of model calls: hostile output, storage errors, budgets, takeover
 from __future__ import annotations
 
 import asyncio
-from collections.abc import Sequence
+from collections.abc import Awaitable, Callable, Sequence
 from datetime import timedelta
 
 import pytest
@@ -22,7 +22,7 @@ from presto_deck.domain.content import (
 from presto_deck.domain.deck import DeckStatus, Lease, Slide
 from presto_deck.domain.events import Event
 from tests.unit.event_checks import assert_ends_with, assert_failed_with, assert_one_normal_life
-from tests.unit.fakes import FakeWriter, Harness, WorkerKilled
+from tests.unit.fakes import FakeWriter, Harness, UnlimitedBudget, WorkerKilled
 
 #: How often the tests below run the job again, as the sweep would every period.
 SWEEPS = 10
@@ -238,3 +238,57 @@ async def test_a_mark_published_that_fails_leaves_the_events_to_the_relay(h: Har
     h.clock.advance(10)
     assert await h.publishing.relay() == 1
     assert h.store.unpublished(deck.id) == []
+
+
+async def test_a_cancellation_stops_a_model_call_in_flight_and_cancels_the_deck() -> None:
+    h = Harness(lease_seconds=0.05)  # renewed every ~17 ms of real time
+    deck = await h.create(slide_count=3)
+    in_call = asyncio.Event()
+
+    async def hang() -> None:  # a model call that would take minutes
+        in_call.set()
+        await asyncio.Event().wait()
+
+    run = asyncio.create_task(h.generator(FakeWriter(3, before_slide={1: hang})).generate(deck.id))
+    await asyncio.wait_for(in_call.wait(), 5)
+    h.flags.fail = True  # only PostgreSQL's request can stop the run
+    await h.service.cancel("alice", deck.id)
+
+    assert await asyncio.wait_for(run, 5) is DeckStatus.CANCELLED
+    assert_ends_with(h, deck.id, "DeckCancelled")
+    assert [s.order for s in h.store.slides(deck.id)] == [1]
+
+
+class RetryingWriter(FakeWriter):
+    """A model writer that asks again after a failed attempt, as the LLM writer does."""
+
+    def __init__(self, slides: int, between_attempts: Callable[[], Awaitable[None]]) -> None:
+        super().__init__(slides)
+        self._between_attempts = between_attempts
+        self.attempts = 0
+
+    async def write_slide(
+        self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
+    ) -> SlideContent:
+        for _ in range(3):
+            await budget.spend()
+            self.attempts += 1
+            if index < 1:
+                break
+            await self._between_attempts()  # this attempt failed; the writer tries again
+        return await super().write_slide(brief, plan, index, UnlimitedBudget())
+
+
+async def test_after_a_cancellation_even_a_retry_is_refused_before_it_is_made(h: Harness) -> None:
+    deck = await h.create(slide_count=3)
+    h.flags.fail = True  # the run's own check of the flag sees nothing
+
+    async def cancel() -> None:
+        await h.service.cancel("alice", deck.id)
+
+    writer = RetryingWriter(3, between_attempts=cancel)
+
+    assert await h.generator(writer).generate(deck.id) is DeckStatus.CANCELLED
+    assert writer.attempts == 2  # slide 1, and the first attempt of slide 2: no retry after
+    assert h.store.deck(deck.id).model_calls == 1 + 2
+    assert_ends_with(h, deck.id, "DeckCancelled")

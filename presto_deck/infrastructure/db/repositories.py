@@ -13,6 +13,7 @@ import sqlalchemy as sa
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
+from presto_deck.application.ports import LeaseState
 from presto_deck.domain.content import DeckBrief, DeckPlan
 from presto_deck.domain.deck import Deck, DeckStatus, Failure, Lease, Slide
 from presto_deck.domain.events import Event
@@ -117,22 +118,25 @@ class SqlDeckRepository:
         )
         return [_deck(row._mapping) for row in rows], int(total or 0)
 
-    async def renew_lease(self, deck_id: UUID, owner: str, until: datetime) -> bool:
+    async def renew_lease(self, deck_id: UUID, owner: str, until: datetime) -> LeaseState:
         renewed = await self._conn.execute(
             sa.update(decks)
             .where(decks.c.id == deck_id, decks.c.lease_owner == owner)
             .values(lease_expires_at=until)
+            .returning(decks.c.cancel_requested, decks.c.model_calls)
         )
-        return renewed.rowcount == 1
+        return _lease_state(renewed.first())
 
-    async def spend_model_call(self, deck_id: UUID, owner: str, until: datetime) -> int | None:
-        spent = await self._conn.scalar(
+    async def spend_model_call(self, deck_id: UUID, owner: str, until: datetime) -> LeaseState:
+        # A cancellation asked for counts no call: none will be made.
+        counted = sa.case((decks.c.cancel_requested, 0), else_=1)
+        spent = await self._conn.execute(
             sa.update(decks)
             .where(decks.c.id == deck_id, decks.c.lease_owner == owner)
-            .values(model_calls=decks.c.model_calls + 1, lease_expires_at=until)
-            .returning(decks.c.model_calls)
+            .values(model_calls=decks.c.model_calls + counted, lease_expires_at=until)
+            .returning(decks.c.cancel_requested, decks.c.model_calls)
         )
-        return None if spent is None else int(spent)
+        return _lease_state(spent.first())
 
     async def release_lease(self, deck_id: UUID, owner: str) -> None:
         await self._conn.execute(
@@ -243,6 +247,12 @@ class SqlEventLog:
             .limit(limit)
         )
         return [_event(row._mapping) for row in await self._conn.execute(query)]
+
+
+def _lease_state(row: Any) -> LeaseState:
+    if row is None:
+        return LeaseState(held=False)
+    return LeaseState(held=True, cancel_requested=row.cancel_requested, calls=row.model_calls)
 
 
 def _deck(row: Any) -> Deck:
