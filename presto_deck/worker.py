@@ -152,6 +152,9 @@ class _ResilientWorker(Worker):
             self._backoff = 0.0
 
     async def start_jobs(self, job_ids: list[bytes]) -> None:
+        # The sweep frees the job of a deck whose lease lapsed; if this worker still runs it (a
+        # renewal that failed), arq would start it again beside itself and lose track of both.
+        job_ids = [job_id for job_id in job_ids if not self._still_running(job_id.decode())]
         try:
             await super().start_jobs(job_ids)
         except _OUTAGE:
@@ -160,6 +163,10 @@ class _ResilientWorker(Worker):
             for _ in range(self.job_counter - started):
                 self._release_sem_dec_counter_on_complete()
             raise
+
+    def _still_running(self, job_id: str) -> bool:
+        task = self.tasks.get(job_id)
+        return task is not None and not task.done()
 
     async def run_job(self, job_id: str, score: int) -> None:
         try:

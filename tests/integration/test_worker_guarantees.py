@@ -25,7 +25,13 @@ from presto_deck.settings import Settings
 from presto_deck.worker import DeckWorker
 from tests.support.client import eventually
 from tests.support.database import execute, rows
-from tests.support.generation import HeldWriter, generator_for, job_finished, kill_mid_deck
+from tests.support.generation import (
+    HeldWriter,
+    generator_for,
+    job_finished,
+    kill_mid_deck,
+    worker_writing_with,
+)
 from tests.support.running import running_worker
 
 # -- helpers ---------------------------------------------------------------------------------------
@@ -367,3 +373,24 @@ async def test_a_deck_whose_worker_is_alive_is_not_queued_again(container: Conta
         writer.release.set()
     assert await alive is DeckStatus.COMPLETED
     await assert_generated_once(container, deck_id, 3)
+
+
+async def test_a_job_freed_while_its_worker_still_runs_it_is_not_started_twice_there(
+    settings: Settings, container: Container
+) -> None:
+    # The sweep frees the job of a deck whose lease lapsed (here: on purpose, as after a renewal
+    # that failed); the worker that still runs it must not start it a second time.
+    deck_id = await new_deck(container, 4)
+    writer = HeldWriter(hold_slide=1)
+    async with worker_writing_with(settings, writer) as worker:
+        await asyncio.wait_for(writer.held.wait(), 10)
+        await ArqJobQueue(container.redis).requeue_generation(deck_id)
+        later = await new_deck(container, 1, "A deck queued after the freed job")
+        # The worker polls jobs oldest first: once it has started the later deck, it has seen
+        # the freed job, and passed it by.
+        await wait_for_status(container, later, DeckStatus.COMPLETED)
+        writer.release.set()
+        await wait_for_status(container, deck_id, DeckStatus.COMPLETED)
+        await eventually(lambda: job_finished(container, deck_id))
+        assert (worker.arq.jobs_complete, worker.arq.jobs_failed) == (2, 0)
+    await assert_generated_once(container, deck_id, 4)
