@@ -124,6 +124,35 @@ async def test_a_replay_with_the_same_idempotency_key_is_neither_refused_nor_cou
     assert await total_decks(alice) == RATE
 
 
+async def test_the_same_key_sent_many_times_at_once_makes_one_deck_and_counts_once(
+    alice: DeckClient,
+) -> None:
+    burst = await asyncio.gather(*(post_deck(alice, key="order-2") for _ in range(10)))
+    others = [await post_deck(alice) for _ in range(RATE - 1)]  # the rest of the minute's rate
+
+    assert {(r.status_code, r.json()["deck_id"]) for r in burst} == {
+        (202, burst[0].json()["deck_id"])
+    }
+    assert [r.status_code for r in others] == [202] * (RATE - 1)
+    assert await total_decks(alice) == RATE
+
+
+async def test_a_creation_refused_for_too_many_active_decks_leaves_the_rate_untouched(
+    settings: Settings,
+) -> None:
+    tight = msgspec.structs.replace(settings, limit_active_decks_per_user=1)
+    async with running_api(tight) as one, client_of(one, tight, "carol") as carol:
+        first = await post_deck(carol)
+        refused = [await post_deck(carol) for _ in range(RATE)]
+        cancelled = await carol.http.post(f"/api/v1/decks/{first.json()['deck_id']}/cancel")
+        after = await post_deck(carol)
+
+    assert first.status_code == 202
+    assert {r.status_code for r in refused} == {429}
+    assert cancelled.status_code == 202
+    assert after.status_code == 202, after.text  # the refusals used none of the minute's rate
+
+
 async def test_the_rate_window_slides_and_retry_after_says_when_an_action_fits_again(
     api: RunningApi,
 ) -> None:
