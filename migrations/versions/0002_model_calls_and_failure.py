@@ -1,5 +1,7 @@
-"""Count the model calls each deck has spent, so that a budget can bound them; keep why a
-deck failed, so that it can be shown after the event stream has gone by.
+"""Model calls spent per deck, and why a deck failed.
+
+The count lets a budget bound the calls; the failure is kept so that it can be shown after the
+event stream has gone by.
 
 Revision ID: 0002
 Revises: 0001
