@@ -36,7 +36,7 @@ _SEAT_PERIODS = 3
 
 
 #: The longest wait for each backing service to close its connections at shutdown.
-_CLOSE_STEP_SECONDS = 3.0
+_CLOSE_STEP_SECONDS = 2.0
 
 
 @dataclass(kw_only=True)

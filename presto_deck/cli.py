@@ -82,6 +82,9 @@ def serve(
         raise typer.Exit(code=_STARTUP_FAILED)
 
 
+#: How long ``work`` may take to stop once told to: under the 10 s that Docker and most
+#: supervisors wait before they kill.
+_WORKER_SHUTDOWN_SECONDS = 8.0
 #: uvicorn's own exit status for a server that never started (a failed lifespan start-up).
 _STARTUP_FAILED = 3
 
@@ -97,6 +100,7 @@ def work() -> None:
 
     async def run() -> None:
         worker = DeckWorker(container)
+        worker.exit_within(_WORKER_SHUTDOWN_SECONDS)
         try:
             # arq's SIGTERM/SIGINT handler stops the worker by cancelling its main task.
             with contextlib.suppress(asyncio.CancelledError):

@@ -9,6 +9,10 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import faulthandler
+import io
+import os
+import threading
 from typing import Any
 from uuid import UUID
 
@@ -33,7 +37,9 @@ _FIRST_BACKOFF_SECONDS = 0.2
 _MAX_BACKOFF_SECONDS = 5.0
 #: What an unreachable or restarting Redis raises (redis-py wraps most of it; not all of it).
 _OUTAGE = (RedisError, OSError)
-_CLOSE_SECONDS = 3.0
+_CLOSE_SECONDS = 2.0
+#: Exit status of a worker whose shutdown overran its deadline (EX_SOFTWARE).
+OVERDUE_EXIT_STATUS = 70
 
 
 async def generate_deck(ctx: dict[str, Any], deck_id: str) -> None:
@@ -91,6 +97,31 @@ class DeckWorker:
             await task
         await self.close()
 
+    def exit_within(self, seconds: float) -> None:
+        """Once the worker is told to stop, make sure the process is gone ``seconds`` later.
+
+        Every step of the shutdown is bounded, but a bug or a library that swallows a
+        cancellation must not leave a process that ignores SIGTERM until a supervisor kills it
+        blindly: past the deadline, the tasks still running are logged, then the process exits.
+        """
+        loop = asyncio.get_running_loop()
+
+        def overdue() -> None:
+            logger.error(
+                "shutdown not done after {:g}s, exiting; still running:\n{}",
+                seconds,
+                _task_stacks(loop),
+            )
+            faulthandler.dump_traceback(all_threads=True)
+            os._exit(OVERDUE_EXIT_STATUS)
+
+        def arm(_signal: object) -> None:
+            deadline = threading.Timer(seconds, overdue)
+            deadline.daemon = True
+            deadline.start()
+
+        self.arq.on_stop = arm
+
     async def close(self) -> None:
         """Close arq's connections, in a bounded time: Redis may be down."""
         with contextlib.suppress(TimeoutError, *_OUTAGE):
@@ -119,6 +150,17 @@ class DeckWorker:
             keys.SWEEP_LOCK, b"1", nx=True, px=max(round(self._sweep_seconds * 900), 1)
         )
         return bool(claimed)
+
+
+def _task_stacks(loop: asyncio.AbstractEventLoop) -> str:
+    """What each task of ``loop`` is waiting on (read from another thread: best effort)."""
+    out = io.StringIO()
+    try:
+        for task in asyncio.all_tasks(loop):
+            task.print_stack(limit=8, file=out)
+    except RuntimeError as exc:  # the loop changed the set of tasks while it was read
+        out.write(f"(tasks could not be listed: {exc})")
+    return out.getvalue()
 
 
 class _ResilientWorker(Worker):

@@ -10,6 +10,7 @@ from presto_deck.api.auth import TokenVerifier
 from presto_deck.settings import Settings, load_settings
 from tests.support.client import DeckClient
 from tests.support.llm import no_retry_backoff
+from tests.support.processes import OVERDUE_SHUTDOWNS
 from tests.support.running import RunningApi, running_api, running_worker
 from tests.support.services import (
     TEST_REDIS_URL,
@@ -92,3 +93,11 @@ async def bob(api: RunningApi, settings: Settings) -> AsyncIterator[DeckClient]:
     client = DeckClient(api.url, api.ws_url, token_for(settings, "bob"))
     yield client
     await client.aclose()
+
+
+def pytest_terminal_summary(terminalreporter: pytest.TerminalReporter) -> None:
+    """Show the workers that had to exit on their shutdown deadline, with what they waited on."""
+    if OVERDUE_SHUTDOWNS:
+        terminalreporter.write_sep("-", "workers that overran their shutdown deadline")
+        for report in OVERDUE_SHUTDOWNS:
+            terminalreporter.write_line(report)

@@ -191,7 +191,9 @@ class Deployment:
                 problems.append(str(exc))
                 continue
             if stopped.forced:
-                problems.append(f"{process.name} ignored SIGTERM for {stopped.seconds:.1f}s")
+                problems.append(
+                    f"{process.name} ignored SIGTERM for {stopped.seconds:.1f}s\n{process.tail()}"
+                )
         self._processes.clear()
         if problems:
             raise ProcessFailed("\n".join(problems))

@@ -27,6 +27,8 @@ from pathlib import Path
 
 import httpx
 
+from presto_deck.worker import OVERDUE_EXIT_STATUS
+
 #: The ``presto-deck`` script of the virtual environment the tests run in.
 PRESTO_DECK = Path(sys.executable).parent / "presto-deck"
 
@@ -39,6 +41,11 @@ _POLL_SECONDS = 0.05
 
 class ProcessFailed(AssertionError):
     """A process exited, or did not get ready in time, while the test needed it running."""
+
+
+#: Workers that exited on their own shutdown deadline rather than by finishing it (shown in
+#: pytest's summary: the cause is in the tasks they logged).
+OVERDUE_SHUTDOWNS: list[str] = []
 
 
 @dataclass(frozen=True)
@@ -149,7 +156,7 @@ class ManagedProcess:
         except subprocess.TimeoutExpired:
             self._kill_group()
             raise ProcessFailed(
-                f"{self.name} was still running after {timeout}s\n{self._tail()}"
+                f"{self.name} was still running after {timeout}s\n{self.tail()}"
             ) from None
         finally:
             self.assert_nothing_left()
@@ -170,7 +177,10 @@ class ManagedProcess:
             self._kill_group()
         seconds = time.monotonic() - sent
         self.assert_nothing_left()
-        return Stopped(self._popen.wait(), seconds, forced)
+        returncode = self._popen.wait()
+        if returncode == OVERDUE_EXIT_STATUS:
+            OVERDUE_SHUTDOWNS.append(f"{self.name} after {seconds:.1f}s:\n{self.tail(60)}")
+        return Stopped(returncode, seconds, forced)
 
     def kill(self) -> int:
         """``kill -9`` the whole group, as an out-of-memory killer or a lost VM would."""
@@ -206,15 +216,16 @@ class ManagedProcess:
     def _require_running(self, purpose: str) -> None:
         if not self.running:
             raise ProcessFailed(
-                f"{self.name} exited with {self.returncode} instead of {purpose}\n{self._tail()}"
+                f"{self.name} exited with {self.returncode} instead of {purpose}\n{self.tail()}"
             )
 
     def _sleep_until(self, deadline: float, what: str) -> None:
         if time.monotonic() >= deadline:
-            raise ProcessFailed(f"{self.name}: gave up waiting for {what}\n{self._tail()}")
+            raise ProcessFailed(f"{self.name}: gave up waiting for {what}\n{self.tail()}")
         time.sleep(_POLL_SECONDS)
 
-    def _tail(self, lines: int = 30) -> str:
+    def tail(self, lines: int = 30) -> str:
+        """The last ``lines`` lines of what the process printed."""
         return "\n".join(self.output().splitlines()[-lines:])
 
     def __repr__(self) -> str:
