@@ -22,14 +22,12 @@ Every way a run can go wrong ends within a bound:
 from __future__ import annotations
 
 import asyncio
-import contextlib
-from collections.abc import AsyncIterator, Awaitable, Callable
+from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
-from datetime import datetime, timedelta
-from typing import TypeVar
+from datetime import datetime
+from functools import partial
 from uuid import UUID, uuid4
 
-import stamina
 from loguru import logger
 
 from presto_deck.application.ports import (
@@ -38,6 +36,7 @@ from presto_deck.application.ports import (
     Clock,
     DeckWriter,
     LeaseLost,
+    LeaseState,
     ModelCallsExhausted,
     RunStopped,
     SlideRenderer,
@@ -47,16 +46,12 @@ from presto_deck.application.ports import (
     WriterError,
 )
 from presto_deck.application.publishing import EventPublishing
+from presto_deck.application.runs import CountedCalls, Leases, with_storage_retries, writing
 from presto_deck.domain.content import DeckPlan, SlideContent, cleaned
 from presto_deck.domain.deck import Deck, DeckStatus, Failure, LeaseHeld, Slide
 
-_T = TypeVar("_T")
-
 #: A step's change to the locked deck; returns False when there was nothing to do.
 _Change = Callable[[Deck, UnitOfWork], Awaitable[bool]]
-
-#: Tries of one step when the database fails it; a value it refuses fails the deck after these.
-_STEP_ATTEMPTS = 3
 
 
 class DeckGenerator:
@@ -80,7 +75,7 @@ class DeckGenerator:
         self._cancel_flags = cancel_flags
         self._clock = clock
         self._worker_id = worker_id
-        self._lease_seconds = lease_seconds
+        self._leases = Leases(uow=uow, clock=clock, lease_seconds=lease_seconds)
         self._max_model_calls = max_model_calls
         self._running: set[UUID] = set()
 
@@ -113,12 +108,12 @@ class DeckGenerator:
             if not deck.status.is_active:  # it ended before, or was cancelled as it started
                 return deck.status
             try:
-                async with self._lease_kept(deck_id, owner):
+                async with self._leases.kept(deck_id, owner):
                     return await self._write_or_fail(deck, owner)
             except CancelRequested:  # seen at a renewal or a model call: stop, and cancel now
                 return _status(await self._step(deck_id, _nothing, owner))
         finally:
-            await self._release(deck_id, owner)
+            await self._leases.release(deck_id, owner)
 
     async def _write_or_fail(self, deck: Deck, owner: str) -> DeckStatus | None:
         try:
@@ -135,16 +130,16 @@ class DeckGenerator:
             return await self._fail(deck.id, owner, _Failure(reason, _STORAGE, str(exc)))
 
     async def _write(self, deck: Deck, owner: str) -> DeckStatus | None:
-        budget = _Budget(
+        budget = CountedCalls(
             self._uow,
-            deck.id,
-            owner,
+            partial(_spend_on_deck, deck.id, owner),
             limit=self._max_model_calls,
-            lease_deadline=self._lease_deadline,
+            deadline=self._leases.deadline,
+            what=f"deck {deck.id}",
         )
         plan = deck.plan
         if plan is None:
-            plan = cleaned(await self._writing(self._writer.plan(deck.brief, budget)))
+            plan = cleaned(await writing(self._writer.plan(deck.brief, budget)))
             updated = await self._step(deck.id, _set_plan(plan, self._clock), owner)
             if updated is None or updated.status is not DeckStatus.GENERATING:
                 return _status(updated)
@@ -159,10 +154,10 @@ class DeckGenerator:
                 if flagged is None or flagged.status is not DeckStatus.GENERATING:
                     return _status(flagged)
             content = cleaned(
-                await self._writing(self._writer.write_slide(deck.brief, plan, index, budget))
+                await writing(self._writer.write_slide(deck.brief, plan, index, budget))
             )
-            html = await self._writing(
-                asyncio.to_thread(self._renderer.render, content, deck.brief.theme, index, total)
+            html = await writing(
+                asyncio.to_thread(self._renderer.render, content, deck.brief.theme)
             )
             updated = await self._step(deck.id, self._add_slide(index, html, content), owner)
             if updated is None or updated.status is not DeckStatus.GENERATING:
@@ -177,22 +172,6 @@ class DeckGenerator:
             logger.debug("could not read the cancellation flag of deck {}: {}", deck_id, exc)
             return False
 
-    @staticmethod
-    async def _writing(call: Awaitable[_T]) -> _T:
-        """Await the writer or renderer; whatever goes wrong there fails the deck, never stalls it.
-
-        Retrying belongs to the writer, which knows what is transient: an error reaching this
-        point would only repeat, so the deck ends as FAILED instead of being swept forever.
-        """
-        try:
-            return await call
-        except (WriterError, RunStopped):
-            raise
-        except Exception as exc:
-            logger.opt(exception=exc).error("writer error")
-            detail = f"{type(exc).__name__}: {exc}"
-            raise WriterError("The writer failed.", code="writer_failed", detail=detail) from exc
-
     # -- steps: each runs under the deck's row lock, in one transaction ---------------------------
 
     async def _step(self, deck_id: UUID, change: _Change, owner: str | None = None) -> Deck | None:
@@ -200,17 +179,7 @@ class DeckGenerator:
 
         Without ``owner`` the change itself deals with the lease (taking it, at the start).
         """
-        async for attempt in stamina.retry_context(
-            on=StorageError,
-            attempts=_STEP_ATTEMPTS,
-            timeout=None,
-            wait_initial=0.2,
-            wait_max=2.0,
-            wait_jitter=0.2,
-        ):
-            with attempt:
-                return await self._step_once(deck_id, change, owner)
-        raise AssertionError("unreachable: stamina re-raises the last error")  # pragma: no cover
+        return await with_storage_retries(partial(self._step_once, deck_id, change, owner))
 
     async def _step_once(self, deck_id: UUID, change: _Change, owner: str | None) -> Deck | None:
         async with self._uow() as uow:
@@ -233,7 +202,7 @@ class DeckGenerator:
 
     def _start(self, owner: str) -> _Change:
         async def change(deck: Deck, uow: UnitOfWork) -> bool:
-            deck.take_lease(owner, self._lease_deadline(), self._clock())
+            deck.take_lease(owner, self._leases.deadline(), self._clock())
             if deck.status is DeckStatus.PENDING:
                 deck.start(self._clock())
             return True  # commit the lease even when an earlier run had started the deck
@@ -253,6 +222,7 @@ class DeckGenerator:
                 presenter_notes=content.notes or None,
                 created_at=now,
                 updated_at=now,
+                content=content,
             )
             await uow.slides.add(slide)
             deck.add_generated_slide(slide, now)
@@ -283,100 +253,6 @@ class DeckGenerator:
             # Even the reason could not be stored: end the deck with one that surely can be.
             plain = _Failure("The deck could not be stored.", _STORAGE, failure.detail)
             return _status(await self._step(deck_id, _failing(plain, ref, self._clock), owner))
-
-    # -- the lease: tells the sweep that a live run owns this deck --------------------------------
-
-    def _lease_deadline(self) -> datetime:
-        return self._clock() + timedelta(seconds=self._lease_seconds)
-
-    @contextlib.asynccontextmanager
-    async def _lease_kept(self, deck_id: UUID, owner: str) -> AsyncIterator[None]:
-        """Renew the lease while the block runs. If another run took it, or the user asked to
-        cancel the deck, cancel the block, model call in flight included, and raise LeaseLost
-        or CancelRequested."""
-        run = asyncio.current_task()
-        assert run is not None
-        stopped: list[RunStopped] = []
-        renewal = asyncio.create_task(self._renew(deck_id, owner, run, stopped))
-        try:
-            yield
-        except asyncio.CancelledError:
-            if stopped and run.uncancel() == 0:
-                raise stopped[0] from None
-            raise
-        finally:
-            renewal.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await renewal
-
-    async def _renew(
-        self, deck_id: UUID, owner: str, run: asyncio.Task[object], stopped: list[RunStopped]
-    ) -> None:
-        while True:
-            await asyncio.sleep(self._lease_seconds / 3)
-            try:
-                async with self._uow() as uow:
-                    lease = await uow.decks.renew_lease(deck_id, owner, self._lease_deadline())
-                    await uow.commit()
-            except StorageError as exc:  # a missed renewal risks a takeover, which fencing stops
-                logger.warning("could not renew the lease on deck {}: {}", deck_id, exc)
-                continue
-            if not lease.held:
-                stopped.append(LeaseLost(f"deck {deck_id} was taken over by another run"))
-            elif lease.cancel_requested:
-                stopped.append(CancelRequested(f"the user asked to cancel deck {deck_id}"))
-            else:
-                continue
-            run.cancel()
-            return
-
-    async def _release(self, deck_id: UUID, owner: str) -> None:
-        try:
-            async with self._uow() as uow:
-                await uow.decks.release_lease(deck_id, owner)
-                await uow.commit()
-        except StorageError as exc:  # the lease lapses on its own
-            logger.warning("could not release the lease on deck {}: {}", deck_id, exc)
-
-
-class _Budget:
-    """The model-call budget of one run.
-
-    Each call is counted in PostgreSQL before it is made, in the statement that also proves that
-    the run still holds the deck and extends its lease: a run that was taken over makes no call,
-    and no number of runs, crashes or retries makes a deck spend more than its limit.
-    """
-
-    def __init__(
-        self,
-        uow: UnitOfWorkFactory,
-        deck_id: UUID,
-        owner: str,
-        *,
-        limit: int,
-        lease_deadline: Callable[[], datetime],
-    ) -> None:
-        self._uow = uow
-        self._deck_id = deck_id
-        self._owner = owner
-        self._limit = limit
-        self._lease_deadline = lease_deadline
-
-    async def spend(self) -> None:
-        try:
-            async with self._uow() as uow:
-                spent = await uow.decks.spend_model_call(
-                    self._deck_id, self._owner, self._lease_deadline()
-                )
-                await uow.commit()
-        except StorageError as exc:
-            raise RunStopped(f"the model-call budget could not be checked: {exc}") from exc
-        if not spent.held:
-            raise LeaseLost(f"deck {self._deck_id} is no longer leased to {self._owner}")
-        if spent.cancel_requested:
-            raise CancelRequested(f"deck {self._deck_id}: the user asked to cancel it")
-        if spent.calls > self._limit:
-            raise ModelCallsExhausted(f"deck {self._deck_id} has spent its {self._limit} calls")
 
 
 @dataclass(frozen=True)
@@ -417,3 +293,7 @@ async def _nothing(deck: Deck, uow: UnitOfWork) -> bool:
 
 def _status(deck: Deck | None) -> DeckStatus | None:
     return None if deck is None else deck.status
+
+
+async def _spend_on_deck(deck_id: UUID, owner: str, uow: UnitOfWork, until: datetime) -> LeaseState:
+    return await uow.decks.spend_model_call(deck_id, owner, until)

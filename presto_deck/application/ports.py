@@ -238,8 +238,8 @@ class DeckWriter(Protocol):
 
 
 class SlideRenderer(Protocol):
-    def render(self, content: SlideContent, theme: str | None, position: int, total: int) -> str:
-        """Sanitized HTML of slide ``position`` (0-based) of ``total``, through a theme template."""
+    def render(self, content: SlideContent, theme: str | None) -> str:
+        """Sanitized HTML of one slide, through a theme template."""
         ...
 
 

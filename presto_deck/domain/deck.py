@@ -15,7 +15,7 @@ from uuid import UUID
 
 import msgspec
 
-from presto_deck.domain.content import DeckBrief, DeckPlan
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
 from presto_deck.domain.events import Event, EventType
 
 TITLE_MAX_LENGTH = 255
@@ -58,6 +58,34 @@ class LeaseHeld(DeckError):
     """Another run holds a live lease on the deck: a second run must not start."""
 
 
+class EditRejected(DeckError):
+    """An edit that cannot be made; ``code`` is the documented error code clients read."""
+
+    code = "edit_rejected"
+
+
+class DeckBusy(EditRejected):
+    """The deck is still being generated: it can be edited once it has ended."""
+
+    code = "deck_busy"
+
+
+class SlideNotFound(EditRejected):
+    code = "slide_not_found"
+
+
+class BadOrder(EditRejected):
+    """A reorder that does not name each of the deck's slides exactly once."""
+
+    code = "bad_order"
+
+
+class TooManyEdits(EditRejected):
+    """The deck already has as many edits waiting for the model as it may."""
+
+    code = "too_many_edits"
+
+
 @dataclass(frozen=True, kw_only=True)
 class Lease:
     """Which generation run owns the deck, until when.
@@ -91,6 +119,8 @@ class Slide:
     presenter_notes: str | None
     created_at: datetime
     updated_at: datetime
+    #: What the HTML was rendered from; None for a slide stored before slides kept it.
+    content: SlideContent | None = None
 
     def event_payload(self) -> dict[str, Any]:
         return {
@@ -158,6 +188,50 @@ class Deck:
     def leased_to(self, owner: str) -> bool:
         return self.lease is not None and self.lease.owner == owner
 
+    # -- editing, once generation has ended ------------------------------------------------------
+
+    def require_editable(self) -> None:
+        if self.status.is_active:
+            raise DeckBusy(
+                f"The deck is {self.status}: it can be edited once its generation has ended."
+            )
+
+    def slide_updated(self, slide: Slide, request_id: str, now: datetime) -> None:
+        self.require_editable()
+        self._record("SlideUpdated", {**slide.event_payload(), "request_id": request_id}, now)
+
+    def slide_inserted(
+        self, slide: Slide, slide_ids: list[UUID], request_id: str, now: datetime
+    ) -> None:
+        """A slide added by an edit; ``slide_ids`` is the deck's order after it."""
+        self.require_editable()
+        payload = {**slide.event_payload(), "slide_ids": _ids(slide_ids), "request_id": request_id}
+        self._record("SlideAdded", payload, now)
+
+    def slide_deleted(
+        self, slide_id: UUID, slide_ids: list[UUID], request_id: str, now: datetime
+    ) -> None:
+        self.require_editable()
+        payload = {"slide_id": str(slide_id), "slide_ids": _ids(slide_ids)}
+        self._record("SlideDeleted", {**payload, "request_id": request_id}, now)
+
+    def slides_reordered(self, slide_ids: list[UUID], request_id: str, now: datetime) -> None:
+        self.require_editable()
+        self._record(
+            "SlidesReordered", {"slide_ids": _ids(slide_ids), "request_id": request_id}, now
+        )
+
+    def edit_failed(
+        self, request_id: str, failure: Failure, slide_id: UUID | None, now: datetime
+    ) -> None:
+        """An edit that the worker could not make: the deck is as it was, and clients are told."""
+        payload = {
+            **msgspec.to_builtins(failure),
+            "request_id": request_id,
+            "slide_id": None if slide_id is None else str(slide_id),
+        }
+        self._record("EditFailed", payload, now)
+
     # -- cancellation -----------------------------------------------------------------------------
 
     def request_cancel(self, now: datetime) -> None:
@@ -197,3 +271,7 @@ class Deck:
                 payload=payload,
             )
         )
+
+
+def _ids(slide_ids: list[UUID]) -> list[str]:
+    return [str(slide_id) for slide_id in slide_ids]

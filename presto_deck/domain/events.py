@@ -17,6 +17,7 @@ EventType = Literal[
     "DeckCompleted",
     "DeckFailed",
     "DeckCancelled",
+    "EditFailed",
     "Heartbeat",
 ]
 

@@ -114,7 +114,8 @@ async def test_presenting_moves_with_the_keys_and_shows_notes(page: Page, alice_
     await expect(counter).to_have_text("3 / 4")
     await page.keyboard.press("ArrowLeft")
     await expect(counter).to_have_text("2 / 4")
-    await expect(page.locator("#presenter-slide .slide")).to_have_attribute("data-position", "2")
+    second = await page.locator("#slides .slide-card").nth(1).get_attribute("data-slide-id")
+    await expect(page.locator("#presenter-slide")).to_have_attribute("data-slide-id", second or "")
 
     notes = page.locator("#presenter-notes")
     await expect(notes).to_be_hidden()

@@ -148,7 +148,7 @@ def _migrate(url: str) -> None:
 
 def reset_database(url: str) -> None:
     with psycopg.connect(url, autocommit=True) as conn:
-        conn.execute("TRUNCATE decks, slides, deck_events")
+        conn.execute("TRUNCATE decks, slides, deck_events, deck_edits")
 
 
 def flush_redis(url: str) -> None:

@@ -683,8 +683,8 @@ class UnlimitedBudget:
 class FakeRenderer:
     """Renders a slide as a tiny, deterministic piece of HTML."""
 
-    def render(self, content: SlideContent, theme: str | None, position: int, total: int) -> str:
-        return f'<section data-position="{position + 1}/{total}"><h1>{content.title}</h1></section>'
+    def render(self, content: SlideContent, theme: str | None) -> str:
+        return f"<section><h1>{content.title}</h1></section>"
 
 
 # -- everything wired together, as bootstrap.py does with the real adapters -----------------------

@@ -72,7 +72,7 @@ async def test_slides_hold_the_rendered_html_and_the_writers_notes(h: Harness) -
     await h.generator(FakeWriter(2)).generate(deck.id)
 
     [first, second] = h.store.slides(deck.id)
-    assert first.html_content == '<section data-position="1/2"><h1>Slide 1 of 2</h1></section>'
+    assert first.html_content == "<section><h1>Slide 1 of 2</h1></section>"
     assert (first.presenter_notes, second.presenter_notes) == ("notes 1", "notes 2")
 
 

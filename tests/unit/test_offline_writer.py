@@ -26,7 +26,7 @@ async def _write_all(writer: OfflineWriter, brief: DeckBrief) -> tuple[DeckPlan,
     plan = await writer.plan(brief)
     slides = [await writer.write_slide(brief, plan, i) for i in range(len(plan.slides))]
     renderer = ThemeRenderer()
-    html = [renderer.render(slide, "dark", i, len(slides)) for i, slide in enumerate(slides)]
+    html = [renderer.render(slide, "dark") for slide in slides]
     return plan, html
 
 

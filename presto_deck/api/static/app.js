@@ -276,16 +276,18 @@ function applyEvent(deck, event) {
         html_content: payload.html_content,
         presenter_notes: payload.presenter_notes,
       });
+      if (payload.slide_ids) arrange(deck, payload.slide_ids); // an edit shifted the others
       break;
     case "SlideDeleted":
       deck.slides = deck.slides.filter((slide) => slide.id !== payload.slide_id);
+      if (payload.slide_ids) arrange(deck, payload.slide_ids);
       break;
-    case "SlidesReordered": {
-      const position = new Map(payload.slide_ids.map((id, index) => [id, index]));
-      deck.slides.sort((a, b) => (position.get(a.id) ?? 1e9) - (position.get(b.id) ?? 1e9));
-      deck.slides.forEach((slide, index) => (slide.order = index));
+    case "SlidesReordered":
+      arrange(deck, payload.slide_ids);
       break;
-    }
+    case "EditFailed":
+      deck.editError = payload.error;
+      break;
     case "DeckCompleted":
       deck.status = "COMPLETED";
       break;
@@ -299,6 +301,12 @@ function applyEvent(deck, event) {
     default:
       break; // an event type this page does not know yet changes nothing it shows
   }
+}
+
+function arrange(deck, slideIds) {
+  const position = new Map(slideIds.map((id, index) => [id, index]));
+  deck.slides.sort((a, b) => (position.get(a.id) ?? 1e9) - (position.get(b.id) ?? 1e9));
+  deck.slides.forEach((slide, index) => (slide.order = index + 1));
 }
 
 function upsertSlide(deck, slide) {

@@ -14,7 +14,7 @@ from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
 from presto_deck.application.ports import LeaseState
-from presto_deck.domain.content import DeckBrief, DeckPlan
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
 from presto_deck.domain.deck import Deck, DeckStatus, Failure, Lease, Slide
 from presto_deck.domain.events import Event
 from presto_deck.infrastructure.db.tables import deck_events, decks, slides
@@ -193,6 +193,7 @@ class SqlSlideRepository:
                 slide_order=slide.order,
                 html_content=slide.html_content,
                 presenter_notes=slide.presenter_notes,
+                content=None if slide.content is None else msgspec.to_builtins(slide.content),
                 created_at=slide.created_at,
                 updated_at=slide.updated_at,
             )
@@ -284,6 +285,7 @@ def _deck(row: Any) -> Deck:
 
 
 def _slide(row: Any) -> Slide:
+    content = row["content"]
     return Slide(
         id=row["id"],
         deck_id=row["deck_id"],
@@ -292,6 +294,7 @@ def _slide(row: Any) -> Slide:
         presenter_notes=row["presenter_notes"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
+        content=None if content is None else msgspec.convert(content, SlideContent),
     )
 
 

@@ -71,6 +71,8 @@ slides = sa.Table(
     sa.Column("slide_order", sa.Integer, nullable=False),
     sa.Column("html_content", sa.Text, nullable=False),
     sa.Column("presenter_notes", sa.Text),
+    #: What the slide was rendered from (SlideContent); null for slides written before editing.
+    sa.Column("content", pg.JSONB),
     sa.Column(
         "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
     ),
@@ -100,5 +102,41 @@ deck_events = sa.Table(
     sa.UniqueConstraint("deck_id", "version", name="uq_deck_events_deck_version"),
     sa.Index(
         "ix_deck_events_unpublished", "created_at", postgresql_where=sa.text("published_at IS NULL")
+    ),
+)
+
+edit_status = pg.ENUM("QUEUED", "APPLIED", "FAILED", name="edit_status", create_type=False)
+
+deck_edits = sa.Table(
+    "deck_edits",
+    metadata,
+    sa.Column(
+        "id", pg.UUID(as_uuid=True), primary_key=True, server_default=sa.text("gen_random_uuid()")
+    ),
+    sa.Column(
+        "deck_id",
+        pg.UUID(as_uuid=True),
+        sa.ForeignKey("decks.id", ondelete="CASCADE"),
+        nullable=False,
+    ),
+    sa.Column("request_id", sa.String(64), nullable=False),
+    sa.Column("kind", sa.String(32), nullable=False),
+    sa.Column("request", pg.JSONB, nullable=False),
+    sa.Column("status", edit_status, nullable=False),
+    sa.Column("version", sa.Integer),
+    sa.Column("failure", pg.JSONB),
+    sa.Column("model_calls", sa.Integer, nullable=False, server_default="0"),
+    sa.Column(
+        "created_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.Column(
+        "updated_at", sa.DateTime(timezone=True), nullable=False, server_default=sa.func.now()
+    ),
+    sa.UniqueConstraint("deck_id", "request_id", name="uq_deck_edits_request"),
+    sa.Index(
+        "ix_deck_edits_queued",
+        "deck_id",
+        "created_at",
+        postgresql_where=sa.text("status = 'QUEUED'"),
     ),
 )

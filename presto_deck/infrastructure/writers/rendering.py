@@ -23,20 +23,16 @@ _DEFAULT_THEME = THEMES[0]
 class ThemeRenderer:
     """The ``SlideRenderer``: one ``<section>`` per slide, laid out by layout, themed by class."""
 
-    def render(self, content: SlideContent, theme: str | None, position: int, total: int) -> str:
-        """Render slide ``position`` (0-based, as the writer's index) of a deck of ``total``."""
+    def render(self, content: SlideContent, theme: str | None) -> str:
+        """Render one slide. Where it stands in the deck is not part of its HTML (the slide's
+        ``order`` says it), so adding, deleting or moving a slide leaves the others' HTML as is."""
         theme_name = _theme_name(theme)
         # A Struct built in code is not validated, so an unknown layout is possible here.
         layout: Layout = content.layout if content.layout in LAYOUTS else "bullets"
-        number = max(position, 0) + 1
-        total = max(total, number)
         return (
             f'<section class="slide slide--{layout} theme--{theme_name}" '
-            f'data-theme="{theme_name}" data-layout="{layout}" '
-            f'data-position="{number}" data-total="{total}">'
-            f"{_LAYOUT_BODIES[layout](content)}"
-            f'<footer class="slide__footer"><span class="slide__position">{number} / {total}'
-            "</span></footer></section>"
+            f'data-theme="{theme_name}" data-layout="{layout}">'
+            f"{_LAYOUT_BODIES[layout](content)}</section>"
         )
 
 
