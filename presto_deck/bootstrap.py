@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from presto_deck.api.auth import TokenVerifier
 from presto_deck.application.decks import DeckService
+from presto_deck.application.editing import EditService, SlideEditor
 from presto_deck.application.generation import DeckGenerator
 from presto_deck.application.limits import SocketAdmission
 from presto_deck.application.ports import DeckWriter
@@ -37,6 +38,8 @@ _SEAT_PERIODS = 3
 
 #: The longest wait for each backing service to close its connections at shutdown.
 _CLOSE_STEP_SECONDS = 2.0
+#: Rounds of the writer's attempts an edit may spend, however many workers try it.
+_EDIT_CALL_ROUNDS = 2
 
 
 @dataclass(kw_only=True)
@@ -48,6 +51,8 @@ class Container:
     redis: ArqRedis
     decks: DeckService
     generator: DeckGenerator
+    edits: EditService
+    editor: SlideEditor
     recovery: Recovery
     verifier: TokenVerifier
     sockets: SocketAdmission
@@ -76,6 +81,8 @@ def build_container(settings: Settings) -> Container:
     queue = ArqJobQueue(redis)
     cancel_flags = RedisCancelFlags(redis)
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+    writer = build_writer(settings)
+    renderer = ThemeRenderer()
     return Container(
         settings=settings,
         engine=engine,
@@ -91,14 +98,33 @@ def build_container(settings: Settings) -> Container:
         ),
         generator=DeckGenerator(
             uow=uow,
-            writer=build_writer(settings),
-            renderer=ThemeRenderer(),
+            writer=writer,
+            renderer=renderer,
             publishing=publishing,
             cancel_flags=cancel_flags,
             clock=utc_now,
             worker_id=worker_id,
             lease_seconds=settings.worker_lease_seconds,
             max_model_calls=settings.llm_max_calls_per_deck,
+        ),
+        edits=EditService(
+            uow=uow,
+            queue=queue,
+            publishing=publishing,
+            renderer=renderer,
+            clock=utc_now,
+            max_queued_edits=settings.limit_queued_edits_per_deck,
+        ),
+        editor=SlideEditor(
+            uow=uow,
+            writer=writer,
+            renderer=renderer,
+            publishing=publishing,
+            clock=utc_now,
+            worker_id=worker_id,
+            lease_seconds=settings.worker_lease_seconds,
+            # An edit is one slide: the writer's attempts, and as many again after a takeover.
+            max_model_calls=_EDIT_CALL_ROUNDS * settings.llm_max_attempts,
         ),
         recovery=Recovery(
             uow=uow,

@@ -37,6 +37,7 @@ _AT_LEAST_ONE_FIELDS = (
     "limit_sockets_per_user",
     "limit_sockets_total",
     "limit_frames_per_second",
+    "limit_queued_edits_per_deck",
     "ws_send_queue",
     "http_max_header_bytes",
     "http_max_body_bytes",
@@ -78,6 +79,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     limit_sockets_per_user: int = 50
     limit_sockets_total: int = 10000
     limit_frames_per_second: int = 20
+    limit_queued_edits_per_deck: int = 20
     ws_send_queue: int = 100
     ws_write_timeout_seconds: float = 10.0
     http_max_header_bytes: int = 16384

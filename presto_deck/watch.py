@@ -10,10 +10,8 @@ from urllib.parse import urlencode
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
+from presto_deck.api.errors import FINAL_CLOSE_CODES
 from presto_deck.domain.events import TERMINAL_EVENTS
-
-#: Close codes after which reconnecting cannot help.
-_FINAL_CLOSE_CODES = frozenset({4400, 4401, 4403, 4404})
 
 
 class WatchError(Exception):
@@ -52,7 +50,7 @@ async def watch(
                     if not follow and frame.get("event_type") in TERMINAL_EVENTS:
                         return last_version
         except ConnectionClosed as closed:
-            if closed.rcvd is not None and closed.rcvd.code in _FINAL_CLOSE_CODES:
+            if closed.rcvd is not None and closed.rcvd.code in FINAL_CLOSE_CODES:
                 raise WatchError(f"{closed.rcvd.code} {closed.rcvd.reason}") from None
         except (OSError, InvalidStatus, TimeoutError):
             pass

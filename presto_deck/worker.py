@@ -49,6 +49,14 @@ async def generate_deck(ctx: dict[str, Any], deck_id: str) -> None:
         logger.info("generation job ended with the deck {}", status)
 
 
+async def edit_deck(ctx: dict[str, Any], deck_id: str, edit_id: str) -> None:
+    """Apply the deck's queued edits, the one this job was queued for among them."""
+    container: Container = ctx["container"]
+    with logger.contextualize(deck_id=deck_id):
+        handled = await container.editor.run(UUID(deck_id))
+        logger.info("edit job for {} ended after {} edit(s)", edit_id, handled)
+
+
 class DeckWorker:
     """One process's worker: arq's job loop and the sweep, started and stopped together."""
 
@@ -57,7 +65,10 @@ class DeckWorker:
         self._container = container
         self._sweep_seconds = settings.worker_sweep_seconds
         self.arq = _ResilientWorker(
-            functions=[func(generate_deck, name=keys.GENERATE_JOB)],
+            functions=[
+                func(generate_deck, name=keys.GENERATE_JOB),
+                func(edit_deck, name=keys.EDIT_JOB),
+            ],
             # arq closes its pool when it stops, so it gets its own rather than the container's.
             redis_pool=connect(settings.redis_url),
             queue_name=keys.QUEUE,
@@ -133,10 +144,11 @@ class DeckWorker:
             try:
                 if await self._may_sweep():
                     report = await self._container.recovery.sweep()
-                    if report.requeued or report.relayed:
+                    if report.requeued or report.requeued_edits or report.relayed:
                         logger.info(
-                            "sweep requeued {} deck(s), relayed {} event(s)",
+                            "sweep requeued {} deck(s) and {} edit(s), relayed {} event(s)",
                             report.requeued,
+                            report.requeued_edits,
                             report.relayed,
                         )
             except Exception as exc:  # the next round tries again; a dead sweep would be worse

@@ -20,6 +20,7 @@ from presto_deck.api.errors import exception_handlers
 from presto_deck.api.health import live, metrics, ready
 from presto_deck.api.live_sockets import LiveSockets
 from presto_deck.api.pages import page_router
+from presto_deck.api.slides import SlideController
 from presto_deck.api.websocket import deck_events_socket
 from presto_deck.bootstrap import Container
 from presto_deck.infrastructure.messaging import keys
@@ -98,10 +99,19 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
     return Litestar(
-        route_handlers=[DeckController, deck_events_socket, live, ready, metrics, page_router],
+        route_handlers=[
+            DeckController,
+            SlideController,
+            deck_events_socket,
+            live,
+            ready,
+            metrics,
+            page_router,
+        ],
         plugins=[channels],
         dependencies={
             "decks": provide(container.decks),
+            "edits": provide(container.edits),
             "verifier": provide(container.verifier),
             "sockets": provide(container.sockets),
             "settings": provide(container.settings),

@@ -21,7 +21,15 @@ from sqlalchemy.exc import DBAPIError, SQLAlchemyError
 
 from presto_deck.application.limits import LimitExceeded
 from presto_deck.application.ports import StorageError
-from presto_deck.domain.deck import DeckAlreadyFinished, DeckNotFound
+from presto_deck.domain.deck import (
+    BadOrder,
+    DeckAlreadyFinished,
+    DeckBusy,
+    DeckNotFound,
+    EditRejected,
+    SlideNotFound,
+    TooManyEdits,
+)
 
 #: WebSocket close codes of the contract.
 CLOSE_BAD_REQUEST: Final = 4400
@@ -31,6 +39,28 @@ CLOSE_NOT_FOUND: Final = 4404
 CLOSE_UNAVAILABLE: Final = 1011
 #: Over a limit: too many open sockets, or a client that floods the socket with frames.
 CLOSE_POLICY_VIOLATION: Final = 1008
+#: Close codes after which a client should not reconnect: it would be refused the same way.
+FINAL_CLOSE_CODES: Final = frozenset(
+    {CLOSE_BAD_REQUEST, CLOSE_UNAUTHORIZED, CLOSE_FORBIDDEN_ORIGIN, CLOSE_NOT_FOUND}
+)
+
+#: Codes of error frames (and of the ``code`` of an edit's HTTP error), as documented.
+INVALID_FRAME: Final = "invalid_frame"
+RATE_LIMITED: Final = "rate_limited"
+DECK_NOT_FOUND: Final = "deck_not_found"
+UNAVAILABLE: Final = "unavailable"
+DECK_BUSY: Final = DeckBusy.code
+SLIDE_NOT_FOUND: Final = SlideNotFound.code
+BAD_ORDER: Final = BadOrder.code
+TOO_MANY_EDITS: Final = TooManyEdits.code
+#: The HTTP status of each refused edit.
+_EDIT_STATUS: Final[dict[str, int]] = {
+    DECK_BUSY: HTTP_409_CONFLICT,
+    SLIDE_NOT_FOUND: HTTP_404_NOT_FOUND,
+    BAD_ORDER: HTTP_400_BAD_REQUEST,
+    TOO_MANY_EDITS: HTTP_429_TOO_MANY_REQUESTS,
+}
+
 #: A close frame has room for 123 bytes of reason (RFC 6455 §5.5), in UTF-8.
 _MAX_CLOSE_REASON_BYTES = 123
 
@@ -61,6 +91,10 @@ def _not_found(_: _AnyRequest, exc: DeckNotFound) -> Response[dict[str, Any]]:
 
 def _already_finished(_: _AnyRequest, exc: DeckAlreadyFinished) -> Response[dict[str, Any]]:
     return _error(HTTP_409_CONFLICT, "The deck has already finished; there is nothing to cancel.")
+
+
+def _edit_rejected(_: _AnyRequest, exc: EditRejected) -> Response[dict[str, Any]]:
+    return _error(_EDIT_STATUS.get(exc.code, HTTP_409_CONFLICT), str(exc), code=exc.code)
 
 
 def _over_limit(_: _AnyRequest, exc: LimitExceeded) -> Response[dict[str, Any]]:
@@ -117,6 +151,7 @@ def _internal(request: _AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
 exception_handlers: dict[type[Exception] | int, Any] = {
     DeckNotFound: _not_found,
     DeckAlreadyFinished: _already_finished,
+    EditRejected: _edit_rejected,
     LimitExceeded: _over_limit,
     ValidationException: _validation,
     HTTPException: _http,

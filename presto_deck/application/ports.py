@@ -13,8 +13,9 @@ from types import TracebackType
 from typing import Protocol, Self
 from uuid import UUID
 
-from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
-from presto_deck.domain.deck import Deck, Slide
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideRequest
+from presto_deck.domain.deck import Deck, Failure, Slide
+from presto_deck.domain.edits import EditRecord, EditStatus
 from presto_deck.domain.events import Event
 
 
@@ -87,6 +88,16 @@ class DeckRepository(Protocol):
 class SlideRepository(Protocol):
     async def add(self, slide: Slide) -> None: ...
 
+    async def update(self, slide: Slide) -> None:
+        """Write the slide's new HTML, notes and content."""
+        ...
+
+    async def delete(self, deck_id: UUID, slide_id: UUID) -> None: ...
+
+    async def arrange(self, deck_id: UUID, slide_ids: Sequence[UUID]) -> None:
+        """Number the deck's slides 1, 2, 3, ... in the order of ``slide_ids`` (all of them)."""
+        ...
+
     async def list(self, deck_id: UUID) -> list[Slide]:
         """The deck's slides by order."""
         ...
@@ -106,6 +117,38 @@ class EventLog(Protocol):
         ...
 
 
+class EditRepository(Protocol):
+    async def add(self, edit: EditRecord) -> None: ...
+
+    async def get(self, deck_id: UUID, request_id: str) -> EditRecord | None:
+        """The deck's edit with that request id, if any."""
+        ...
+
+    async def count_queued(self, deck_id: UUID) -> int: ...
+
+    async def next_queued(self, deck_id: UUID) -> EditRecord | None:
+        """The deck's oldest edit still waiting for the model."""
+        ...
+
+    async def finish(
+        self, edit_id: UUID, status: EditStatus, version: int, failure: Failure | None = None
+    ) -> None: ...
+
+    async def spend_model_call(
+        self, edit_id: UUID, deck_id: UUID, owner: str, until: datetime
+    ) -> LeaseState:
+        """Count one model call against the edit and extend ``owner``'s lease on its deck, in
+        one statement; nothing is counted when the lease is lost."""
+        ...
+
+    async def stalled(
+        self, now: datetime, grace_seconds: float, limit: int
+    ) -> list[tuple[UUID, UUID]]:
+        """(deck id, edit id) of queued edits older than ``grace_seconds`` whose deck no live
+        run holds: their worker died, or their job was lost."""
+        ...
+
+
 class UnitOfWork(Protocol):
     """One transaction: ``async with uow: ...; await uow.commit()``; no commit means rollback."""
 
@@ -117,6 +160,9 @@ class UnitOfWork(Protocol):
 
     @property
     def events(self) -> EventLog: ...
+
+    @property
+    def edits(self) -> EditRepository: ...
 
     async def __aenter__(self) -> Self: ...
 
@@ -202,6 +248,14 @@ class JobQueue(Protocol):
         """Queue the deck again after its worker died, even if that worker's job looks alive."""
         ...
 
+    async def enqueue_edit(self, deck_id: UUID, edit_id: UUID) -> None:
+        """Queue a job that applies the deck's queued edits, this one among them."""
+        ...
+
+    async def requeue_edit(self, deck_id: UUID, edit_id: UUID) -> None:
+        """Queue the edit's job again after its worker died, even if that job looks alive."""
+        ...
+
 
 class CancelFlags(Protocol):
     """Fast, short-lived cancellation flags; PostgreSQL keeps the durable request."""
@@ -234,6 +288,10 @@ class DeckWriter(Protocol):
         self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
     ) -> SlideContent:
         """Write slide ``index`` (0-based) of the plan."""
+        ...
+
+    async def edit_slide(self, request: SlideRequest, budget: ModelCallBudget) -> SlideContent:
+        """Rewrite a slide as the user's prompt asks, or write a new one (``current`` None)."""
         ...
 
 

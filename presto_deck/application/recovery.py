@@ -1,4 +1,5 @@
-"""Nothing stays stuck: find decks whose worker died and queue them again; relay the outbox."""
+"""Nothing stays stuck: find decks and edits whose worker died and queue them again; relay the
+outbox."""
 
 from __future__ import annotations
 
@@ -14,6 +15,7 @@ from presto_deck.application.publishing import EventPublishing
 class SweepReport:
     requeued: int
     relayed: int
+    requeued_edits: int = 0
 
 
 class Recovery:
@@ -44,5 +46,20 @@ class Recovery:
                 requeued += 1
             except Exception as exc:  # one failure must not hold up the others or the relay
                 logger.warning("could not requeue deck {}: {}", deck_id, exc)
+        requeued_edits = await self._requeue_edits(batch)
         relayed = await self._publishing.relay()
-        return SweepReport(requeued=requeued, relayed=relayed)
+        return SweepReport(requeued=requeued, relayed=relayed, requeued_edits=requeued_edits)
+
+    async def _requeue_edits(self, batch: int) -> int:
+        """Queue again the edits whose worker died, or whose job Redis lost."""
+        async with self._uow() as uow:
+            stalled = await uow.edits.stalled(self._clock(), self._lease_seconds, batch)
+        requeued = 0
+        for deck_id, edit_id in stalled:
+            logger.info("requeueing edit {} of deck {}: no live worker holds it", edit_id, deck_id)
+            try:
+                await self._queue.requeue_edit(deck_id, edit_id)
+                requeued += 1
+            except Exception as exc:
+                logger.warning("could not requeue edit {}: {}", edit_id, exc)
+        return requeued

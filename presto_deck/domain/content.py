@@ -53,6 +53,23 @@ class DeckBrief(msgspec.Struct, frozen=True, kw_only=True):
     language: str | None = None
 
 
+class SlideRequest(msgspec.Struct, frozen=True, kw_only=True):
+    """A user's request to rewrite one slide of a written deck, or to add one, with the context a
+    writer needs to keep it in the deck's voice and flow."""
+
+    brief: DeckBrief
+    plan: DeckPlan | None
+    prompt: str
+    #: The slide as it is; None when a new slide is asked for.
+    current: SlideContent | None
+    #: The slides before and after where the slide stands (or will stand).
+    previous: SlideContent | None = None
+    following: SlideContent | None = None
+    #: Where the slide stands (1-based) in the deck of ``total`` slides, itself included.
+    position: int
+    total: int
+
+
 _Struct = TypeVar("_Struct", bound=msgspec.Struct)
 #: What PostgreSQL cannot store in text or JSONB: NUL, and UTF-16 surrogates, which have no UTF-8
 #: form (a model's JSON may still carry one, as the escape "\ud800").

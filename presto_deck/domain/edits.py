@@ -96,6 +96,8 @@ class EditRecord:
     #: The deck's version that the change (or its failure) was committed as.
     version: int | None = None
     failure: Failure | None = None
+    #: Model calls spent on the edit so far, by every run that tried it.
+    model_calls: int = 0
     created_at: datetime
 
 

@@ -23,6 +23,7 @@ from typing import TYPE_CHECKING, Self
 from uuid import UUID, uuid4
 
 from presto_deck.application.decks import DeckService
+from presto_deck.application.editing import EditService, SlideEditor
 from presto_deck.application.generation import DeckGenerator
 from presto_deck.application.ports import (
     LeaseState,
@@ -35,8 +36,15 @@ from presto_deck.application.ports import (
 )
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.recovery import Recovery
-from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideOutline
-from presto_deck.domain.deck import Deck, DeckStatus, Lease, Slide
+from presto_deck.domain.content import (
+    DeckBrief,
+    DeckPlan,
+    SlideContent,
+    SlideOutline,
+    SlideRequest,
+)
+from presto_deck.domain.deck import Deck, DeckStatus, Failure, Lease, Slide
+from presto_deck.domain.edits import EditRecord, EditStatus
 from presto_deck.domain.events import Event
 
 #: Far longer than any unit test needs a deck lock; a test that waits this long has deadlocked.
@@ -92,9 +100,11 @@ class _State:
     decks: dict[UUID, DeckRow] = field(default_factory=dict)
     slides: dict[UUID, list[Slide]] = field(default_factory=dict)
     events: dict[UUID, list[EventRow]] = field(default_factory=dict)
+    edits: dict[UUID, list[EditRecord]] = field(default_factory=dict)
 
     def copy(self) -> _State:
         return _State(
+            edits={key: [dataclasses.replace(r) for r in rows] for key, rows in self.edits.items()},
             decks={key: row.copy() for key, row in self.decks.items()},
             slides={
                 key: [dataclasses.replace(s) for s in rows] for key, rows in self.slides.items()
@@ -143,6 +153,9 @@ class FakeStore:
 
     def events(self, deck_id: UUID) -> list[Event]:
         return [row.event for row in self._state.events.get(deck_id, [])]
+
+    def edits(self, deck_id: UUID) -> list[EditRecord]:
+        return [dataclasses.replace(record) for record in self._state.edits.get(deck_id, [])]
 
     def unpublished(self, deck_id: UUID) -> list[Event]:
         return [row.event for row in self._state.events.get(deck_id, []) if not row.published]
@@ -224,6 +237,56 @@ def _insert_slide(slide: Slide) -> _Write:
     return write
 
 
+def _replace_slide(slide: Slide) -> _Write:
+    def write(state: _State) -> None:
+        rows = state.slides.get(slide.deck_id, [])
+        state.slides[slide.deck_id] = [
+            dataclasses.replace(slide) if row.id == slide.id else row for row in rows
+        ]
+
+    return write
+
+
+def _delete_slide(deck_id: UUID, slide_id: UUID) -> _Write:
+    def write(state: _State) -> None:
+        state.slides[deck_id] = [row for row in state.slides.get(deck_id, []) if row.id != slide_id]
+
+    return write
+
+
+def _arrange(deck_id: UUID, slide_ids: Sequence[UUID]) -> _Write:
+    def write(state: _State) -> None:
+        place = {slide_id: position for position, slide_id in enumerate(slide_ids, start=1)}
+        rows = state.slides.get(deck_id, [])
+        for row in rows:
+            row.order = place.get(row.id, -row.order)
+        orders = [row.order for row in rows]
+        if len(orders) != len(set(orders)):
+            raise FakeIntegrityError(f"duplicate (deck_id, slide_order) in deck {deck_id}")
+
+    return write
+
+
+def _insert_edit(edit: EditRecord) -> _Write:
+    def write(state: _State) -> None:
+        rows = state.edits.setdefault(edit.deck_id, [])
+        if any(row.request_id == edit.request_id for row in rows):
+            raise FakeIntegrityError(f"duplicate (deck_id, request_id) = {edit.request_id}")
+        rows.append(dataclasses.replace(edit))
+
+    return write
+
+
+def _change_edit(edit_id: UUID, change: Callable[[EditRecord], None]) -> _Write:
+    def write(state: _State) -> None:
+        for rows in state.edits.values():
+            for row in rows:
+                if row.id == edit_id:
+                    change(row)
+
+    return write
+
+
 def _lease_change(deck_id: UUID, owner: str, change: Callable[[Deck], None]) -> _Write:
     """A conditional UPDATE of the deck ``owner`` holds the lease of (no row changes otherwise)."""
 
@@ -256,6 +319,7 @@ class FakeUnitOfWork:
         self._decks = FakeDeckRepository(self)
         self._slides = FakeSlideRepository(self)
         self._events = FakeEventLog(self)
+        self._edits = FakeEditRepository(self)
         self.committed = False
 
     @property
@@ -269,6 +333,10 @@ class FakeUnitOfWork:
     @property
     def events(self) -> FakeEventLog:
         return self._events
+
+    @property
+    def edits(self) -> FakeEditRepository:
+        return self._edits
 
     async def __aenter__(self) -> Self:
         return self
@@ -428,6 +496,82 @@ class FakeSlideRepository:
     async def count(self, deck_id: UUID) -> int:
         return len(self._uow.read().slides.get(deck_id, []))
 
+    async def update(self, slide: Slide) -> None:
+        if self._uow.store.refuse_slide(slide):
+            raise StorageError("invalid byte sequence for encoding", transient=False)
+        self._uow.write(_replace_slide(slide))
+
+    async def delete(self, deck_id: UUID, slide_id: UUID) -> None:
+        self._uow.write(_delete_slide(deck_id, slide_id))
+
+    async def arrange(self, deck_id: UUID, slide_ids: Sequence[UUID]) -> None:
+        self._uow.write(_arrange(deck_id, slide_ids))
+
+
+class FakeEditRepository:
+    def __init__(self, uow: FakeUnitOfWork) -> None:
+        self._uow = uow
+
+    async def add(self, edit: EditRecord) -> None:
+        self._uow.write(_insert_edit(edit))
+
+    async def get(self, deck_id: UUID, request_id: str) -> EditRecord | None:
+        for row in self._uow.read().edits.get(deck_id, []):
+            if row.request_id == request_id:
+                return dataclasses.replace(row)
+        return None
+
+    async def count_queued(self, deck_id: UUID) -> int:
+        rows = self._uow.read().edits.get(deck_id, [])
+        return sum(row.status is EditStatus.QUEUED for row in rows)
+
+    async def next_queued(self, deck_id: UUID) -> EditRecord | None:
+        queued = [
+            r for r in self._uow.read().edits.get(deck_id, []) if r.status is EditStatus.QUEUED
+        ]
+        return dataclasses.replace(queued[0]) if queued else None
+
+    async def finish(
+        self, edit_id: UUID, status: EditStatus, version: int, failure: Failure | None = None
+    ) -> None:
+        def finish(row: EditRecord) -> None:
+            row.status, row.version, row.failure = status, version, failure
+
+        self._uow.write(_change_edit(edit_id, finish))
+
+    async def spend_model_call(
+        self, edit_id: UUID, deck_id: UUID, owner: str, until: datetime
+    ) -> LeaseState:
+        row = self._uow.read().decks.get(deck_id)
+        if row is None or not row.deck.leased_to(owner):
+            return LeaseState(held=False)
+
+        def spend(edit: EditRecord) -> None:
+            edit.model_calls += 1
+
+        self._uow.write(_lease_change(deck_id, owner, _expiring(owner, until)))
+        self._uow.write(_change_edit(edit_id, spend))
+        calls = next(r.model_calls for r in self._uow.read().edits[deck_id] if r.id == edit_id)
+        return LeaseState(held=True, calls=calls)
+
+    async def stalled(
+        self, now: datetime, grace_seconds: float, limit: int
+    ) -> list[tuple[UUID, UUID]]:
+        state = self._uow.read()
+        stalled = [
+            (row.deck_id, row.id)
+            for rows in state.edits.values()
+            for row in rows
+            if row.status is EditStatus.QUEUED
+            and row.created_at < now - timedelta(seconds=grace_seconds)
+            and not _held(state.decks[row.deck_id].deck, now)
+        ]
+        return stalled[:limit]
+
+
+def _held(deck: Deck, now: datetime) -> bool:
+    return deck.lease is not None and deck.lease.live(now)
+
 
 class FakeEventLog:
     def __init__(self, uow: FakeUnitOfWork) -> None:
@@ -503,6 +647,8 @@ class FakeJobQueue:
     def __init__(self) -> None:
         self.enqueued: list[UUID] = []
         self.requeued: list[UUID] = []
+        self.edits: list[tuple[UUID, UUID]] = []
+        self.requeued_edits: list[tuple[UUID, UUID]] = []
         self.fail = False
         #: Calls never return, as with a Redis that accepts connections and answers nothing.
         self.hang = False
@@ -518,6 +664,16 @@ class FakeJobQueue:
         if self.fail:
             raise QueueUnavailable("the queue is unavailable")
         self.requeued.append(deck_id)
+
+    async def enqueue_edit(self, deck_id: UUID, edit_id: UUID) -> None:
+        if self.fail:
+            raise QueueUnavailable("the queue is unavailable")
+        self.edits.append((deck_id, edit_id))
+
+    async def requeue_edit(self, deck_id: UUID, edit_id: UUID) -> None:
+        if self.fail:
+            raise QueueUnavailable("the queue is unavailable")
+        self.requeued_edits.append((deck_id, edit_id))
 
 
 class FakeCancelFlags:
@@ -635,6 +791,10 @@ class FakeWriter:
         self.before_slide = before_slide or {}
         self.plan_calls = 0
         self.slide_calls: list[int] = []
+        self.edit_calls: list[SlideRequest] = []
+        #: Make every edit fail with this reason, or run this first (a worker dying mid-edit).
+        self.fail_edit: str | None = None
+        self.before_edit: _Hook | None = None
 
     async def plan(self, brief: DeckBrief, budget: ModelCallBudget) -> DeckPlan:
         await budget.spend()  # a call the budget refuses is never made, so never counted here
@@ -672,6 +832,21 @@ class FakeWriter:
             title=outline.title, bullets=list(outline.key_points), notes=f"notes {index + 1}"
         )
 
+    async def edit_slide(self, request: SlideRequest, budget: ModelCallBudget) -> SlideContent:
+        await budget.spend()
+        self.edit_calls.append(request)
+        await asyncio.sleep(0)
+        if self.before_edit is not None:
+            await self.before_edit()
+        if self.fail_edit is not None:
+            raise WriterError(self.fail_edit, code="llm_unavailable", detail="upstream said no")
+        verb = "Added" if request.current is None else "Rewritten"
+        return SlideContent(
+            title=f"{verb}: {request.prompt}",
+            bullets=["new point"],
+            notes=f"as asked at {request.position}",
+        )
+
 
 class UnlimitedBudget:
     """A model-call budget that allows every call: for calling a writer outside a run."""
@@ -701,6 +876,7 @@ class Harness:
         max_model_calls: int = 100,
         creations_per_minute: int = 1000,
         max_active_decks: int = 1000,
+        max_queued_edits: int = 20,
     ) -> None:
         self.store = FakeStore()
         self.clock = clock or FakeClock()
@@ -719,6 +895,15 @@ class Harness:
             clock=self.clock,
             creations=self.creations,
             max_active_decks=max_active_decks,
+        )
+        self.renderer = FakeRenderer()
+        self.edits = EditService(
+            uow=self.store.uow,
+            queue=self.queue,
+            publishing=self.publishing,
+            renderer=self.renderer,
+            clock=self.clock,
+            max_queued_edits=max_queued_edits,
         )
         self.recovery = Recovery(
             uow=self.store.uow,
@@ -739,6 +924,20 @@ class Harness:
             worker_id=worker_id,
             lease_seconds=self.lease_seconds,
             max_model_calls=self.max_model_calls,
+        )
+
+    def editor(
+        self, writer: FakeWriter | None = None, worker_id: str = "w1", max_model_calls: int = 4
+    ) -> SlideEditor:
+        return SlideEditor(
+            uow=self.store.uow,
+            writer=writer or FakeWriter(),
+            renderer=self.renderer,
+            publishing=self.publishing,
+            clock=self.clock,
+            worker_id=worker_id,
+            lease_seconds=self.lease_seconds,
+            max_model_calls=max_model_calls,
         )
 
     async def create(
@@ -794,6 +993,7 @@ if TYPE_CHECKING:  # `mypy --strict tests/unit/fakes.py` proves that the fakes f
         _decks: ports.DeckRepository = store.uow().decks
         _slides: ports.SlideRepository = store.uow().slides
         _events: ports.EventLog = store.uow().events
+        _edits: ports.EditRepository = store.uow().edits
         _publisher: ports.EventPublisher = FakeEventPublisher()
         _queue: ports.JobQueue = FakeJobQueue()
         _flags: ports.CancelFlags = FakeCancelFlags()

@@ -16,8 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncConnection
 from presto_deck.application.ports import LeaseState
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
 from presto_deck.domain.deck import Deck, DeckStatus, Failure, Lease, Slide
+from presto_deck.domain.edits import EditRecord, EditStatus, SlideEdit
 from presto_deck.domain.events import Event
-from presto_deck.infrastructure.db.tables import deck_events, decks, slides
+from presto_deck.infrastructure.db.tables import deck_edits, deck_events, decks, slides
 
 _ACTIVE = [DeckStatus.PENDING.value, DeckStatus.PLANNING.value, DeckStatus.GENERATING.value]
 #: First key of the advisory locks that serialize one user's deck creations.
@@ -199,6 +200,43 @@ class SqlSlideRepository:
             )
         )
 
+    async def update(self, slide: Slide) -> None:
+        await self._conn.execute(
+            sa.update(slides)
+            .where(slides.c.id == slide.id, slides.c.deck_id == slide.deck_id)
+            .values(
+                html_content=slide.html_content,
+                presenter_notes=slide.presenter_notes,
+                content=None if slide.content is None else msgspec.to_builtins(slide.content),
+                updated_at=slide.updated_at,
+            )
+        )
+
+    async def delete(self, deck_id: UUID, slide_id: UUID) -> None:
+        await self._conn.execute(
+            sa.delete(slides).where(slides.c.id == slide_id, slides.c.deck_id == deck_id)
+        )
+
+    async def arrange(self, deck_id: UUID, slide_ids: Sequence[UUID]) -> None:
+        # PostgreSQL checks UNIQUE (deck_id, slide_order) row by row, so a swap done in one
+        # statement would collide with itself: first move every slide out of the way (negative
+        # orders), then give each its place.
+        of_deck = slides.c.deck_id == deck_id
+        await self._conn.execute(
+            sa.update(slides).where(of_deck).values(slide_order=-slides.c.slide_order)
+        )
+        if not slide_ids:
+            return
+        place = sa.case(
+            {slide_id: position for position, slide_id in enumerate(slide_ids, start=1)},
+            value=slides.c.id,
+        )
+        await self._conn.execute(
+            sa.update(slides)
+            .where(of_deck, slides.c.id.in_(list(slide_ids)))
+            .values(slide_order=place)
+        )
+
     async def list(self, deck_id: UUID) -> list[Slide]:
         rows = await self._conn.execute(
             sa.select(slides).where(slides.c.deck_id == deck_id).order_by(slides.c.slide_order)
@@ -248,6 +286,124 @@ class SqlEventLog:
             .limit(limit)
         )
         return [_event(row._mapping) for row in await self._conn.execute(query)]
+
+
+class SqlEditRepository:
+    def __init__(self, connection: AsyncConnection) -> None:
+        self._conn = connection
+
+    async def add(self, edit: EditRecord) -> None:
+        await self._conn.execute(
+            sa.insert(deck_edits).values(
+                id=edit.id,
+                deck_id=edit.deck_id,
+                request_id=edit.request_id,
+                kind=type(edit.edit).__struct_config__.tag,
+                request=msgspec.to_builtins(edit.edit),
+                status=edit.status.value,
+                version=edit.version,
+                failure=None if edit.failure is None else msgspec.to_builtins(edit.failure),
+                created_at=edit.created_at,
+                updated_at=edit.created_at,
+            )
+        )
+
+    async def get(self, deck_id: UUID, request_id: str) -> EditRecord | None:
+        row = (
+            await self._conn.execute(
+                sa.select(deck_edits).where(
+                    deck_edits.c.deck_id == deck_id, deck_edits.c.request_id == request_id
+                )
+            )
+        ).first()
+        return None if row is None else _edit(row._mapping)
+
+    async def count_queued(self, deck_id: UUID) -> int:
+        total = await self._conn.scalar(
+            sa.select(sa.func.count())
+            .select_from(deck_edits)
+            .where(deck_edits.c.deck_id == deck_id, deck_edits.c.status == EditStatus.QUEUED.value)
+        )
+        return int(total or 0)
+
+    async def next_queued(self, deck_id: UUID) -> EditRecord | None:
+        row = (
+            await self._conn.execute(
+                sa.select(deck_edits)
+                .where(
+                    deck_edits.c.deck_id == deck_id,
+                    deck_edits.c.status == EditStatus.QUEUED.value,
+                )
+                .order_by(deck_edits.c.created_at, deck_edits.c.id)
+                .limit(1)
+            )
+        ).first()
+        return None if row is None else _edit(row._mapping)
+
+    async def finish(
+        self, edit_id: UUID, status: EditStatus, version: int, failure: Failure | None = None
+    ) -> None:
+        await self._conn.execute(
+            sa.update(deck_edits)
+            .where(deck_edits.c.id == edit_id)
+            .values(
+                status=status.value,
+                version=version,
+                failure=None if failure is None else msgspec.to_builtins(failure),
+                updated_at=sa.func.now(),
+            )
+        )
+
+    async def spend_model_call(
+        self, edit_id: UUID, deck_id: UUID, owner: str, until: datetime
+    ) -> LeaseState:
+        lease = (
+            sa.update(decks)
+            .where(decks.c.id == deck_id, decks.c.lease_owner == owner)
+            .values(lease_expires_at=until, model_calls=decks.c.model_calls + 1)
+            .returning(decks.c.id)
+            .cte("lease")
+        )
+        spent = await self._conn.execute(
+            sa.update(deck_edits)
+            .where(deck_edits.c.id == edit_id, deck_edits.c.deck_id.in_(sa.select(lease.c.id)))
+            .values(model_calls=deck_edits.c.model_calls + 1)
+            .returning(deck_edits.c.model_calls)
+        )
+        calls = spent.scalar()
+        return LeaseState(held=False) if calls is None else LeaseState(held=True, calls=calls)
+
+    async def stalled(
+        self, now: datetime, grace_seconds: float, limit: int
+    ) -> list[tuple[UUID, UUID]]:
+        held = sa.and_(decks.c.lease_owner.is_not(None), decks.c.lease_expires_at > now)
+        rows = await self._conn.execute(
+            sa.select(deck_edits.c.deck_id, deck_edits.c.id)
+            .join(decks, decks.c.id == deck_edits.c.deck_id)
+            .where(
+                deck_edits.c.status == EditStatus.QUEUED.value,
+                deck_edits.c.created_at < now - timedelta(seconds=grace_seconds),
+                sa.not_(held),
+            )
+            .order_by(deck_edits.c.created_at)
+            .limit(limit)
+        )
+        return [(row.deck_id, row.id) for row in rows]
+
+
+def _edit(row: Any) -> EditRecord:
+    failure = row["failure"]
+    return EditRecord(
+        id=row["id"],
+        deck_id=row["deck_id"],
+        request_id=row["request_id"],
+        edit=msgspec.convert({**row["request"], "kind": row["kind"]}, SlideEdit),
+        status=EditStatus(row["status"]),
+        version=row["version"],
+        failure=None if failure is None else msgspec.convert(failure, Failure),
+        model_calls=row["model_calls"],
+        created_at=row["created_at"],
+    )
 
 
 def _lease_state(row: Any) -> LeaseState:

@@ -14,6 +14,7 @@ from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_en
 from presto_deck.application.ports import StorageError
 from presto_deck.infrastructure.db.repositories import (
     SqlDeckRepository,
+    SqlEditRepository,
     SqlEventLog,
     SqlSlideRepository,
 )
@@ -56,6 +57,7 @@ class SqlUnitOfWork:
     decks: SqlDeckRepository
     slides: SqlSlideRepository
     events: SqlEventLog
+    edits: SqlEditRepository
 
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
@@ -71,6 +73,7 @@ class SqlUnitOfWork:
         self.decks = SqlDeckRepository(self._conn)
         self.slides = SqlSlideRepository(self._conn)
         self.events = SqlEventLog(self._conn)
+        self.edits = SqlEditRepository(self._conn)
         return self
 
     async def __aexit__(

@@ -21,11 +21,18 @@ CHANNELS_PREFIX = "presto:channels"
 SWEEP_LOCK = "presto:sweep"
 #: Name of the arq job that generates a deck.
 GENERATE_JOB = "generate_deck"
+#: Name of the arq job that applies a deck's queued edits.
+EDIT_JOB = "edit_deck"
 
 
 def generation_job_id(deck_id: UUID) -> str:
     """One job id per deck, so that duplicate enqueues collapse into one job."""
     return f"generate:{deck_id}"
+
+
+def edit_job_id(edit_id: UUID) -> str:
+    """One job id per edit: a repeated enqueue collapses, and no edit's job absorbs another's."""
+    return f"edit:{edit_id}"
 
 
 def cancel_flag(deck_id: UUID | str) -> str:

@@ -30,6 +30,19 @@ class ArqJobQueue:
         await self._redis.delete(in_progress_key_prefix + keys.generation_job_id(deck_id))
         await self.enqueue_generation(deck_id)
 
+    async def enqueue_edit(self, deck_id: UUID, edit_id: UUID) -> None:
+        await self._redis.enqueue_job(
+            keys.EDIT_JOB,
+            str(deck_id),
+            str(edit_id),
+            _job_id=keys.edit_job_id(edit_id),
+            _queue_name=keys.QUEUE,
+        )
+
+    async def requeue_edit(self, deck_id: UUID, edit_id: UUID) -> None:
+        await self._redis.delete(in_progress_key_prefix + keys.edit_job_id(edit_id))
+        await self.enqueue_edit(deck_id, edit_id)
+
 
 class RedisCancelFlags:
     def __init__(self, redis: ArqRedis) -> None:

@@ -35,7 +35,7 @@ from langchain_core.runnables import Runnable
 from loguru import logger
 
 from presto_deck.application.ports import ModelCallBudget, RunStopped, WriterError
-from presto_deck.domain.content import LAYOUTS, DeckBrief, DeckPlan, SlideContent
+from presto_deck.domain.content import LAYOUTS, DeckBrief, DeckPlan, SlideContent, SlideRequest
 
 __all__ = ["LangChainWriter", "TokenUsage", "WriterError"]
 
@@ -136,6 +136,13 @@ class LangChainWriter:
         prompt = _slide_prompt(brief, plan, index)
         return await self._generate(
             f"write slide {index + 1}", self._slide_model, prompt, SlideContent, budget
+        )
+
+    async def edit_slide(self, request: SlideRequest, budget: ModelCallBudget) -> SlideContent:
+        """Rewrite a slide as the user asks, or write a new one, in the deck's flow."""
+        task = "rewrite a slide" if request.current is not None else "write a new slide"
+        return await self._generate(
+            task, self._slide_model, _edit_prompt(request), SlideContent, budget
         )
 
     def _structured(self, schema: dict[str, Any]) -> Runnable[LanguageModelInput, Any]:
@@ -397,4 +404,26 @@ def _slide_prompt(brief: DeckBrief, plan: DeckPlan, index: int) -> str:
         f"Write slide {index + 1} of {len(plan.slides)}, whose outline is:\n{outline}\n\n"
         f"Keep its title and layout unless they clearly do not fit, cover its key points, and do "
         f"not repeat what the other slides of the plan cover. Add presenter notes."
+    )
+
+
+def _edit_prompt(request: SlideRequest) -> str:
+    def shown(content: SlideContent | None) -> str:
+        return "(none)" if content is None else msgspec.json.encode(content).decode()
+
+    plan = "(none)" if request.plan is None else msgspec.json.encode(request.plan).decode()
+    where = f"slide {request.position} of {request.total}"
+    ask = (
+        f"Rewrite {where} as the user asks. The slide as it is:\n{shown(request.current)}"
+        if request.current is not None
+        else f"Write a new slide, which will be {where}."
+    )
+    return (
+        f"Edit a presentation deck that has already been written.\n\n"
+        f"{_brief_lines(request.brief)}\n\nThe plan of the deck:\n{plan}\n\n"
+        f"{ask}\n\nThe slide before it:\n{shown(request.previous)}\n\n"
+        f"The slide after it:\n{shown(request.following)}\n\n"
+        f"The user's request for this slide:\n{request.prompt}\n\n"
+        f"Do what the user asks; keep the deck's language and voice, keep what the request does "
+        f"not change, and do not repeat the neighbouring slides. Add presenter notes."
     )

@@ -17,7 +17,14 @@ from dataclasses import dataclass
 from html import escape
 
 from presto_deck.application.ports import ModelCallBudget
-from presto_deck.domain.content import DeckBrief, DeckPlan, Layout, SlideContent, SlideOutline
+from presto_deck.domain.content import (
+    DeckBrief,
+    DeckPlan,
+    Layout,
+    SlideContent,
+    SlideOutline,
+    SlideRequest,
+)
 from presto_deck.domain.deck import TITLE_MAX_LENGTH
 
 __all__ = ["OfflineWriter"]
@@ -92,6 +99,47 @@ class OfflineWriter:
                 return SlideContent(
                     layout=outline.layout, title=outline.title, bullets=points, notes=notes
                 )
+
+    async def edit_slide(
+        self, request: SlideRequest, budget: ModelCallBudget | None = None
+    ) -> SlideContent:
+        """Rewrite a slide, or write a new one, about the user's prompt: its key terms become the
+        bullets; a rewrite keeps the slide's layout, and its title unless the prompt names one
+        (``title: …`` on a line of its own). No model call, so no ``budget`` spent."""
+        await asyncio.sleep(self._delay_seconds)
+        subject = _Subject.of(request.prompt)
+        asked_title = _asked_title(request.prompt)
+        current = request.current
+        layout: Layout = "bullets" if current is None else current.layout
+        title = asked_title or (subject.title if current is None else current.title)
+        bullets = [
+            escape(f"{term[:1].upper()}{term[1:]}: what it means for {subject.phrase}", quote=False)
+            for term in subject.terms[:4]
+        ]
+        notes = "\n".join(
+            [
+                f"Slide {request.position} of {request.total}, "
+                + ("rewritten" if current is not None else "added")
+                + f" as asked: {_shorten(' '.join(request.prompt.split()), 200)}",
+                f"{_LABEL}; replace these notes with your own.",
+            ]
+        )
+        return SlideContent(
+            layout=layout,
+            title=_shorten(title, 200),
+            subtitle="" if current is None else current.subtitle,
+            bullets=bullets,
+            notes=notes,
+        )
+
+
+_ASKED_TITLE = re.compile(r"^\s*title\s*:\s*(.+?)\s*$", re.IGNORECASE | re.MULTILINE)
+
+
+def _asked_title(prompt: str) -> str:
+    """The title a prompt asks for on a line ``title: …``, if it does."""
+    found = _ASKED_TITLE.search(prompt)
+    return found.group(1) if found else ""
 
 
 # -- what the prompt is about -------------------------------------------------------------------

@@ -1,0 +1,256 @@
+"""One open socket of a deck: replay, then live events and heartbeats, while client frames ask
+for edits.
+
+Each frame is decoded, then dispatched to one use case. An edit is answered with an ack tied to
+its request id once the change is committed, and always after the change's event on this socket
+(so a client that sees the ack has seen the change); a refused edit, or one the worker could not
+make, is answered with an error frame carrying the same request id.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+from typing import Any
+from uuid import UUID, uuid4
+
+import msgspec
+from litestar import WebSocket
+from litestar.exceptions import WebSocketDisconnect
+from loguru import logger
+from redis.exceptions import RedisError
+
+from presto_deck.api.errors import DECK_NOT_FOUND, INVALID_FRAME, RATE_LIMITED, UNAVAILABLE
+from presto_deck.api.frames import (
+    InvalidFrame,
+    ack_frame,
+    edit_of,
+    error_frame,
+    frame_decoder,
+    request_id_of,
+)
+from presto_deck.application.decks import DeckService
+from presto_deck.application.editing import EditOutcome, EditService
+from presto_deck.application.limits import FrameThrottle, FrameVerdict
+from presto_deck.application.ports import StorageError
+from presto_deck.application.replay import DeliveryCursor, EventDelivery
+from presto_deck.domain.deck import DeckNotFound, EditRejected
+from presto_deck.domain.edits import EditStatus, SlideEdit
+from presto_deck.domain.events import encode_event, heartbeat
+from presto_deck.infrastructure.observability.metrics import EVENTS_DELIVERED, OPEN_WEBSOCKETS
+from presto_deck.settings import Settings
+
+_AnySocket = WebSocket[Any, Any, Any]
+#: How a client that went away shows up when we read or write (uvicorn's ClientDisconnected is
+#: an OSError); none of these is an error of ours.
+DISCONNECTED = (WebSocketDisconnect, OSError)
+
+
+class _Answer(msgspec.Struct):
+    """What an event says about the request that caused it, read without the rest of it."""
+
+    request_id: str | None = None
+    code: str | None = None
+    error: str | None = None
+
+
+class _EventAnswer(msgspec.Struct):
+    event_type: str
+    version: int
+    payload: _Answer = msgspec.field(default_factory=_Answer)
+
+
+_answer_decoder = msgspec.json.Decoder(_EventAnswer)
+
+
+class SocketSession:
+    def __init__(
+        self,
+        socket: _AnySocket,
+        decks: DeckService,
+        edits: EditService,
+        user_id: str,
+        deck_id: UUID,
+        settings: Settings,
+    ) -> None:
+        self._socket = socket
+        self._decks = decks
+        self._edits = edits
+        self._user_id = user_id
+        self._deck_id = deck_id
+        self._heartbeat_seconds = settings.ws_heartbeat_seconds
+        self._frames_per_second = settings.limit_frames_per_second
+        # A page of history stays in memory until its last event is sent: no more of it than
+        # of live events may wait for a client that reads slowly.
+        self._history_page = settings.ws_send_queue
+        self._lock = asyncio.Lock()  # one writer at a time; also guards the cursor
+        self._catch_up_now = asyncio.Event()
+        self._delivery = EventDelivery(
+            DeliveryCursor(0),
+            history=lambda version, limit: self._decks.history(self._deck_id, version, limit),
+            send=self._send_event,
+            page=self._history_page,
+        )
+        #: Request ids of this socket's edits whose event has not been sent yet.
+        self._awaiting: set[str] = set()
+
+    def catch_up_soon(self) -> None:
+        """Live events may have been lost: read the database now, not at the next heartbeat."""
+        self._catch_up_now.set()
+
+    async def run(self, live: Any, last_version: int | None, current: int) -> None:
+        # Version 1 is a new deck's and has no event: after 0 comes 2, as after 1.
+        self._delivery.cursor = DeliveryCursor(
+            current if last_version is None else max(last_version, 1)
+        )
+        OPEN_WEBSOCKETS.inc()
+        tasks: list[asyncio.Task[None]] = []
+        try:
+            async with self._lock:
+                await self._delivery.catch_up()
+            tasks = [
+                asyncio.create_task(self._pump(live)),
+                asyncio.create_task(self._beat()),
+                asyncio.create_task(self._read_frames()),
+            ]
+            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            for task in done:
+                if (exc := task.exception()) and not isinstance(exc, DISCONNECTED):
+                    raise exc
+        finally:
+            OPEN_WEBSOCKETS.dec()
+            for task in tasks:
+                task.cancel()
+            for task in tasks:
+                with contextlib.suppress(asyncio.CancelledError, WebSocketDisconnect, Exception):
+                    await task
+
+    # -- events out -------------------------------------------------------------------------------
+
+    async def _send_event(self, data: bytes) -> None:
+        await self._socket.send_data(data, mode="text")
+        EVENTS_DELIVERED.labels(source="socket").inc()
+        if self._awaiting:
+            await self._answer_if_awaited(data)
+
+    async def _answer_if_awaited(self, data: bytes) -> None:
+        """After the event of one of this socket's edits, its ack (or its error)."""
+        try:
+            event = _answer_decoder.decode(data)
+        except (msgspec.DecodeError, msgspec.ValidationError):
+            return
+        request_id = event.payload.request_id
+        if request_id is None or request_id not in self._awaiting:
+            return
+        self._awaiting.discard(request_id)
+        if event.event_type == "EditFailed":
+            code, message = event.payload.code or "edit_failed", event.payload.error or ""
+            await self._send(error_frame(code, message, request_id))
+        else:
+            await self._send(ack_frame(request_id, event.version))
+
+    async def _send(self, frame: bytes) -> None:
+        await self._socket.send_data(frame, mode="text")
+
+    async def _pump(self, live: Any) -> None:
+        async for data in live:
+            async with self._lock:
+                await self._delivery.offer(data)
+
+    async def _beat(self) -> None:
+        while True:
+            told = await self._wait_for_beat()
+            async with self._lock:
+                # Also the safety net for a last event whose Pub/Sub message was lost: no later
+                # event would reveal that gap.
+                await self._delivery.catch_up()
+                if told:
+                    continue
+                frame = heartbeat(str(self._deck_id), self._delivery.cursor.delivered)
+                await self._send(encode_event(frame))
+
+    async def _wait_for_beat(self) -> bool:
+        """Sleep until the next heartbeat, or until told to catch up (True)."""
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._heartbeat_seconds):
+                await self._catch_up_now.wait()
+        told = self._catch_up_now.is_set()
+        self._catch_up_now.clear()
+        return told
+
+    # -- frames in --------------------------------------------------------------------------------
+
+    async def _read_frames(self) -> None:
+        throttle = FrameThrottle(self._frames_per_second)
+        while True:
+            message = await self._socket.receive()
+            if message["type"] == "websocket.disconnect":
+                return
+            text, data = message.get("text"), message.get("bytes")
+            raw = text if isinstance(text, str) else data if isinstance(data, bytes) else b""
+            match throttle.admit():  # raises FrameRateExceeded at a flood
+                case FrameVerdict.ACCEPT:
+                    await self._handle(raw)
+                case FrameVerdict.DROP_AND_WARN:
+                    async with self._lock:
+                        await self._send(_rate_limited(self._frames_per_second))
+                case FrameVerdict.DROP:
+                    continue
+
+    async def _handle(self, raw: str | bytes) -> None:
+        try:
+            frame = frame_decoder.decode(raw)
+            edit = edit_of(frame)
+        except (msgspec.DecodeError, msgspec.ValidationError, InvalidFrame) as exc:
+            async with self._lock:
+                await self._send(error_frame(INVALID_FRAME, str(exc), request_id_of(raw)))
+            return
+        await self._edit(edit, frame.request_id or uuid4().hex)
+
+    async def _edit(self, edit: SlideEdit, request_id: str) -> None:
+        # Awaited before it is submitted: its event may reach this socket before the answer.
+        self._awaiting.add(request_id)
+        try:
+            outcome = await self._edits.submit(self._user_id, self._deck_id, edit, request_id)
+        except EditRejected as exc:
+            await self._refuse(request_id, exc.code, str(exc))
+        except DeckNotFound:
+            await self._refuse(request_id, DECK_NOT_FOUND, "The deck no longer exists.")
+        except (StorageError, RedisError) as exc:
+            logger.warning("edit {} not made, a backing service failed: {}", request_id, exc)
+            await self._refuse(request_id, UNAVAILABLE, "Service temporarily unavailable; retry.")
+        else:
+            await self._answer(outcome)
+
+    async def _answer(self, outcome: EditOutcome) -> None:
+        request_id = outcome.request_id
+        async with self._lock:
+            match outcome.status:
+                case EditStatus.QUEUED:
+                    return  # answered when the worker's event reaches this socket
+                case EditStatus.APPLIED:
+                    # Send the change first (it may not have come live yet), then its ack; a
+                    # repeated request's change went out long ago: only the ack is left.
+                    await self._delivery.catch_up()
+                    if request_id in self._awaiting and outcome.version is not None:
+                        self._awaiting.discard(request_id)
+                        await self._send(ack_frame(request_id, outcome.version))
+                case EditStatus.FAILED:
+                    self._awaiting.discard(request_id)
+                    failure = outcome.failure
+                    code, message = (
+                        ("edit_failed", "") if failure is None else (failure.code, failure.error)
+                    )
+                    await self._send(error_frame(code, message, request_id))
+
+    async def _refuse(self, request_id: str, code: str, message: str) -> None:
+        self._awaiting.discard(request_id)
+        async with self._lock:
+            await self._send(error_frame(code, message, request_id))
+
+
+def _rate_limited(frames_per_second: int) -> bytes:
+    return error_frame(
+        RATE_LIMITED,
+        f"Over {frames_per_second} frames a second: frames are dropped until the rate falls.",
+    )
