@@ -16,6 +16,7 @@ A worker that dies mid-edit lets its lease lapse; the sweep queues the edit agai
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -323,8 +324,8 @@ class SlideEditor:
                     order = order_with_insert(ids, slide.id, after)
                     await uow.slides.add(slide)
                     await uow.slides.arrange(deck.id, order)
-                    slide.order = order.index(slide.id) + 1
-                    deck.slide_inserted(slide, order, edit.request_id, now)
+                    placed = dataclasses.replace(slide, order=order.index(slide.id) + 1)
+                    deck.slide_inserted(placed, order, edit.request_id, now)
                 case _:  # pragma: no cover - applied by the API, never queued
                     raise AssertionError(f"{type(edit.edit).__name__} is not queued")
             await uow.edits.finish(edit.id, EditStatus.APPLIED, deck.version)

@@ -226,6 +226,8 @@ def _insert_events(events: list[Event], *, published: bool = False) -> _Write:
 
 
 def _insert_slide(slide: Slide) -> _Write:
+    slide = dataclasses.replace(slide)  # as it was when inserted, whatever the caller does next
+
     def write(state: _State) -> None:
         rows = state.slides.setdefault(slide.deck_id, [])
         if any(row.order == slide.order for row in rows):
@@ -238,6 +240,8 @@ def _insert_slide(slide: Slide) -> _Write:
 
 
 def _replace_slide(slide: Slide) -> _Write:
+    slide = dataclasses.replace(slide)
+
     def write(state: _State) -> None:
         rows = state.slides.get(slide.deck_id, [])
         state.slides[slide.deck_id] = [
