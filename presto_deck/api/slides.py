@@ -67,7 +67,7 @@ class SlideOrder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     slide_ids: SlideIds
 
 
-class EditAccepted(msgspec.Struct, kw_only=True):
+class EditAccepted(msgspec.Struct, kw_only=True, omit_defaults=True):
     request_id: str
     #: APPLIED (its event is committed), QUEUED (a worker asks the model), or FAILED (a repeated
     #: request that had failed: ``error`` and ``code`` say why).

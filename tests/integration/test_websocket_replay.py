@@ -42,12 +42,15 @@ from tests.support.sockets import (
 )
 
 EVENT_KEYS = {"event_type", "deck_id", "version", "timestamp", "payload"}
+_S1 = "5e1de5e1-0000-4000-8000-000000000001"
+_S2 = "5e1de5e1-0000-4000-8000-000000000002"
 EDIT_FRAMES = [
-    {"type": "UpdateSlide", "data": {"slide_id": "s-1", "prompt": "Shorter, please"}},
+    {"type": "UpdateSlide", "data": {"slide_id": _S1, "prompt": "Shorter, please"}},
+    {"type": "UpdateSlide", "data": {"slide_id": _S1, "title": "A better title"}},
     {"type": "AddSlide", "data": {"after_slide_id": None, "prompt": "A title slide"}},
-    {"type": "AddSlide", "data": {"after_slide_id": "s-1", "prompt": "A closing slide"}},
-    {"type": "DeleteSlide", "data": {"slide_id": "s-1"}},
-    {"type": "ReorderSlides", "data": {"slide_ids": ["s-2", "s-1"]}},
+    {"type": "AddSlide", "data": {"after_slide_id": _S1, "prompt": "A closing slide"}},
+    {"type": "DeleteSlide", "data": {"slide_id": _S1}},
+    {"type": "ReorderSlides", "data": {"slide_ids": [_S2, _S1]}},
 ]
 
 
@@ -340,8 +343,13 @@ async def test_the_connection_stays_open_after_the_deck_completes(
         assert events[-1]["event_type"] == "DeckCompleted"
         after = await next_frame(ws, timeout=5)
         assert is_heartbeat(after), after
-        answer = await reply_to(ws, json.dumps(EDIT_FRAMES[0]))
-        assert answer["code"] == "not_supported"
+        answer = await reply_to(ws, json.dumps({**EDIT_FRAMES[0], "request_id": "r-1"}))
+        assert answer == {
+            "type": "error",
+            "code": "slide_not_found",
+            "message": answer["message"],
+            "request_id": "r-1",
+        }
         _, heartbeat = await events_until_heartbeat(ws)
 
     assert heartbeat["version"] == events[-1]["version"]
@@ -367,21 +375,26 @@ async def test_live_events_carry_the_same_fields_as_the_persisted_ones(
 # -- client frames ---------------------------------------------------------------------------------
 
 
-async def test_each_edit_frame_is_answered_not_supported_and_the_socket_stays_open(
+async def test_each_edit_of_a_deck_being_generated_is_answered_deck_busy_and_the_socket_stays_open(
     alice: DeckClient,
 ) -> None:
-    deck_id = await alice.create("Edit me")
+    deck_id = await alice.create("Edit me")  # no worker runs: it stays PENDING
 
     async with alice.socket(deck_id, last_version=1) as ws:
-        answers = [await reply_to(ws, json.dumps(frame)) for frame in EDIT_FRAMES]
+        answers = [
+            await reply_to(ws, json.dumps({**frame, "request_id": f"r-{n}"}))
+            for n, frame in enumerate(EDIT_FRAMES)
+        ]
         _, heartbeat = await events_until_heartbeat(ws)
 
-    for frame, answer in zip(EDIT_FRAMES, answers, strict=True):
-        assert set(answer) == {"type", "code", "message"}, answer
+    for n, answer in enumerate(answers):
+        assert set(answer) == {"type", "code", "message", "request_id"}, answer
         assert answer["type"] == "error"
-        assert answer["code"] == "not_supported", (frame, answer)
-        assert frame["type"] in answer["message"]
+        assert answer["code"] == "deck_busy", answer
+        assert answer["request_id"] == f"r-{n}"
+        assert "PENDING" in answer["message"]
     assert heartbeat["deck_id"] == deck_id
+    assert (await alice.deck(deck_id))["version"] == 1
 
 
 INVALID_FRAMES: dict[str, str | bytes] = {
@@ -422,5 +435,5 @@ async def test_invalid_frames_are_answered_invalid_frame_and_the_socket_stays_op
         assert set(answer) == {"type", "code", "message"}, (name, answer)
         assert (answer["type"], answer["code"]) == ("error", "invalid_frame"), (name, answer)
         assert answer["message"], name
-    assert still_supported["code"] == "not_supported"
+    assert still_supported["code"] == "deck_busy"
     assert heartbeat["deck_id"] == deck_id

@@ -1,0 +1,401 @@
+"""Editing a written deck on the real servers, over the socket and over HTTP: every operation,
+every rule, acks tied to request ids, each change one event on every socket, replay from any
+version, two API instances, and a request sent twice at once."""
+
+from __future__ import annotations
+
+import asyncio
+import json
+import uuid
+from typing import Any
+
+import msgspec
+import pytest
+from websockets.asyncio.client import ClientConnection
+
+from presto_deck.settings import Settings
+from tests.support.client import DeckClient, Frame, assert_contiguous
+from tests.support.deck_http import client_of, events_via_http
+from tests.support.running import running_api, running_worker
+from tests.support.sockets import events_until_heartbeat, is_heartbeat, next_frame
+
+
+@pytest.fixture
+def settings(settings: Settings) -> Settings:
+    return msgspec.structs.replace(settings, ws_heartbeat_seconds=0.5)
+
+
+async def _written(client: DeckClient, slides: int = 3) -> Frame:
+    deck_id = await client.create("Tidal energy", slide_count=slides)
+    return await client.wait_for_status(deck_id, "COMPLETED")
+
+
+def _slide_ids(deck: Frame) -> list[str]:
+    return [slide["id"] for slide in deck["slides"]]
+
+
+async def _answer(
+    ws: ClientConnection, request_id: str, timeout: float = 15
+) -> tuple[list[Frame], Frame]:
+    """The deck events up to the ack (or error) of ``request_id``, and that answer."""
+    events: list[Frame] = []
+    async with asyncio.timeout(timeout):
+        while True:
+            frame = await next_frame(ws, timeout)
+            if is_heartbeat(frame):
+                continue
+            if frame.get("type") in ("ack", "error"):
+                assert frame.get("request_id") == request_id, frame
+                return events, frame
+            events.append(frame)
+
+
+async def _send(ws: ClientConnection, kind: str, request_id: str, **data: Any) -> None:
+    await ws.send(json.dumps({"type": kind, "request_id": request_id, "data": data}))
+
+
+def _orders_are_contiguous(deck: Frame) -> None:
+    assert [slide["order"] for slide in deck["slides"]] == list(range(1, len(deck["slides"]) + 1))
+
+
+# -- over the socket -------------------------------------------------------------------------------
+
+
+async def test_every_edit_over_the_socket_is_one_event_then_its_ack(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 3)
+    a, b, c = _slide_ids(deck)
+    version = deck["version"]
+
+    async with alice.socket(deck["id"], last_version=version) as ws:
+        await _send(ws, "UpdateSlide", "text", slide_id=b, title="Tides, in short", notes="Say it")
+        texts, ack = await _answer(ws, "text")
+        await _send(ws, "UpdateSlide", "prompt", slide_id=a, prompt="title: Why tides matter")
+        rewritten, ack2 = await _answer(ws, "prompt")
+        await _send(ws, "AddSlide", "add", after_slide_id=b, prompt="A chart of tidal ranges")
+        added, ack3 = await _answer(ws, "add")
+        await _send(ws, "DeleteSlide", "delete", slide_id=c)
+        deleted, ack4 = await _answer(ws, "delete")
+        new_id = added[0]["payload"]["slide_id"]
+        await _send(ws, "ReorderSlides", "order", slide_ids=[new_id, a, b])
+        reordered, ack5 = await _answer(ws, "order")
+
+    events = [*texts, *rewritten, *added, *deleted, *reordered]
+    assert [e["event_type"] for e in events] == [
+        "SlideUpdated",
+        "SlideUpdated",
+        "SlideAdded",
+        "SlideDeleted",
+        "SlidesReordered",
+    ]
+    assert_contiguous(events, first=version + 1)
+    for event, answer, request in zip(
+        events,
+        (ack, ack2, ack3, ack4, ack5),
+        ("text", "prompt", "add", "delete", "order"),
+        strict=True,
+    ):
+        assert answer == {"type": "ack", "request_id": request, "version": event["version"]}
+        assert event["payload"]["request_id"] == request
+    assert "Tides, in short" in texts[0]["payload"]["html_content"]
+    assert texts[0]["payload"]["presenter_notes"] == "Say it"
+    assert "Why tides matter" in rewritten[0]["payload"]["html_content"]
+    assert added[0]["payload"]["order"] == 3
+    assert added[0]["payload"]["slide_ids"] == [a, b, new_id, c]
+    assert deleted[0]["payload"] == {
+        "slide_id": c,
+        "slide_ids": [a, b, new_id],
+        "request_id": "delete",
+    }
+
+    after = await alice.deck(deck["id"])
+    assert after["version"] == events[-1]["version"]
+    assert _slide_ids(after) == [new_id, a, b]
+    _orders_are_contiguous(after)
+    by_id = {slide["id"]: slide for slide in after["slides"]}
+    assert by_id[b]["html_content"] == texts[0]["payload"]["html_content"]
+    assert by_id[a]["html_content"] == rewritten[0]["payload"]["html_content"]
+    assert await events_via_http(alice, deck["id"], version) == events
+
+
+async def test_refused_edits_get_their_code_and_request_id_and_change_nothing(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 3)
+    a, b, _c = _slide_ids(deck)
+    unknown = str(uuid.uuid4())
+
+    async with alice.socket(deck["id"], last_version=deck["version"]) as ws:
+        answers = {}
+        for request_id, kind, data in [
+            ("gone", "DeleteSlide", {"slide_id": unknown}),
+            ("gone-after", "AddSlide", {"after_slide_id": unknown, "prompt": "x"}),
+            ("gone-rewrite", "UpdateSlide", {"slide_id": unknown, "prompt": "x"}),
+            ("short", "ReorderSlides", {"slide_ids": [a, b]}),
+            ("twice", "ReorderSlides", {"slide_ids": [a, b, b]}),
+            ("both", "UpdateSlide", {"slide_id": a, "prompt": "x", "title": "y"}),
+        ]:
+            await _send(ws, kind, request_id, **data)
+            events, answers[request_id] = await _answer(ws, request_id)
+            assert events == []
+        _, heartbeat = await events_until_heartbeat(ws)
+
+    codes = {request_id: answer["code"] for request_id, answer in answers.items()}
+    assert codes == {
+        "gone": "slide_not_found",
+        "gone-after": "slide_not_found",
+        "gone-rewrite": "slide_not_found",
+        "short": "bad_order",
+        "twice": "bad_order",
+        "both": "invalid_frame",
+    }
+    assert all(answer["message"] for answer in answers.values())
+    assert heartbeat["version"] == deck["version"]
+    assert (await alice.deck(deck["id"]))["slides"] == deck["slides"]
+
+
+async def test_an_edit_while_the_deck_is_generated_is_deck_busy(
+    alice: DeckClient, settings: Settings
+) -> None:
+    deck_id = await alice.create("Still cooking", slide_count=2)  # no worker: PENDING
+
+    response = await alice.http.post(f"/api/v1/decks/{deck_id}/slides", json={"prompt": "more"})
+
+    assert response.status_code == 409, response.text
+    assert response.json()["code"] == "deck_busy"
+
+
+async def test_the_same_frame_sent_on_two_sockets_at_once_changes_the_deck_once(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 4)
+    victim = _slide_ids(deck)[1]
+
+    async with (
+        alice.socket(deck["id"], last_version=deck["version"]) as first,
+        alice.socket(deck["id"], last_version=deck["version"]) as second,
+    ):
+        frame = {"type": "DeleteSlide", "request_id": "once", "data": {"slide_id": victim}}
+        await asyncio.gather(first.send(json.dumps(frame)), second.send(json.dumps(frame)))
+        (events_1, ack_1), (events_2, ack_2) = await asyncio.gather(
+            _answer(first, "once"), _answer(second, "once")
+        )
+
+    assert ack_1 == ack_2 == {"type": "ack", "request_id": "once", "version": deck["version"] + 1}
+    assert events_1 == events_2
+    assert [e["event_type"] for e in events_1] == ["SlideDeleted"]
+    after = await alice.deck(deck["id"])
+    assert after["version"] == deck["version"] + 1
+    assert len(after["slides"]) == 3
+
+
+async def test_a_rewrite_repeated_after_a_dropped_socket_is_answered_without_a_second_change(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 2)
+    slide_id = _slide_ids(deck)[0]
+    frame = {
+        "type": "UpdateSlide",
+        "request_id": "retry",
+        "data": {"slide_id": slide_id, "prompt": "p"},
+    }
+
+    async with alice.socket(deck["id"], last_version=deck["version"]) as ws:
+        await ws.send(json.dumps(frame))
+        _, ack = await _answer(ws, "retry")
+    async with alice.socket(deck["id"]) as ws:  # a new socket, after the change was made
+        await ws.send(json.dumps(frame))
+        again_events, again = await _answer(ws, "retry")
+
+    assert again == ack
+    assert again_events == []
+    assert (await alice.deck(deck["id"]))["version"] == deck["version"] + 1
+
+
+async def test_edit_events_replay_exactly_from_any_version(alice: DeckClient, worker: None) -> None:
+    deck = await _written(alice, 3)
+    a, b, c = _slide_ids(deck)
+    for request in (
+        alice.http.patch(f"/api/v1/decks/{deck['id']}/slides/{a}", json={"title": "One"}),
+        alice.http.put(f"/api/v1/decks/{deck['id']}/slides/order", json={"slide_ids": [c, a, b]}),
+        alice.http.delete(f"/api/v1/decks/{deck['id']}/slides/{b}"),
+    ):
+        assert (await request).status_code == 202
+    history = await events_via_http(alice, deck["id"])
+    final = history[-1]["version"]
+
+    for last_version in range(0, final + 1):
+        async with alice.socket(deck["id"], last_version=last_version) as ws:
+            replayed, heartbeat = await events_until_heartbeat(ws)
+        assert replayed == [e for e in history if e["version"] > last_version]
+        assert heartbeat["version"] == final
+
+
+# -- over HTTP -------------------------------------------------------------------------------------
+
+
+async def test_every_edit_over_http_answers_202_with_a_request_id_and_lands_as_events(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 3)
+    a, b, c = _slide_ids(deck)
+    base = f"/api/v1/decks/{deck['id']}/slides"
+
+    text = await alice.http.patch(f"{base}/{a}", json={"bullets": ["Cheap", "Predictable"]})
+    prompt = await alice.http.patch(
+        f"{base}/{b}", json={"prompt": "Make it about costs"}, headers={"Idempotency-Key": "mine-1"}
+    )
+    added = await alice.http.post(base, json={"prompt": "Questions?", "after_slide_id": c})
+    deleted = await alice.http.delete(f"{base}/{a}")
+
+    for response in (text, prompt, added, deleted):
+        assert response.status_code == 202, response.text
+    assert text.json()["status"] == "APPLIED"
+    assert text.json()["version"] == deck["version"] + 1
+    assert prompt.json() == {"request_id": "mine-1", "status": "QUEUED", "version": None}
+    assert added.json()["status"] == "QUEUED"
+    assert len(added.json()["request_id"]) == 32  # made for the client
+
+    async def both_applied() -> bool:
+        events = await events_via_http(alice, deck["id"], deck["version"])
+        return sum(e["event_type"] in ("SlideUpdated", "SlideAdded") for e in events) == 3
+
+    async with asyncio.timeout(15):
+        while not await both_applied():
+            await asyncio.sleep(0.05)
+    events = await events_via_http(alice, deck["id"], deck["version"])
+    assert {e["payload"]["request_id"] for e in events} == {
+        text.json()["request_id"],
+        "mine-1",
+        added.json()["request_id"],
+        deleted.json()["request_id"],
+    }
+    assert_contiguous(events, first=deck["version"] + 1)
+    after = await alice.deck(deck["id"])
+    assert len(after["slides"]) == 3
+    assert a not in _slide_ids(after)
+    assert _slide_ids(after)[:2] == [b, c]
+    _orders_are_contiguous(after)
+    order = [c, *[i for i in _slide_ids(after) if i != c]]
+    reordered = await alice.http.put(f"{base}/order", json={"slide_ids": order})
+    assert reordered.status_code == 202
+    assert _slide_ids(await alice.deck(deck["id"])) == order
+
+
+@pytest.mark.parametrize(
+    ("method", "path", "body", "status", "code"),
+    [
+        ("patch", "/slides/{unknown}", {"title": "x"}, 404, "slide_not_found"),
+        ("delete", "/slides/{unknown}", None, 404, "slide_not_found"),
+        ("post", "/slides", {"prompt": "x", "after_slide_id": "{unknown}"}, 404, "slide_not_found"),
+        ("put", "/slides/order", {"slide_ids": ["{unknown}"]}, 400, "bad_order"),
+        ("patch", "/slides/{first}", {}, 400, None),
+        ("patch", "/slides/{first}", {"prompt": "x", "notes": "y"}, 400, None),
+        ("patch", "/slides/{first}", {"title": "a\u0000b"}, 400, None),
+        ("patch", "/slides/{first}", {"title": "x", "extra": 1}, 400, None),
+        ("post", "/slides", {"prompt": ""}, 400, None),
+        ("put", "/slides/order", {"slide_ids": "nope"}, 400, None),
+        ("patch", "/slides/not-a-uuid", {"title": "x"}, 404, None),
+    ],
+)
+async def test_bad_edits_over_http_get_a_clear_4xx(
+    alice: DeckClient,
+    worker: None,
+    method: str,
+    path: str,
+    body: Any,
+    status: int,
+    code: str | None,
+) -> None:
+    deck = await _written(alice, 2)
+    values = {"unknown": str(uuid.uuid4()), "first": _slide_ids(deck)[0]}
+    url = f"/api/v1/decks/{deck['id']}" + path.format(**values)
+    if body is not None:
+        body = json.loads(json.dumps(body).replace("{unknown}", values["unknown"]))
+        response = await alice.http.request(method, url, json=body)
+    else:
+        response = await alice.http.request(method, url)
+
+    assert response.status_code == status, response.text
+    assert response.json()["detail"]
+    if code is not None:
+        assert response.json()["code"] == code
+    assert (await alice.deck(deck["id"]))["version"] == deck["version"]
+
+
+async def test_another_users_deck_cannot_be_edited(
+    alice: DeckClient, bob: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 2)
+
+    response = await bob.http.delete(f"/api/v1/decks/{deck['id']}/slides/{_slide_ids(deck)[0]}")
+
+    assert response.status_code == 404
+    assert (await alice.deck(deck["id"]))["version"] == deck["version"]
+
+
+async def test_edits_waiting_for_the_model_are_capped_per_deck(settings: Settings) -> None:
+    capped = msgspec.structs.replace(settings, limit_queued_edits_per_deck=2)
+    async with running_api(capped) as api, client_of(api, capped, "alice") as alice:
+        async with running_worker(capped):
+            deck = await _written(alice, 2)
+        base = f"/api/v1/decks/{deck['id']}/slides"  # no worker now: edits stay queued
+        first = _slide_ids(deck)[0]
+        for n in range(2):
+            queued = await alice.http.patch(f"{base}/{first}", json={"prompt": f"v{n}"})
+            assert queued.json()["status"] == "QUEUED"
+
+        refused = await alice.http.post(base, json={"prompt": "one too many"})
+        direct = await alice.http.patch(f"{base}/{first}", json={"notes": "still fine"})
+
+        assert refused.status_code == 429
+        assert refused.json()["code"] == "too_many_edits"
+        assert direct.status_code == 202
+        async with running_worker(capped):
+            await alice.wait_for_status(deck["id"], "COMPLETED")
+
+            async def drained() -> bool:
+                events = await events_via_http(alice, deck["id"], deck["version"])
+                return len(events) == 3
+
+            async with asyncio.timeout(15):
+                while not await drained():
+                    await asyncio.sleep(0.05)
+
+
+async def test_sockets_on_two_api_instances_see_the_same_edits_in_the_same_order(
+    settings: Settings,
+) -> None:
+    async with (
+        running_api(settings) as first,
+        running_api(settings) as second,
+        client_of(first, settings, "alice") as on_first,
+        client_of(second, settings, "alice") as on_second,
+        running_worker(settings),
+    ):
+        deck = await _written(on_first, 3)
+        ids = _slide_ids(deck)
+        async with (
+            on_first.socket(deck["id"], last_version=deck["version"]) as ws_1,
+            on_second.socket(deck["id"], last_version=deck["version"]) as ws_2,
+        ):
+            await _send(ws_1, "UpdateSlide", "e1", slide_id=ids[0], prompt="Sharper")
+            await _send(ws_2, "ReorderSlides", "e2", slide_ids=list(reversed(ids)))
+            await _send(ws_1, "AddSlide", "e3", prompt="An appendix", after_slide_id=ids[0])
+            await _send(ws_2, "DeleteSlide", "e4", slide_id=ids[1])
+            seen = await asyncio.gather(_events(ws_1, 4), _events(ws_2, 4))
+
+    assert seen[0] == seen[1]
+    assert_contiguous(seen[0], first=deck["version"] + 1)
+    assert {e["payload"]["request_id"] for e in seen[0]} == {"e1", "e2", "e3", "e4"}
+
+
+async def _events(ws: ClientConnection, count: int) -> list[Frame]:
+    events: list[Frame] = []
+    async with asyncio.timeout(20):
+        while len(events) < count:
+            frame = await next_frame(ws, 20)
+            if "event_type" in frame and not is_heartbeat(frame):
+                events.append(frame)
+    return events
