@@ -17,9 +17,10 @@ import websockets
 
 from tests.e2e.conftest import mint
 from tests.faults.conftest import Cluster, FaultRun
-from tests.faults.contract import assert_contract, wait_until_ended
+from tests.faults.contract import assert_contract, replayed_after, wait_until_ended
 from tests.support.client import DeckClient, Frame, eventually, is_terminal
-from tests.support.fake_openai import FakeOpenAI
+from tests.support.deck_http import events_via_http
+from tests.support.fake_openai import FakeOpenAI, hang
 from tests.support.llm import API_KEY
 from tests.support.processes import ManagedProcess, clean_environment, free_port
 
@@ -275,3 +276,58 @@ asyncio.run(main())
     def _line(self) -> bytes:
         assert self._process.stdout is not None
         return self._process.stdout.readline().strip()
+
+
+async def test_a_worker_killed_mid_edit_leaves_it_to_another_that_applies_it_once(
+    cluster: Cluster, alice: DeckClient, fault_run: FaultRun
+) -> None:
+    with FakeOpenAI(plan_slides=3) as model:
+        deployment = cluster.deployment
+        settings = cluster.settings(
+            llm_model="openai:fake-model", llm_base_url=model.base_url, llm_api_key=API_KEY
+        )
+        doomed = deployment.start_work(**settings)
+        deployment.serve(**settings)
+        deck_id = await alice.create("A deck to edit", slide_count=3)
+        await wait_until_ended(alice, [deck_id], timeout=30)
+        written = await assert_contract(alice, deck_id, fault_run, status="COMPLETED", slides=3)
+        slide_id = (await alice.deck(deck_id))["slides"][1]["id"]
+        model.script(hang(60))  # the edit's first call never answers: the worker dies in it
+        prompt = "Rewrite this slide for engineers"
+        response = await alice.http.patch(
+            f"/api/v1/decks/{deck_id}/slides/{slide_id}",
+            json={"prompt": prompt},
+            headers={"Idempotency-Key": "edit-1"},
+        )
+        assert response.status_code == 202, response.text
+
+        async def in_flight() -> bool:
+            return any(prompt in request.prompt for request in model.requests)
+
+        await eventually(in_flight, timeout=20)
+        assert doomed.kill() == -9
+        fault_run.count("worker kill -9 mid-edit")
+        deployment.start_work(**settings)
+
+        async def applied() -> bool:
+            return (await alice.deck(deck_id))["version"] > written[-1]["version"]
+
+        await eventually(applied, timeout=30)  # lease 2 s, sweep 1 s: well within
+        calls = [request for request in model.requests if prompt in request.prompt]
+    fault_run.model_calls += len(calls)
+    assert len(calls) == 2  # the one the dead worker made, and the one that was applied
+    deck = await alice.deck(deck_id)
+    history = await events_via_http(alice, deck_id)
+    edits = history[len(written) :]
+    assert [e["event_type"] for e in edits] == ["SlideUpdated"]
+    assert edits[0]["version"] == written[-1]["version"] + 1 == deck["version"]
+    assert edits[0]["payload"]["request_id"] == "edit-1"
+    assert edits[0]["payload"]["slide_id"] == slide_id
+    assert deck["slides"][1]["html_content"] == edits[0]["payload"]["html_content"]
+    for version in (0, written[-1]["version"]):
+        assert (
+            await replayed_after(alice, deck_id, version)
+            == history[version - 1 if version else 0 :]
+        )
+        fault_run.replays += 1
+    fault_run.events += len(edits)
