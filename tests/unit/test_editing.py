@@ -53,6 +53,17 @@ def _last(h: Harness, deck_id: UUID) -> Event:
     return h.store.events(deck_id)[-1]
 
 
+def _dying_writer() -> FakeWriter:
+    """A writer whose worker dies in every edit's model call."""
+    writer = FakeWriter()
+
+    async def die() -> None:
+        raise WorkerKilled
+
+    writer.before_edit = die
+    return writer
+
+
 def _versions_are_contiguous(h: Harness, deck_id: UUID) -> None:
     versions = [event.version for event in h.store.events(deck_id)]
     assert versions == list(range(2, 2 + len(versions)))
@@ -398,12 +409,7 @@ async def test_an_edit_spends_at_most_its_model_calls_however_often_its_worker_d
 ) -> None:
     deck_id = await _written(h, 2)
     await h.edits.submit("alice", deck_id, RewriteSlide(slide_id=_ids(h, deck_id)[0], prompt="x"))
-    dying = FakeWriter()
-
-    async def die() -> None:
-        raise WorkerKilled
-
-    dying.before_edit = die
+    dying = _dying_writer()
     for _ in range(6):  # each time: the worker dies, its lease lapses, the sweep requeues
         with contextlib.suppress(WorkerKilled):
             await h.editor(dying, worker_id=f"w{_}", max_model_calls=4).run(deck_id)
@@ -423,12 +429,7 @@ async def test_an_edit_whose_worker_died_is_requeued_by_the_sweep_and_applied_on
 ) -> None:
     deck_id = await _written(h, 2)
     await h.edits.submit("alice", deck_id, RewriteSlide(slide_id=_ids(h, deck_id)[0], prompt="x"))
-    dying = FakeWriter()
-
-    async def die() -> None:
-        raise WorkerKilled
-
-    dying.before_edit = die
+    dying = _dying_writer()
     with pytest.raises(WorkerKilled):
         await h.editor(dying, worker_id="dead").run(deck_id)
     assert (await h.recovery.sweep()).requeued_edits == 0  # its lease is still live
