@@ -628,7 +628,7 @@ async def test_health_and_metrics_answer_200_without_a_token(anonymous: httpx.As
     assert "# TYPE" in metrics.text
 
 
-async def test_the_openapi_schema_lists_the_deck_routes(anonymous: httpx.AsyncClient) -> None:
+async def test_the_openapi_schema_lists_the_deck_and_editing_routes(anonymous: httpx.AsyncClient) -> None:
     response = await anonymous.get("/schema/openapi.json")
 
     assert response.status_code == 200
@@ -637,6 +637,9 @@ async def test_the_openapi_schema_lists_the_deck_routes(anonymous: httpx.AsyncCl
     assert {"/api/v1/decks/{deck_id}/events", "/api/v1/decks/{deck_id}/cancel"} <= set(paths)
     assert {"get", "post"} <= set(paths["/api/v1/decks"])
     assert "post" in paths["/api/v1/decks/{deck_id}/cancel"]
+    assert {"patch", "delete"} <= set(paths["/api/v1/decks/{deck_id}/slides/{slide_id}"])
+    assert "post" in paths["/api/v1/decks/{deck_id}/slides"]
+    assert "put" in paths["/api/v1/decks/{deck_id}/slides/order"]
 
 
 async def test_an_unreachable_database_answers_503_and_closes_sockets_with_1011(
