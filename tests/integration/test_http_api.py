@@ -628,7 +628,9 @@ async def test_health_and_metrics_answer_200_without_a_token(anonymous: httpx.As
     assert "# TYPE" in metrics.text
 
 
-async def test_the_openapi_schema_lists_the_deck_and_editing_routes(anonymous: httpx.AsyncClient) -> None:
+async def test_the_openapi_schema_lists_the_deck_and_editing_routes(
+    anonymous: httpx.AsyncClient,
+) -> None:
     response = await anonymous.get("/schema/openapi.json")
 
     assert response.status_code == 200

@@ -12,7 +12,13 @@ import pytest
 import stamina
 
 from presto_deck.application.ports import ModelCallsExhausted
-from presto_deck.domain.content import DeckBrief, DeckPlan, SlideOutline
+from presto_deck.domain.content import (
+    DeckBrief,
+    DeckPlan,
+    SlideContent,
+    SlideOutline,
+    SlideRequest,
+)
 from presto_deck.infrastructure.writers.langchain import (
     LangChainWriter,
     StructuredOutput,
@@ -96,6 +102,53 @@ async def test_writes_a_slide_from_its_outline(
     prompt = request.body["messages"][-1]["content"]
     assert "slide 2 of 3" in prompt
     assert "Part 2" in prompt
+
+
+@pytest.mark.parametrize("mode", MODES)
+async def test_rewrites_a_slide_as_asked_with_its_neighbours_as_context(
+    budget: CountingBudget,
+    fake_openai: FakeOpenAI,
+    make_writer: WriterFactory,
+    mode: StructuredOutput,
+) -> None:
+    current = SlideContent(title="Cats online", bullets=["memes"])
+    request = SlideRequest(
+        brief=BRIEF,
+        plan=PLAN,
+        prompt="Make it about dogs instead",
+        current=current,
+        previous=SlideContent(title="Opening"),
+        following=SlideContent(title="Closing words"),
+        position=2,
+        total=3,
+    )
+
+    slide = await make_writer(structured_output=mode).edit_slide(request, budget)
+
+    assert slide.title == "A written slide"
+    assert budget.spent == 1
+    [sent] = fake_openai.requests
+    assert sent.requested_schema == "SlideContent"
+    prompt = sent.body["messages"][-1]["content"]
+    for part in ("Make it about dogs instead", "Cats online", "Opening", "Closing words"):
+        assert part in prompt
+    assert "Rewrite slide 2 of 3" in prompt
+    assert BRIEF.prompt in prompt
+
+
+async def test_writes_a_new_slide_where_it_will_stand(
+    budget: CountingBudget, fake_openai: FakeOpenAI, make_writer: WriterFactory
+) -> None:
+    request = SlideRequest(
+        brief=BRIEF, plan=None, prompt="A chart", current=None, position=1, total=4
+    )
+
+    slide = await make_writer().edit_slide(request, budget)
+
+    assert slide.title == "A written slide"
+    prompt = fake_openai.requests[0].body["messages"][-1]["content"]
+    assert "Write a new slide, which will be slide 1 of 4" in prompt
+    assert "A chart" in prompt
 
 
 async def test_a_title_given_in_the_brief_is_kept(
