@@ -7,7 +7,7 @@ import time
 import pytest
 
 from presto_deck.application.ports import DeckWriter
-from presto_deck.domain.content import DeckBrief, DeckPlan
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideRequest
 from presto_deck.infrastructure.writers.offline import OfflineWriter
 from presto_deck.infrastructure.writers.rendering import ThemeRenderer
 from tests.unit.test_sanitizer import assert_inert
@@ -200,3 +200,40 @@ async def test_a_hostile_prompt_is_carried_as_plain_text_and_rendered_escaped() 
     assert "&lt;script&gt;" in html[1]
     for slide in html:
         assert_inert(slide)
+
+
+# -- edits --------------------------------------------------------------------------------------
+
+
+def _request(prompt: str, current: SlideContent | None) -> SlideRequest:
+    return SlideRequest(
+        brief=_brief(), plan=None, prompt=prompt, current=current, position=2, total=5
+    )
+
+
+async def test_a_rewrite_keeps_the_layout_and_title_and_writes_about_the_prompt() -> None:
+    current = SlideContent(layout="two_column", title="Costs", bullets=["old"], subtitle="Q3")
+
+    slide = await OfflineWriter(0).edit_slide(_request("Focus on maintenance budgets", current))
+
+    assert (slide.layout, slide.title, slide.subtitle) == ("two_column", "Costs", "Q3")
+    assert slide.bullets
+    assert "old" not in slide.bullets
+    assert any("Maintenance" in bullet for bullet in slide.bullets)
+    assert "Slide 2 of 5, rewritten as asked" in slide.notes
+
+
+async def test_a_title_line_in_the_prompt_sets_the_title() -> None:
+    current = SlideContent(title="Costs")
+
+    slide = await OfflineWriter(0).edit_slide(_request("title: Running costs\nshorter", current))
+
+    assert slide.title == "Running costs"
+
+
+async def test_a_new_slide_is_titled_after_the_prompt_and_its_markup_is_inert() -> None:
+    slide = await OfflineWriter(0).edit_slide(_request("<script>alert(1)</script> budgets", None))
+
+    assert slide.layout == "bullets"
+    assert "added as asked" in slide.notes
+    assert_inert(ThemeRenderer().render(slide, None))
