@@ -12,11 +12,19 @@ stops while the server itself does not read (a pipelined request waits for the o
 the handler has not yet taken what arrived). Past it the request gets 408 if no response has
 started, its handler sees the client gone, and the connection is closed. WebSocket upgrades are
 parsed here too, so the limits of the head cover them.
+
+uvicorn also parses every pipelined request it has read (sent before the answers to the previous
+ones were read) and queues them all; a client that writes thousands at once has them all held in
+memory. Here the parser is fed in slices that end no more request heads than the connection has
+room for, up to ``MOST_WAITING_REQUESTS`` waiting; beyond that the rest of what was read is kept
+unparsed and nothing more is read until a response is done. A pipelining client is still served,
+in order; a flood holds a few requests and at most one read's worth of bytes.
 """
 
 from __future__ import annotations
 
 import asyncio
+import re
 from collections.abc import Callable
 from http import HTTPStatus
 from typing import ClassVar
@@ -24,6 +32,11 @@ from typing import ClassVar
 import msgspec
 from uvicorn.protocols.http.flow_control import FlowControl
 from uvicorn.protocols.http.httptools_impl import HttpToolsProtocol
+
+#: The most requests a connection may hold waiting for the one being answered (pipelined).
+MOST_WAITING_REQUESTS = 8
+#: Every LF that ends an empty line; only there can a request's head end.
+_EMPTY_LINE_END = re.compile(rb"(?<=\n)\r?\n")
 
 
 class BoundedHttpProtocol(HttpToolsProtocol):
@@ -37,13 +50,21 @@ class BoundedHttpProtocol(HttpToolsProtocol):
     _head_bytes: int | None = 0
     _head_started = False
     _head_timer: asyncio.TimerHandle | None = None
+    #: Bytes read from the client while the connection held ``MOST_WAITING_REQUESTS``: they are
+    #: parsed once a response is done, and nothing more is read until then.
+    _held = b""
+    #: The last two bytes fed to the parser: an empty line may begin in one read and end in the
+    #: next.
+    _fed_tail = b""
     #: The time left for the body of the request whose head was parsed last; None when it has
     #: all arrived.
     _body_deadline: _Deadline | None = None
 
     def connection_made(self, transport: asyncio.Transport) -> None:  # type: ignore[override]
         super().connection_made(transport)
-        self.flow = _ObservedFlowControl(transport, on_change=self._pace_body_deadline)
+        self.flow = _ConnectionFlowControl(
+            transport, may_resume=lambda: not self._held, on_change=self._pace_body_deadline
+        )
         self._start_head_timer()  # a connection that never sends a byte is closed too
 
     def connection_lost(self, exc: Exception | None) -> None:
@@ -52,14 +73,24 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().connection_lost(exc)
 
     def data_received(self, data: bytes) -> None:
-        start = 0
+        if self._held:  # a transport that delivers what it had read before it paused
+            self._held += data
+            return
+        data = self._fed_tail + data
+        start = len(self._fed_tail)
         while start < len(data):
+            room_for_requests = MOST_WAITING_REQUESTS - len(self.pipeline)
+            if room_for_requests <= 0:
+                self._hold(data[start:])
+                return
             room = self._room()
             if room <= 0:
                 self._refuse(HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE)
                 return
-            chunk = data[start : start + room]
-            start += len(chunk)
+            stop = _cut(data, start, min(start + room, len(data)), heads=room_for_requests)
+            chunk = data[start:stop]
+            self._fed_tail = data[max(stop - 2, 0) : stop]
+            start = stop
             if self._head_bytes is not None:
                 self._head_bytes += len(chunk)
             super().data_received(chunk)
@@ -92,9 +123,23 @@ class BoundedHttpProtocol(HttpToolsProtocol):
         super().on_response_complete()
         if self.transport.is_closing():
             return
+        if self._held:
+            self._release()  # a waiting request has just started: there is room for another
         if self._head_started:
             self._start_head_timer()  # a pipelined head's time starts now
         self._pace_body_deadline()  # a pipelined request may just have started
+
+    def _hold(self, data: bytes) -> None:
+        """Keep ``data`` unparsed, and read nothing more, until a waiting request starts."""
+        self._held = data
+        self.flow.pause_reading()
+
+    def _release(self) -> None:
+        """Parse what was held, as far as there is room, and read again if all of it was."""
+        held, self._held = self._held, b""
+        self.data_received(held)
+        if not self._held and not self.transport.is_closing():
+            self.flow.resume_reading()
 
     def _room(self) -> int:
         """How many more bytes the parser may be fed now."""
@@ -194,11 +239,20 @@ class _Deadline:
         self._expired()
 
 
-class _ObservedFlowControl(FlowControl):
-    """uvicorn's flow control, telling the protocol whenever reading stops or starts again."""
+class _ConnectionFlowControl(FlowControl):
+    """uvicorn's flow control, which reads again only when the protocol allows it (uvicorn asks
+    to after every response, and whenever a handler waits for its body) and tells the protocol
+    whenever reading stops or starts again."""
 
-    def __init__(self, transport: asyncio.Transport, *, on_change: Callable[[], None]) -> None:
+    def __init__(
+        self,
+        transport: asyncio.Transport,
+        *,
+        may_resume: Callable[[], bool],
+        on_change: Callable[[], None],
+    ) -> None:
         super().__init__(transport)
+        self._may_resume = may_resume
         self._on_change = on_change
 
     def pause_reading(self) -> None:
@@ -206,8 +260,22 @@ class _ObservedFlowControl(FlowControl):
         self._on_change()
 
     def resume_reading(self) -> None:
-        super().resume_reading()
-        self._on_change()
+        if self._may_resume():
+            super().resume_reading()
+            self._on_change()
+
+
+def _cut(data: bytes, start: int, end: int, *, heads: int) -> int:
+    """Where to end the slice of ``data[start:end]`` fed to the parser next, so that it ends no
+    more than ``heads`` request heads: past the ``heads``-th LF that ends an empty line, counting
+    the lines that began in the two bytes before ``start`` (already fed)."""
+    ends = 0
+    for found in _EMPTY_LINE_END.finditer(data, max(start - 1, 0), end):
+        if found.end() > start:
+            ends += 1
+            if ends == heads:
+                return found.end()
+    return end
 
 
 def bounded_http_protocol(

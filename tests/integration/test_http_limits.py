@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import AsyncIterator
 
@@ -12,6 +13,7 @@ import httpx
 import msgspec
 import pytest
 
+from presto_deck.api.http_protocol import BoundedHttpProtocol
 from presto_deck.settings import Settings
 from tests.support.client import DeckClient, eventually
 from tests.support.raw_http import (
@@ -239,6 +241,41 @@ async def test_a_body_not_all_sent_within_the_timeout_gets_408_and_the_handler_e
 
     assert_json_error(answer, 408)
     assert HEAD_TIMEOUT * 0.9 <= elapsed <= HEAD_TIMEOUT + MARGIN
+
+
+# -- pipelined requests ----------------------------------------------------------------------------
+
+#: The most requests a connection may hold waiting for the one being answered.
+MOST_WAITING = 8
+
+
+async def test_pipelined_requests_wait_at_most_eight_at_a_time_and_all_are_answered_in_order(
+    api: RunningApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After each head the server parses: how many requests wait on that connection, and whether
+    # it still reads from the client.
+    seen: list[tuple[int, bool]] = []
+    parse_head = BoundedHttpProtocol.on_headers_complete
+
+    def recording(protocol: BoundedHttpProtocol) -> None:
+        parse_head(protocol)
+        seen.append((len(protocol.pipeline), protocol.transport.is_reading()))
+
+    monkeypatch.setattr(BoundedHttpProtocol, "on_headers_complete", recording)
+    # Two kinds of answers in a random order, so that answers out of order would show.
+    paths = random.Random(7).choices(["/health/live", "/health/none"], k=500)
+    requests = b"".join(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode() for path in paths)
+
+    async with connection(api.url) as (reader, writer):
+        writer.write(requests)  # all at once, without reading an answer
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        statuses = [(await read_response(reader))[0] for _ in paths]
+
+    assert len(seen) == len(paths)
+    assert max(waiting for waiting, _ in seen) == MOST_WAITING
+    assert not any(reading for waiting, reading in seen if waiting == MOST_WAITING)
+    assert statuses == [200 if path == "/health/live" else 404 for path in paths]
 
 
 # -- the size of the body --------------------------------------------------------------------------
