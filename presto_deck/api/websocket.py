@@ -29,13 +29,9 @@ from presto_deck.api.errors import (
 )
 from presto_deck.api.frames import error_frame, frame_decoder
 from presto_deck.api.live_sockets import LiveSockets
+from presto_deck.api.websocket_protocol import is_over_the_rate
 from presto_deck.application.decks import DeckService
-from presto_deck.application.limits import (
-    FrameThrottle,
-    FrameVerdict,
-    LimitExceeded,
-    SocketAdmission,
-)
+from presto_deck.application.limits import LimitExceeded, SocketAdmission
 from presto_deck.application.ports import StorageError
 from presto_deck.application.replay import DeliveryCursor, EventDelivery
 from presto_deck.domain.deck import DeckNotFound
@@ -211,20 +207,19 @@ class _Session:
         return told
 
     async def _read_frames(self) -> None:
-        throttle = FrameThrottle(self._frames_per_second)
+        # The server's protocol throttles the client's frames (api/websocket_protocol.py): of a
+        # run of messages over the rate only the first arrives, marked, and a flood ends the
+        # socket after the messages that came before it.
         while True:
             message = await self._socket.receive()
             if message["type"] == "websocket.disconnect":
                 return
-            text, data = message.get("text"), message.get("bytes")
-            raw = text if isinstance(text, str) else data if isinstance(data, bytes) else b""
-            match throttle.admit():  # raises FrameRateExceeded at a flood
-                case FrameVerdict.ACCEPT:
-                    reply = _answer(raw)
-                case FrameVerdict.DROP_AND_WARN:
-                    reply = _rate_limited(self._frames_per_second)
-                case FrameVerdict.DROP:
-                    continue
+            if is_over_the_rate(message):
+                reply = _rate_limited(self._frames_per_second)
+            else:
+                text, data = message.get("text"), message.get("bytes")
+                raw = text if isinstance(text, str) else data if isinstance(data, bytes) else b""
+                reply = _answer(raw)
             async with self._lock:
                 await self._socket.send_data(reply, mode="text")
 
