@@ -27,7 +27,10 @@ def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvic
             max_head_bytes=settings.http_max_header_bytes,
             head_timeout_seconds=settings.http_header_timeout_seconds,
         ),
-        ws=bounded_websocket_protocol(write_timeout_seconds=settings.ws_write_timeout_seconds),
+        ws=bounded_websocket_protocol(
+            write_timeout_seconds=settings.ws_write_timeout_seconds,
+            frames_per_second=settings.limit_frames_per_second,
+        ),
         ws_per_message_deflate=False,  # small frames; deflate costs tens of KiB a socket
         ws_max_size=_WS_MAX_MESSAGE_BYTES,
         timeout_graceful_shutdown=_GRACEFUL_SHUTDOWN_SECONDS,

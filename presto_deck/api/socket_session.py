@@ -29,9 +29,9 @@ from presto_deck.api.frames import (
     frame_decoder,
     request_id_of,
 )
+from presto_deck.api.websocket_protocol import is_over_the_rate
 from presto_deck.application.decks import DeckService
 from presto_deck.application.editing import EditOutcome, EditService
-from presto_deck.application.limits import FrameThrottle, FrameVerdict
 from presto_deck.application.ports import StorageError
 from presto_deck.application.replay import DeliveryCursor, EventDelivery
 from presto_deck.domain.deck import DeckNotFound, EditRejected
@@ -181,21 +181,20 @@ class SocketSession:
     # -- frames in --------------------------------------------------------------------------------
 
     async def _read_frames(self) -> None:
-        throttle = FrameThrottle(self._frames_per_second)
+        # The server's protocol throttles the client's frames (api/websocket_protocol.py): of a
+        # run of messages over the rate only the first arrives, marked, and a flood ends the
+        # socket after the messages that came before it.
         while True:
             message = await self._socket.receive()
             if message["type"] == "websocket.disconnect":
                 return
+            if is_over_the_rate(message):
+                async with self._lock:
+                    await self._send(_rate_limited(self._frames_per_second))
+                continue
             text, data = message.get("text"), message.get("bytes")
             raw = text if isinstance(text, str) else data if isinstance(data, bytes) else b""
-            match throttle.admit():  # raises FrameRateExceeded at a flood
-                case FrameVerdict.ACCEPT:
-                    await self._handle(raw)
-                case FrameVerdict.DROP_AND_WARN:
-                    async with self._lock:
-                        await self._send(_rate_limited(self._frames_per_second))
-                case FrameVerdict.DROP:
-                    continue
+            await self._handle(raw)
 
     async def _handle(self, raw: str | bytes) -> None:
         try:

@@ -170,12 +170,12 @@ class Deck:
 
     def complete(self, slide_count: int, now: datetime) -> None:
         self._require(DeckStatus.GENERATING)
-        self.status = DeckStatus.COMPLETED
+        self._end(DeckStatus.COMPLETED)
         self._record("DeckCompleted", {"slide_count": slide_count}, now)
 
     def fail(self, failure: Failure, now: datetime) -> None:
         self._require(*_ACTIVE)
-        self.status = DeckStatus.FAILED
+        self._end(DeckStatus.FAILED)
         self.failure = failure
         self._record("DeckFailed", msgspec.to_builtins(failure), now)
 
@@ -245,7 +245,7 @@ class Deck:
 
     def cancel(self, now: datetime) -> None:
         self._require(*_ACTIVE)
-        self.status = DeckStatus.CANCELLED
+        self._end(DeckStatus.CANCELLED)
         self._record("DeckCancelled", {}, now)
 
     def take_events(self) -> list[Event]:
@@ -254,6 +254,12 @@ class Deck:
         return events
 
     # -- internals --------------------------------------------------------------------------------
+
+    def _end(self, status: DeckStatus) -> None:
+        """The generation is over: its run's lease ends with it, in the same transaction, so an
+        edit that follows at once finds the deck free."""
+        self.status = status
+        self.lease = None
 
     def _require(self, *allowed: DeckStatus) -> None:
         if self.status not in allowed:

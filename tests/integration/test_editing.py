@@ -399,3 +399,29 @@ async def _events(ws: ClientConnection, count: int) -> list[Frame]:
             if "event_type" in frame and not is_heartbeat(frame):
                 events.append(frame)
     return events
+
+
+async def test_an_edit_whose_job_redis_lost_is_queued_again_by_the_sweep(
+    settings: Settings,
+) -> None:
+    async with running_api(settings) as api, client_of(api, settings, "alice") as alice:
+        async with running_worker(settings):
+            deck = await _written(alice, 2)
+        slide_id = _slide_ids(deck)[0]
+        queued = await alice.http.patch(
+            f"/api/v1/decks/{deck['id']}/slides/{slide_id}", json={"prompt": "title: Saved"}
+        )
+        assert queued.json()["status"] == "QUEUED"
+        await api.container.redis.flushdb()  # the job is gone; PostgreSQL still has the edit
+
+        async with running_worker(settings):
+
+            async def applied() -> bool:
+                return (await alice.deck(deck["id"]))["version"] == deck["version"] + 1
+
+            async with asyncio.timeout(15):  # a lease (2 s) and a sweep (1 s) or two
+                while not await applied():
+                    await asyncio.sleep(0.05)
+            after = await alice.deck(deck["id"])
+
+    assert "Saved" in after["slides"][0]["html_content"]

@@ -5,6 +5,7 @@ from __future__ import annotations
 
 import asyncio
 import json
+import random
 import time
 from collections.abc import AsyncIterator
 
@@ -12,8 +13,9 @@ import httpx
 import msgspec
 import pytest
 
+from presto_deck.api.http_protocol import BoundedHttpProtocol
 from presto_deck.settings import Settings
-from tests.support.client import DeckClient
+from tests.support.client import DeckClient, eventually
 from tests.support.raw_http import (
     body_of,
     connection,
@@ -190,22 +192,90 @@ async def test_the_next_head_on_a_kept_alive_connection_must_also_arrive_in_time
     assert elapsed <= HEAD_TIMEOUT + MARGIN
 
 
-async def test_a_slow_body_is_not_cut_off_by_the_head_timeout(
+def deck_request_head(token: str, length: int) -> bytes:
+    return (
+        f"POST /api/v1/decks HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {token}\r\n"
+        f"Content-Type: application/json\r\nContent-Length: {length}\r\n\r\n"
+    ).encode()
+
+
+async def test_a_body_that_pauses_but_arrives_within_the_timeout_is_served(
     api: RunningApi, alice: DeckClient
 ) -> None:
     body = json.dumps({"prompt": "Tea", "slide_count": 1}).encode()
-    head = (
-        f"POST /api/v1/decks HTTP/1.1\r\nHost: test\r\nAuthorization: Bearer {alice.token}\r\n"
-        f"Content-Type: application/json\r\nContent-Length: {len(body)}\r\n\r\n"
-    ).encode()
     async with connection(api.url) as (reader, writer):
-        writer.write(head + body[:5])
+        writer.write(deck_request_head(alice.token, len(body)) + body[:5])
         await writer.drain()
-        await asyncio.sleep(HEAD_TIMEOUT * 1.5)  # the client pauses mid-body on purpose
+        await asyncio.sleep(HEAD_TIMEOUT * 0.5)  # the client pauses mid-body on purpose
         writer.write(body[5:])
         status, _ = await read_response(reader)
 
     assert status == 202
+
+
+@pytest.mark.parametrize("trickle", [True, False], ids=["trickled", "stopped"])
+async def test_a_body_not_all_sent_within_the_timeout_gets_408_and_the_handler_ends(
+    api: RunningApi, alice: DeckClient, trickle: bool
+) -> None:
+    async def send_body(writer: asyncio.StreamWriter) -> None:
+        writer.write(deck_request_head(alice.token, 60_000) + b'{"prompt": "')
+        while trickle:  # a byte every 100 ms: each one would reset an idle timer
+            await asyncio.sleep(0.1)
+            writer.write(b"a")
+            await writer.drain()
+
+    async with connection(api.url) as (reader, writer):
+        started = time.monotonic()
+        sending = asyncio.create_task(send_body(writer))
+        try:
+            answer = await read_until_closed(reader, timeout=HEAD_TIMEOUT + MARGIN)
+        finally:
+            sending.cancel()
+        elapsed = time.monotonic() - started
+
+        async def handler_ended() -> bool:
+            return not api.server.server_state.tasks
+
+        # The request's handler was waiting for the body: it must not wait for ever.
+        await eventually(handler_ended, timeout=MARGIN)
+
+    assert_json_error(answer, 408)
+    assert HEAD_TIMEOUT * 0.9 <= elapsed <= HEAD_TIMEOUT + MARGIN
+
+
+# -- pipelined requests ----------------------------------------------------------------------------
+
+#: The most requests a connection may hold waiting for the one being answered.
+MOST_WAITING = 8
+
+
+async def test_pipelined_requests_wait_at_most_eight_at_a_time_and_all_are_answered_in_order(
+    api: RunningApi, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    # After each head the server parses: how many requests wait on that connection, and whether
+    # it still reads from the client.
+    seen: list[tuple[int, bool]] = []
+    parse_head = BoundedHttpProtocol.on_headers_complete
+
+    def recording(protocol: BoundedHttpProtocol) -> None:
+        parse_head(protocol)
+        seen.append((len(protocol.pipeline), protocol.transport.is_reading()))
+
+    monkeypatch.setattr(BoundedHttpProtocol, "on_headers_complete", recording)
+    # Two kinds of answers in a random order, so that answers out of order would show.
+    paths = random.Random(7).choices(["/health/live", "/health/none"], k=500)
+    requests = b"".join(f"GET {path} HTTP/1.1\r\nHost: test\r\n\r\n".encode() for path in paths)
+
+    async with connection(api.url) as (reader, writer):
+        writer.write(requests)  # all at once, without reading an answer
+        await writer.drain()
+        await asyncio.sleep(0.5)
+        statuses = [(await read_response(reader))[0] for _ in paths]
+
+    assert len(seen) == len(paths)
+    assert max(waiting for waiting, _ in seen) == MOST_WAITING
+    assert not any(reading for waiting, reading in seen if waiting == MOST_WAITING)
+    assert statuses == [200 if path == "/health/live" else 404 for path in paths]
 
 
 # -- the size of the body --------------------------------------------------------------------------

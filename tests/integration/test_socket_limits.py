@@ -3,8 +3,9 @@
 Open sockets are counted per user and in all, in Redis, so the counts hold across API instances;
 a socket over either limit is accepted and closed at once with 1008, before any event. A seat
 lapses three heartbeat periods after its instance stopped refreshing it (it died). Client frames
-over the rate of a socket are dropped with one ``rate_limited`` error, and a client that keeps
-flooding is closed with 1008.
+over the rate of a socket, pings and pongs included, are dropped (messages with one
+``rate_limited`` error, pings without a pong), and a client that keeps flooding is closed with
+1008.
 """
 
 from __future__ import annotations
@@ -15,14 +16,20 @@ import contextlib
 import msgspec
 import pytest
 from websockets.asyncio.client import ClientConnection
+from websockets.client import ClientProtocol
 from websockets.exceptions import ConnectionClosed
+from websockets.frames import Close, Opcode
+from websockets.frames import Frame as WireFrame
+from websockets.http11 import Response
+from websockets.uri import parse_uri
 
 from presto_deck.infrastructure.messaging.limits import RedisSocketQuota
 from presto_deck.settings import Settings
 from tests.support.client import DeckClient, Frame
 from tests.support.deck_http import client_of
+from tests.support.raw_http import connection
 from tests.support.running import RunningApi, running_api
-from tests.support.sockets import is_heartbeat, next_frame, wait_until_live
+from tests.support.sockets import is_heartbeat, next_frame, reply_to, wait_until_live
 
 CLOSE_POLICY_VIOLATION = 1008
 PER_USER = 2
@@ -262,3 +269,66 @@ async def test_a_client_that_keeps_flooding_is_closed_1008(
     codes = [answer["code"] for answer in answers if not is_heartbeat(answer)]
     assert codes.count("rate_limited") == 1
     assert codes.count("invalid_frame") <= FRAMES_PER_SECOND + 1
+
+
+async def control_frame_flood(
+    api: RunningApi, client: DeckClient, deck_id: str, opcode: Opcode, count: int
+) -> tuple[int, Close | None]:
+    """Open a deck's socket, send ``count`` control frames of ``opcode`` at once and read until the
+    server closes (or 10 s pass): the pongs it sent, and its close frame."""
+    protocol = ClientProtocol(parse_uri(f"{api.ws_url}/ws/decks/{deck_id}?token={client.token}"))
+    protocol.send_request(protocol.connect())
+    pongs = 0
+    async with connection(api.url) as (reader, writer):
+
+        async def exchange() -> list[object]:
+            writer.write(b"".join(protocol.data_to_send()))
+            data = await reader.read(65536)
+            if data:
+                protocol.receive_data(data)
+            else:
+                protocol.receive_eof()
+            return list(protocol.events_received())
+
+        async with asyncio.timeout(10):
+            while not any(isinstance(event, Response) for event in await exchange()):
+                pass
+        assert protocol.handshake_exc is None, protocol.handshake_exc
+        for n in range(count):
+            payload = n.to_bytes(4, "big")
+            protocol.send_ping(payload) if opcode is Opcode.PING else protocol.send_pong(payload)
+        with contextlib.suppress(TimeoutError, ConnectionError):
+            async with asyncio.timeout(10):
+                while protocol.close_rcvd is None and not reader.at_eof():
+                    events = await exchange()
+                    pongs += sum(
+                        isinstance(event, WireFrame) and event.opcode is Opcode.PONG
+                        for event in events
+                    )
+    return pongs, protocol.close_rcvd
+
+
+@pytest.mark.parametrize("opcode", [Opcode.PING, Opcode.PONG], ids=["pings", "pongs"])
+async def test_a_flood_of_control_frames_is_not_answered_and_is_closed_1008(
+    api: RunningApi, alice: DeckClient, opcode: Opcode
+) -> None:
+    deck_id = await cancelled_deck(alice)
+
+    pongs, close = await control_frame_flood(api, alice, deck_id, opcode, count=5_000)
+
+    assert pongs <= FRAMES_PER_SECOND + 1  # the bucket and what refilled during the flood
+    assert close is not None, "the server never closed the flooding socket"
+    assert (close.code, close.reason) == (CLOSE_POLICY_VIOLATION, "too many frames")
+
+
+async def test_pings_and_messages_share_one_budget(api: RunningApi, alice: DeckClient) -> None:
+    deck_id = await cancelled_deck(alice)
+    async with alice.socket(deck_id) as ws:
+        await wait_until_live(ws)
+        await asyncio.sleep(1)  # the bucket fills up again
+        pongs = [await ws.ping() for _ in range(FRAMES_PER_SECOND)]
+        answer = await reply_to(ws, "{}")
+        async with asyncio.timeout(5):
+            await asyncio.gather(*pongs)  # the pings within the budget are answered
+
+    assert answer["code"] == "rate_limited", answer

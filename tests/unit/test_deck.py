@@ -14,6 +14,7 @@ from presto_deck.domain.deck import (
     TITLE_MAX_LENGTH,
     Deck,
     DeckAlreadyFinished,
+    DeckBusy,
     DeckStatus,
     Failure,
     InvalidTransition,
@@ -285,3 +286,31 @@ def test_a_long_plan_title_is_cut_to_the_column_length() -> None:
     deck.set_plan(DeckPlan(title="x" * 1000, slides=[]), T1)
 
     assert deck.title == "x" * TITLE_MAX_LENGTH
+
+
+@pytest.mark.parametrize(
+    "end",
+    [
+        lambda deck: deck.complete(2, T1),
+        lambda deck: deck.fail(Failure(error="e", code="writer_failed", ref="r"), T1),
+        lambda deck: deck.cancel(T1),
+    ],
+    ids=["complete", "fail", "cancel"],
+)
+def test_the_generation_runs_lease_ends_with_the_deck(end: Callable[[Deck], None]) -> None:
+    # An edit queued the moment the deck ends must find it free, not held by a run that only
+    # has its lease left to give up.
+    deck = _deck_in(DeckStatus.GENERATING)
+    deck.take_lease("run-1", T1 + timedelta(seconds=30), T1)
+
+    end(deck)
+
+    assert deck.lease is None
+
+
+def test_edits_are_refused_while_the_deck_is_generated_and_allowed_once_it_ended() -> None:
+    for status in ACTIVE:
+        with pytest.raises(DeckBusy):
+            _deck_in(status).require_editable()
+    for status in FINISHED:
+        _deck_in(status).require_editable()

@@ -53,7 +53,9 @@ async def _app(scope: Any, receive: Any, send: Any) -> None:
 async def connected() -> tuple[BoundedWebSocketProtocol, FakeTransport]:
     config = uvicorn.Config(_app, log_config=None, ws_per_message_deflate=False)
     config.load()
-    protocol_class = bounded_websocket_protocol(write_timeout_seconds=WRITE_TIMEOUT)
+    protocol_class = bounded_websocket_protocol(
+        write_timeout_seconds=WRITE_TIMEOUT, frames_per_second=20
+    )
     protocol = protocol_class(config=config, server_state=ServerState(), app_state={})
     transport = FakeTransport()
     protocol.connection_made(transport)
