@@ -60,14 +60,8 @@ def expected_console_errors() -> list[str]:
     return []
 
 
-@pytest.fixture
-async def page(
-    browser: Browser, app: RunningApi, expected_console_errors: list[str]
-) -> AsyncIterator[Page]:
-    context = await browser.new_context(viewport={"width": 1366, "height": 860})
-    page = await context.new_page()
-    page.set_default_timeout(20_000)
-    problems: list[str] = []
+def _watch(page: Page, problems: list[str], expected_console_errors: list[str]) -> None:
+    """Collect the page's script errors, and console errors not provoked on purpose."""
 
     def on_console(message: ConsoleMessage) -> None:
         if message.type == "error" and not any(
@@ -75,12 +69,33 @@ async def page(
         ):
             problems.append(f"console error: {message.text}")
 
+    page.set_default_timeout(20_000)
     page.on("pageerror", lambda error: problems.append(f"page error: {error}"))
     page.on("console", on_console)
+
+
+@pytest.fixture
+async def page(
+    browser: Browser, app: RunningApi, expected_console_errors: list[str]
+) -> AsyncIterator[Page]:
+    context = await browser.new_context(viewport={"width": 1366, "height": 860})
+    page = await context.new_page()
+    problems: list[str] = []
+    _watch(page, problems, expected_console_errors)
     try:
         yield page
     finally:
         await context.close()
+    assert not problems, problems
+
+
+@pytest.fixture
+async def other_page(page: Page, expected_console_errors: list[str]) -> AsyncIterator[Page]:
+    """A second tab beside ``page``, in the same browser context (so with the same token)."""
+    other = await page.context.new_page()
+    problems: list[str] = []
+    _watch(other, problems, expected_console_errors)
+    yield other
     assert not problems, problems
 
 

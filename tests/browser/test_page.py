@@ -1,4 +1,5 @@
-"""The page at ``/`` in headless Chromium: create, watch, reload, cancel and present a deck."""
+"""The page at ``/`` in headless Chromium: create, watch, reload, cancel, present and edit a
+deck."""
 
 from __future__ import annotations
 
@@ -7,7 +8,7 @@ import re
 import uuid
 
 import httpx
-from playwright.async_api import Page, Route, WebSocketRoute, expect
+from playwright.async_api import Locator, Page, Request, Route, WebSocketRoute, expect
 
 from presto_deck.api.pages import CONTENT_SECURITY_POLICY
 from tests.browser.conftest import screenshot_path
@@ -26,6 +27,28 @@ async def _create_deck(page: Page, prompt: str, slide_count: int, theme: str = "
 
 async def _slide_titles(page: Page) -> list[str]:
     return await page.locator(f"{SLIDES} .slide__title").all_text_contents()
+
+
+async def _shown_slide_ids(page: Page) -> list[str]:
+    ids: list[str] = await page.locator(SLIDES).evaluate_all(
+        "items => items.map(item => item.dataset.slideId)"
+    )
+    return ids
+
+
+async def _stored_slide_ids(page: Page) -> list[str]:
+    """The open deck's slides in their stored order, read over HTTP with the page's token."""
+    ids: list[str] = await page.evaluate(
+        """async () => {
+            const deckId = new URLSearchParams(location.hash.slice(1)).get("deck");
+            const token = localStorage.getItem("presto-deck.token");
+            const response = await fetch(`/api/v1/decks/${deckId}`, {
+                headers: { Authorization: `Bearer ${token}` },
+            });
+            return (await response.json()).slides.map((slide) => slide.id);
+        }"""
+    )
+    return ids
 
 
 async def test_the_page_is_served_with_a_strict_content_security_policy(app: RunningApi) -> None:
@@ -74,12 +97,9 @@ async def test_a_reload_mid_stream_resumes_without_duplicates(page: Page, alice_
     await page.reload()
     await expect(page.locator("#deck-status")).to_have_text("completed", timeout=30_000)
     await expect(page.locator(SLIDES)).to_have_count(12)
-    positions = await page.locator(f"{SLIDES} .slide").evaluate_all(
-        "slides => slides.map(slide => Number(slide.dataset.position))"
-    )
-    assert positions == list(range(1, 13))
-    ids = await page.locator(SLIDES).evaluate_all("items => items.map(i => i.dataset.slideId)")
+    ids = await _shown_slide_ids(page)
     assert len(set(ids)) == 12
+    assert ids == await _stored_slide_ids(page)
     await page.screenshot(path=screenshot_path("deck-view-dark-after-reload"), full_page=True)
 
 
@@ -163,10 +183,9 @@ async def test_a_dropped_connection_resumes_from_the_last_applied_version(
     assert len(urls) >= 2
     resumed_from = int(re.findall(r"last_version=(\d+)", urls[1])[0])
     assert resumed_from > 1  # it resumed after what it had applied, not from scratch
-    positions = await page.locator(f"{SLIDES} .slide").evaluate_all(
-        "slides => slides.map(slide => Number(slide.dataset.position))"
-    )
-    assert positions == list(range(1, 9))
+    ids = await _shown_slide_ids(page)
+    assert len(set(ids)) == 8
+    assert ids == await _stored_slide_ids(page)
 
 
 async def test_hostile_slide_markup_cannot_run_script(
@@ -218,3 +237,240 @@ async def test_a_failed_deck_opened_later_still_says_why(
 
     await expect(page.locator("#deck-status")).to_have_text("failed")
     await expect(page.locator("#deck-progress")).to_contain_text(reason)
+
+
+# -- editing, with two tabs on the same deck --------------------------------------------------
+
+
+async def _finished_deck_in_two_tabs(page: Page, other: Page, alice_url: str, slides: int) -> str:
+    """A completed deck created in ``page`` and opened in ``other``, both live; its id."""
+    await page.goto(alice_url)
+    await _create_deck(page, "Harbours of the North Sea", slides)
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+    deck_id = re.findall(r"deck=([0-9a-f-]{36})", page.url)[0]
+    await other.goto(f"{alice_url}&deck={deck_id}")
+    for tab in (page, other):
+        await expect(tab.locator(SLIDES)).to_have_count(slides)
+        await expect(tab.locator("#connection")).to_have_attribute("data-state", "live")
+    return deck_id
+
+
+def _card(page: Page, index: int) -> Locator:
+    return page.locator(SLIDES).nth(index)
+
+
+async def _press(card: Locator, name: str) -> None:
+    await card.get_by_role("button", name=name, exact=True).click()
+
+
+async def _ask(card: Locator, action: str, prompt: str) -> None:
+    """Open the card's prompt form for ``action`` and send ``prompt``."""
+    await _press(card, action)
+    field = card.locator(".edit-form input[name=prompt]")
+    await field.fill(prompt)
+    await field.press("Enter")
+
+
+async def _expect_order(tabs: tuple[Page, ...], ids: list[str | None]) -> None:
+    for tab in tabs:
+        await expect(tab.locator(SLIDES)).to_have_count(len(ids))
+        for index, slide_id in enumerate(ids):
+            await expect(_card(tab, index)).to_have_attribute("data-slide-id", slide_id or "")
+    assert ids == await _stored_slide_ids(tabs[0])
+
+
+async def test_a_slide_rewritten_by_prompt_shows_its_new_title_in_both_tabs(
+    page: Page, other_page: Page, alice_url: str
+) -> None:
+    await _finished_deck_in_two_tabs(page, other_page, alice_url, 3)
+    slide_id = await _card(page, 1).get_attribute("data-slide-id")
+
+    await _ask(_card(page, 1), "Rewrite with a prompt", "title: Harbour lights")
+    # The card says it is working until the answer to its request arrives.
+    await expect(_card(page, 1).locator(".edit-state")).to_have_text("working…")
+
+    for tab in (page, other_page):
+        await expect(_card(tab, 1).locator(".slide__title")).to_have_text("Harbour lights")
+        await expect(_card(tab, 1)).to_have_attribute("data-slide-id", slide_id or "")
+    await expect(_card(page, 1).locator(".edit-state")).to_have_text("")
+    await expect(_card(page, 1).locator(".edit-form")).to_be_hidden()
+    await expect(page.locator("#notice")).to_be_hidden()
+    await page.screenshot(path=screenshot_path("editing-rewritten"), full_page=True)
+
+
+async def test_a_slide_edited_inline_shows_its_new_texts_in_both_tabs(
+    page: Page, other_page: Page, alice_url: str
+) -> None:
+    await _finished_deck_in_two_tabs(page, other_page, alice_url, 3)
+    card = _card(page, 1)
+    title = await card.locator(".slide__title").text_content()
+    bullets = await card.locator(".slide__bullets li").all_text_contents()
+    assert bullets, "the slide has no bullets to start from"
+
+    await _press(card, "Edit text")
+    form = card.locator(".edit-form")
+    # The form starts from what the slide says now.
+    await expect(form.locator("[name=title]")).to_have_value((title or "").strip())
+    await expect(form.locator("[name=bullets]")).to_have_value("\n".join(bullets))
+    await form.locator("[name=title]").fill("Tides and timetables")
+    await form.locator("[name=bullets]").fill("High water at noon\n\nLow water at six")
+    await form.locator("[name=notes]").fill("Mention the spring tides.")
+    await page.screenshot(path=screenshot_path("editing-inline-form"), full_page=True)
+    await form.get_by_role("button", name="Save").click()
+
+    for tab in (page, other_page):
+        edited = _card(tab, 1)
+        await expect(edited.locator(".slide__title")).to_have_text("Tides and timetables")
+        await expect(edited.locator(".slide__bullets li")).to_have_text(
+            ["High water at noon", "Low water at six"]
+        )
+        await expect(edited.locator(".slide-card__notes")).to_have_text("Mention the spring tides.")
+    await expect(form).to_be_hidden()
+
+
+async def test_a_slide_added_after_another_appears_in_its_place_in_both_tabs(
+    page: Page, other_page: Page, alice_url: str
+) -> None:
+    await _finished_deck_in_two_tabs(page, other_page, alice_url, 3)
+    before = await _shown_slide_ids(page)
+
+    await _ask(_card(other_page, 0), "Add a slide after this one", "title: Fish markets")
+
+    for tab in (page, other_page):
+        await expect(tab.locator(SLIDES)).to_have_count(4)
+        await expect(_card(tab, 1).locator(".slide__title")).to_have_text("Fish markets")
+        await expect(_card(tab, 1).locator(".slide-card__number")).to_have_text("2")
+    added = await _card(page, 1).get_attribute("data-slide-id")
+    assert added not in before
+    await _expect_order((page, other_page), [before[0], added, *before[1:]])
+    await expect(_card(other_page, 0).locator(".edit-state")).to_have_text("")
+
+
+async def test_a_slide_deleted_after_a_second_click_goes_from_both_tabs(
+    page: Page, other_page: Page, alice_url: str
+) -> None:
+    await _finished_deck_in_two_tabs(page, other_page, alice_url, 3)
+    ids = await _shown_slide_ids(page)
+    delete = _card(page, 1).locator('[data-action="delete"]')
+
+    await delete.click()
+    await expect(delete).to_have_text("Really delete?")
+    await page.wait_for_timeout(500)  # one click is not enough: nothing is deleted
+    await expect(other_page.locator(SLIDES)).to_have_count(3)
+    await page.screenshot(path=screenshot_path("editing-confirm-delete"), full_page=True)
+    await delete.click()
+
+    await _expect_order((page, other_page), [ids[0], ids[2]])
+
+
+async def test_slides_moved_up_and_down_move_in_both_tabs(
+    page: Page, other_page: Page, alice_url: str
+) -> None:
+    await _finished_deck_in_two_tabs(page, other_page, alice_url, 3)
+    a, b, c = await _shown_slide_ids(page)
+    await expect(_card(page, 0).get_by_role("button", name="Move up")).to_be_disabled()
+    await expect(_card(page, 2).get_by_role("button", name="Move down")).to_be_disabled()
+
+    await _press(_card(page, 0), "Move down")
+    await _expect_order((page, other_page), [b, a, c])
+
+    await _press(_card(other_page, 2), "Move up")
+    await _expect_order((page, other_page), [b, c, a])
+    for tab in (page, other_page):
+        await expect(_card(tab, 1).locator(".slide-card__number")).to_have_text("2")
+
+
+async def test_editing_waits_for_the_end_of_generation(page: Page, alice_url: str) -> None:
+    await page.goto(alice_url)
+    await _create_deck(page, "A very long deck", 30)
+    await expect(page.locator(SLIDES).first).to_be_attached()
+    await expect(page.locator("#deck-status")).to_have_text("generating")
+    await expect(_card(page, 0).locator(".edit-tools")).to_be_hidden()
+    await expect(page.locator("#add-first")).to_be_hidden()
+
+    await page.click("#cancel-button")
+    await expect(page.locator("#deck-status")).to_have_text("cancelled")
+    # A cancelled deck can be edited: the slides it has are kept.
+    await expect(_card(page, 0).locator(".edit-tools")).to_be_visible()
+    ids = await _shown_slide_ids(page)
+    await _press(_card(page, 0), "Delete")
+    await _press(_card(page, 0), "Really delete?")
+    await _expect_order((page,), ids[1:])
+
+
+async def test_an_edit_of_a_slide_deleted_in_the_other_tab_says_why_it_failed(
+    page: Page, other_page: Page, alice_url: str
+) -> None:
+    # The other tab does not hear of the deletion yet: its events are held back.
+    holding = True
+    held: list[str | bytes] = []
+    sockets: list[WebSocketRoute] = []
+
+    async def hold_events(socket: WebSocketRoute) -> None:
+        sockets.append(socket)
+        server = socket.connect_to_server()
+
+        def to_page(message: str | bytes) -> None:
+            if holding and isinstance(message, str) and '"event_type"' in message:
+                held.append(message)
+            else:
+                socket.send(message)
+
+        server.on_message(to_page)
+
+    await other_page.route_web_socket(re.compile(r"/ws/decks/"), hold_events)
+    holding = False
+    await _finished_deck_in_two_tabs(page, other_page, alice_url, 3)
+    doomed = await _card(page, 1).get_attribute("data-slide-id")
+    holding = True
+
+    await _press(_card(page, 1), "Delete")
+    await _press(_card(page, 1), "Really delete?")
+    await expect(page.locator(SLIDES)).to_have_count(2)
+
+    stale = _card(other_page, 1)
+    await expect(stale).to_have_attribute("data-slide-id", doomed or "")
+    await _press(stale, "Edit text")
+    await stale.locator(".edit-form [name=title]").fill("Too late")
+    await stale.get_by_role("button", name="Save").click()
+
+    notice = other_page.locator("#notice")
+    await expect(notice).to_be_visible()
+    await expect(notice).to_contain_text(f"The deck has no slide {doomed}")
+    await expect(stale.locator(".edit-state")).to_contain_text("could not be made")
+    await other_page.screenshot(path=screenshot_path("editing-error"), full_page=True)
+
+    holding = False
+    for message in held:
+        sockets[-1].send(message)
+    await expect(other_page.locator(SLIDES)).to_have_count(2)
+    assert doomed not in await _shown_slide_ids(other_page)
+
+
+async def test_without_a_socket_an_edit_goes_over_http_with_its_request_id(
+    page: Page, other_page: Page, alice_url: str
+) -> None:
+    async def refuse(socket: WebSocketRoute) -> None:
+        await socket.close(code=4404, reason="refused for the test")
+
+    await other_page.route_web_socket(re.compile(r"/ws/decks/"), refuse)
+    edits: list[tuple[str, str | None]] = []
+
+    def record_edit(request: Request) -> None:
+        if "/slides" in request.url:
+            edits.append((request.method, request.headers.get("idempotency-key")))
+
+    other_page.on("request", record_edit)
+    await page.goto(alice_url)
+    await _create_deck(page, "Harbours of the North Sea", 3)
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+    deck_id = re.findall(r"deck=([0-9a-f-]{36})", page.url)[0]
+    await other_page.goto(f"{alice_url}&deck={deck_id}")
+    await expect(other_page.locator("#connection")).to_have_text("closed: deck not found")
+    a, b, c = await _shown_slide_ids(page)
+
+    await _press(_card(other_page, 0), "Move down")
+
+    await _expect_order((page, other_page), [b, a, c])
+    assert [method for method, _ in edits] == ["PUT"]
+    assert (edits[0][1] or "").startswith("page-")

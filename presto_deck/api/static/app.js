@@ -1,15 +1,24 @@
-// Presto-Deck's page: list decks, create one, watch it stream in, cancel it, present it.
+// Presto-Deck's page: list decks, create one, watch it stream in, cancel it, present it, and
+// edit it once it has ended.
 //
 // The deck shown is kept in memory with the version of the last event applied. Events are
 // applied strictly in version order: an old or repeated version is ignored, a gap re-reads the
 // deck over HTTP. After a drop the socket reconnects with `last_version`, so nothing is missed
 // and nothing is applied twice. Only stored (sanitized) slide HTML is inserted as markup; every
 // other string goes in with textContent.
+//
+// An edit is sent with a fresh request id (over the socket, or over HTTP when the socket is not
+// open) and its card says "working…" until the answer for that id arrives. The change itself is
+// shown like everything else: by its event, which every open tab of the deck receives.
 
 const TOKEN_KEY = "presto-deck.token";
 const ACTIVE_STATUSES = new Set(["PENDING", "PLANNING", "GENERATING"]);
 const RETRY_FIRST_MS = 500;
 const RETRY_MAX_MS = 10000;
+// How long "Really delete?" waits for the second click.
+const DELETE_CONFIRM_MS = 4000;
+// The edit target of the deck's own "Add slide" (cards are targeted by their slide id).
+const FIRST = "first";
 // Close codes after which reconnecting cannot help (SPEC §6).
 const FINAL_CLOSE_CODES = new Map([
   [4400, "bad request"],
@@ -29,6 +38,8 @@ const state = {
   resyncing: false,
   presenting: false,
   presenterIndex: 0,
+  pending: new Map(), // request id → { target, deckId, frame, overSocket }: edits not answered yet
+  editErrors: new Map(), // edit target → why its last edit failed, until its next edit
 };
 
 // -- token ---------------------------------------------------------------------------------
@@ -68,8 +79,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body) {
-  const headers = { Authorization: `Bearer ${state.token}` };
+async function api(method, path, body, extraHeaders = {}) {
+  const headers = { ...extraHeaders, Authorization: `Bearer ${state.token}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
     method,
@@ -183,6 +194,7 @@ function connect() {
     if (state.socket !== socket) return;
     state.retries = 0;
     setConnection("live");
+    resendPending();
   });
   socket.addEventListener("message", (message) => {
     if (state.socket === socket) onFrame(JSON.parse(message.data));
@@ -240,7 +252,15 @@ async function resync() {
 
 function onFrame(frame) {
   const deck = state.deck;
-  if (!deck || frame.type === "error") return;
+  if (!deck) return;
+  if (frame.type === "ack") {
+    finishRequest(frame.request_id);
+    return;
+  }
+  if (frame.type === "error") {
+    onErrorFrame(frame);
+    return;
+  }
   if (frame.deck_id && frame.deck_id !== deck.id) return;
   if (frame.event_type === "Heartbeat") {
     // A heartbeat carries the version delivered so far: ahead of us means we lost something.
@@ -254,6 +274,7 @@ function onFrame(frame) {
   }
   applyEvent(deck, frame);
   deck.version = frame.version;
+  settleByEvent(frame);
   renderDeck();
   if (!ACTIVE_STATUSES.has(deck.status)) refreshDeckList();
 }
@@ -286,8 +307,7 @@ function applyEvent(deck, event) {
       arrange(deck, payload.slide_ids);
       break;
     case "EditFailed":
-      deck.editError = payload.error;
-      break;
+      break; // the deck is as it was; settleByEvent says why
     case "DeckCompleted":
       deck.status = "COMPLETED";
       break;
@@ -331,6 +351,7 @@ function renderDeck() {
   const progress = planned ? `${deck.slides.length} of ${planned} slides` : `${deck.slides.length} slides`;
   $("deck-progress").textContent = deck.error ? `${progress} · ${deck.error}` : progress;
   $("cancel-button").hidden = !ACTIVE_STATUSES.has(deck.status);
+  $("add-first").hidden = !editable(deck);
   $("present-button").disabled = deck.slides.length === 0;
   renderPlan(deck.plan);
   renderSlides(deck.slides);
@@ -365,6 +386,8 @@ function renderSlides(slides) {
       item = slideCard(slide);
     }
     item.querySelector(".slide-card__number").textContent = String(index + 1);
+    // Notes are not part of the slide's HTML: an edit may change them alone.
+    item.querySelector(".slide-card__notes").textContent = slide.presenter_notes || "";
     return item;
   });
   // Move only what moved: re-attaching a card would replay its arrival animation.
@@ -372,6 +395,7 @@ function renderSlides(slides) {
     if (list.children[index] !== item) list.insertBefore(item, list.children[index] || null);
   });
   while (list.children.length > items.length) list.lastElementChild.remove();
+  renderEditState();
 }
 
 function slideCard(slide) {
@@ -388,10 +412,11 @@ function slideCard(slide) {
   number.className = "slide-card__number";
   const notes = document.createElement("span");
   notes.className = "slide-card__notes";
-  notes.textContent = slide.presenter_notes || "";
   caption.append(number, notes);
-  item.append(frame, caption);
-  item.addEventListener("dblclick", () => startPresenting(state.deck.slides.indexOf(slide)));
+  item.append(frame, caption, ...editControls(slide.id, SLIDE_ACTIONS));
+  frame.addEventListener("dblclick", () => {
+    startPresenting(state.deck.slides.findIndex((shown) => shown.id === slide.id));
+  });
   return item;
 }
 
@@ -447,6 +472,346 @@ function onPresenterKey(event) {
   else if (event.key === "Escape") stopPresenting();
   else return;
   event.preventDefault();
+}
+
+// -- editing -------------------------------------------------------------------------------
+
+// The buttons of a card: [action, label, accessible name].
+const SLIDE_ACTIONS = [
+  ["rewrite", "Rewrite", "Rewrite with a prompt"],
+  ["text", "Edit text", "Edit text"],
+  ["add", "Add after", "Add a slide after this one"],
+  ["up", "↑", "Move up"],
+  ["down", "↓", "Move down"],
+  ["delete", "Delete", "Delete"],
+];
+const FIRST_ACTIONS = [["add", "Add slide", "Add a slide at the start"]];
+
+function editable(deck) {
+  return Boolean(deck) && !ACTIVE_STATUSES.has(deck.status);
+}
+
+function editControls(target, actions) {
+  // A row of buttons with a status line, and a form that opens below it.
+  const tools = document.createElement("div");
+  tools.className = "edit-tools";
+  for (const [action, label, name] of actions) {
+    const button = document.createElement("button");
+    button.type = "button";
+    button.className = `button button--small${action === "delete" ? " button--danger" : ""}`;
+    button.dataset.action = action;
+    button.textContent = label;
+    if (name !== label) button.setAttribute("aria-label", name); // "Delete" says what it shows
+    button.addEventListener("click", () => onEditAction(target, action, button));
+    tools.append(button);
+  }
+  const status = document.createElement("span");
+  status.className = "edit-state";
+  status.setAttribute("role", "status");
+  tools.append(status);
+  const form = document.createElement("form");
+  form.className = "edit-form";
+  form.hidden = true;
+  return [tools, form];
+}
+
+function editElement(target) {
+  if (target === FIRST) return $("add-first");
+  return [...$("slides").children].find((item) => item.dataset.slideId === target) || null;
+}
+
+function onEditAction(target, action, button) {
+  switch (action) {
+    case "rewrite":
+      openPromptForm(target, "Rewrite", "How should this slide change?", (prompt) =>
+        sendEdit(target, "UpdateSlide", { slide_id: target, prompt }),
+      );
+      break;
+    case "add":
+      openPromptForm(target, "Add", "What is the new slide about?", (prompt) =>
+        sendEdit(target, "AddSlide", { after_slide_id: target === FIRST ? null : target, prompt }),
+      );
+      break;
+    case "text":
+      openTextForm(target);
+      break;
+    case "up":
+    case "down":
+      moveInDeck(target, action === "up" ? -1 : 1);
+      break;
+    case "delete":
+      confirmDelete(target, button);
+      break;
+  }
+}
+
+function confirmDelete(slideId, button) {
+  // A first click arms the button; only a second one within a few seconds deletes.
+  if (button.dataset.confirm) {
+    disarm(button);
+    sendEdit(slideId, "DeleteSlide", { slide_id: slideId });
+    return;
+  }
+  button.dataset.confirm = "armed";
+  button.textContent = "Really delete?";
+  setTimeout(() => disarm(button), DELETE_CONFIRM_MS);
+}
+
+function disarm(button) {
+  delete button.dataset.confirm;
+  button.textContent = "Delete";
+}
+
+function moveInDeck(slideId, step) {
+  const ids = state.deck.slides.map((slide) => slide.id);
+  const from = ids.indexOf(slideId);
+  const to = from + step;
+  if (from < 0 || to < 0 || to >= ids.length) return;
+  [ids[from], ids[to]] = [ids[to], ids[from]];
+  sendEdit(slideId, "ReorderSlides", { slide_ids: ids });
+}
+
+// -- editing: forms ------------------------------------------------------------------------
+
+function openForm(target, fields, submitLabel, onSubmit) {
+  const form = editElement(target)?.querySelector(".edit-form");
+  if (!form) return;
+  const fieldset = document.createElement("fieldset");
+  const buttons = document.createElement("div");
+  buttons.className = "edit-form__buttons";
+  const submit = document.createElement("button");
+  submit.type = "submit";
+  submit.className = "button button--small button--primary";
+  submit.textContent = submitLabel;
+  const cancel = document.createElement("button");
+  cancel.type = "button";
+  cancel.className = "button button--small";
+  cancel.textContent = "Cancel";
+  cancel.addEventListener("click", () => closeForm(target));
+  buttons.append(submit, cancel);
+  fieldset.append(...fields, buttons);
+  // A new form, so no listener of an earlier one is left on it.
+  const fresh = form.cloneNode(false);
+  fresh.append(fieldset);
+  fresh.hidden = false;
+  fresh.addEventListener("submit", (event) => {
+    event.preventDefault();
+    onSubmit(fresh.elements);
+  });
+  form.replaceWith(fresh);
+  fresh.querySelector("input, textarea")?.focus();
+}
+
+function closeForm(target) {
+  const form = editElement(target)?.querySelector(".edit-form");
+  if (!form) return;
+  form.hidden = true;
+  form.replaceChildren();
+}
+
+function field(labelText, control) {
+  const label = document.createElement("label");
+  label.append(labelText, control);
+  return label;
+}
+
+function textInput(name, value, maxLength) {
+  const input = document.createElement("input");
+  input.name = name;
+  input.value = value;
+  input.maxLength = maxLength;
+  input.required = true;
+  input.autocomplete = "off";
+  return input;
+}
+
+function textArea(name, value, maxLength, rows) {
+  const area = document.createElement("textarea");
+  area.name = name;
+  area.value = value;
+  area.maxLength = maxLength;
+  area.rows = rows;
+  return area;
+}
+
+function openPromptForm(target, submitLabel, placeholder, send) {
+  const prompt = textInput("prompt", "", 4000);
+  prompt.placeholder = placeholder;
+  openForm(target, [field("Prompt", prompt)], submitLabel, (elements) => {
+    send(elements.prompt.value.trim());
+  });
+}
+
+function shownTexts(slideId) {
+  // The page has the slide's HTML, not its fields: read them back from what is shown.
+  const frame = editElement(slideId).querySelector(".slide-frame");
+  const slide = state.deck.slides.find((shown) => shown.id === slideId);
+  return {
+    title: frame.querySelector(".slide__title")?.textContent.trim() || "",
+    bullets: [...frame.querySelectorAll(".slide__bullets li")].map((li) => li.textContent.trim()),
+    notes: slide?.presenter_notes || "",
+  };
+}
+
+function openTextForm(slideId) {
+  const shown = shownTexts(slideId);
+  const fields = [
+    field("Title", textInput("title", shown.title, 500)),
+    field("Bullets, one per line", textArea("bullets", shown.bullets.join("\n"), 20000, 4)),
+    field("Notes", textArea("notes", shown.notes, 10000, 3)),
+  ];
+  openForm(slideId, fields, "Save", (elements) => {
+    // Only what was changed is sent: a field read back from HTML has lost its markup.
+    const data = { slide_id: slideId };
+    const title = elements.title.value.trim();
+    const bullets = elements.bullets.value.split("\n").map((line) => line.trim()).filter(Boolean);
+    if (title !== shown.title) data.title = title;
+    if (bullets.join("\n") !== shown.bullets.join("\n")) data.bullets = bullets;
+    if (elements.notes.value !== shown.notes) data.notes = elements.notes.value;
+    if (Object.keys(data).length === 1) closeForm(slideId);
+    else sendEdit(slideId, "UpdateSlide", data);
+  });
+}
+
+// -- editing: requests ---------------------------------------------------------------------
+
+function newRequestId() {
+  // getRandomValues also works where randomUUID does not (a page served over plain http).
+  const bytes = crypto.getRandomValues(new Uint8Array(12));
+  return `page-${Array.from(bytes, (byte) => byte.toString(16).padStart(2, "0")).join("")}`;
+}
+
+function socketOpen() {
+  return state.socket?.readyState === WebSocket.OPEN;
+}
+
+function sendEdit(target, type, data) {
+  const deck = state.deck;
+  if (!editable(deck)) return;
+  const frame = { type, request_id: newRequestId(), data };
+  const request = { target, deckId: deck.id, frame, overSocket: socketOpen() };
+  state.pending.set(frame.request_id, request);
+  state.editErrors.delete(target);
+  showNotice("");
+  if (request.overSocket) state.socket.send(JSON.stringify(frame));
+  else editOverHttp(request);
+  renderEditState();
+}
+
+function resendPending() {
+  // A frame sent just before a drop may never have arrived. The same request id changes the
+  // deck at most once and is answered again, so sending it again is safe.
+  for (const request of state.pending.values()) {
+    if (request.overSocket && request.deckId === state.deck?.id && socketOpen()) {
+      state.socket.send(JSON.stringify(request.frame));
+    }
+  }
+}
+
+function httpRoute(deckId, frame) {
+  const slides = `/api/v1/decks/${encodeURIComponent(deckId)}/slides`;
+  const { slide_id: slideId, ...rest } = frame.data;
+  switch (frame.type) {
+    case "UpdateSlide":
+      return ["PATCH", `${slides}/${slideId}`, rest];
+    case "AddSlide":
+      return ["POST", slides, frame.data];
+    case "DeleteSlide":
+      return ["DELETE", `${slides}/${slideId}`, undefined];
+    default:
+      return ["PUT", `${slides}/order`, frame.data];
+  }
+}
+
+async function editOverHttp(request) {
+  const requestId = request.frame.request_id;
+  const [method, path, body] = httpRoute(request.deckId, request.frame);
+  try {
+    const answer = await api(method, path, body, { "Idempotency-Key": requestId });
+    if (answer.status === "FAILED") {
+      failRequest(requestId, answer.error || answer.code);
+    } else if (answer.status === "APPLIED") {
+      finishRequest(requestId);
+      // Without a live socket its event would show only after a reconnect: read the deck now.
+      if (!socketOpen() && state.deck?.id === request.deckId) resync();
+    }
+    // QUEUED: the model is writing it; its event, with this request id, ends the wait.
+  } catch (error) {
+    const message = error instanceof ApiError ? error.message : "The server could not be reached.";
+    failRequest(requestId, message);
+  }
+}
+
+function onErrorFrame(frame) {
+  if (state.pending.has(frame.request_id)) {
+    failRequest(frame.request_id, frame.message || frame.code);
+    return;
+  }
+  showNotice(frame.message || frame.code);
+  // Frames over the rate are dropped unanswered: send ours again once the rate has fallen.
+  if (frame.code === "rate_limited") setTimeout(resendPending, 1000);
+}
+
+function settleByEvent(event) {
+  const payload = event.payload || {};
+  if (event.event_type === "EditFailed") {
+    // Every tab is told; the tab that asked also gets an error for its request id.
+    showNotice(`An edit could not be made: ${payload.error}`);
+  }
+  const request = state.pending.get(payload.request_id);
+  if (!request || request.overSocket) return; // a socket's request waits for its ack
+  if (event.event_type === "EditFailed") failRequest(payload.request_id, payload.error);
+  else finishRequest(payload.request_id);
+}
+
+function finishRequest(requestId) {
+  const request = state.pending.get(requestId);
+  if (!request) return;
+  state.pending.delete(requestId);
+  closeForm(request.target);
+  renderEditState();
+}
+
+function failRequest(requestId, message) {
+  const request = state.pending.get(requestId);
+  if (!request) return;
+  state.pending.delete(requestId);
+  const text = `The edit could not be made: ${message}`;
+  state.editErrors.set(request.target, text);
+  showNotice(text); // the form stays open, to fix and send again
+  renderEditState();
+}
+
+function renderEditState() {
+  const deck = state.deck;
+  const on = editable(deck);
+  const working = new Set();
+  for (const request of state.pending.values()) {
+    if (request.deckId === deck?.id) working.add(request.target);
+  }
+  const cards = [...$("slides").children];
+  cards.forEach((card, index) => {
+    renderEditControls(card, card.dataset.slideId, on, working);
+    card.querySelector('[data-action="up"]').disabled ||= index === 0;
+    card.querySelector('[data-action="down"]').disabled ||= index === cards.length - 1;
+  });
+  renderEditControls($("add-first"), FIRST, on, working);
+}
+
+function renderEditControls(element, target, on, working) {
+  const busy = working.has(target);
+  element.classList.toggle("is-working", busy);
+  const tools = element.querySelector(".edit-tools");
+  tools.hidden = !on;
+  for (const button of tools.querySelectorAll("button")) button.disabled = busy;
+  const form = element.querySelector(".edit-form");
+  if (!on && !form.hidden) closeForm(target);
+  const fieldset = form.querySelector("fieldset");
+  if (fieldset) fieldset.disabled = busy;
+  const status = tools.querySelector(".edit-state");
+  const error = state.editErrors.get(target);
+  status.dataset.kind = busy ? "working" : error ? "error" : "";
+  status.textContent = busy ? "working…" : error || "";
 }
 
 // -- actions -------------------------------------------------------------------------------
@@ -506,6 +871,7 @@ function start() {
   $("refresh-decks").addEventListener("click", refreshDeckList);
   $("cancel-button").addEventListener("click", cancelDeck);
   $("present-button").addEventListener("click", () => startPresenting(0));
+  $("add-first").append(...editControls(FIRST, FIRST_ACTIONS));
   document.addEventListener("keydown", onPresenterKey);
   document.addEventListener("fullscreenchange", () => {
     if (!document.fullscreenElement) stopPresenting(); // Esc in the browser's own full screen
