@@ -15,8 +15,9 @@ from websockets.asyncio.client import ClientConnection
 
 from presto_deck.settings import Settings
 from tests.support.client import DeckClient, Frame, assert_contiguous
+from tests.support.database import execute
 from tests.support.deck_http import client_of, events_via_http
-from tests.support.running import running_api, running_worker
+from tests.support.running import RunningApi, running_api, running_worker
 from tests.support.sockets import events_until_heartbeat, is_heartbeat, next_frame
 
 
@@ -425,3 +426,21 @@ async def test_an_edit_whose_job_redis_lost_is_queued_again_by_the_sweep(
             after = await alice.deck(deck["id"])
 
     assert "Saved" in after["slides"][0]["html_content"]
+
+
+async def test_a_slide_stored_before_slides_kept_their_content_keeps_its_texts_when_edited(
+    alice: DeckClient, worker: None, api: RunningApi
+) -> None:
+    deck = await _written(alice, 2)
+    slide = deck["slides"][1]
+    forget = "UPDATE slides SET content = NULL WHERE id = :id"
+    await execute(api.container, forget, id=uuid.UUID(slide["id"]))
+
+    response = await alice.http.patch(
+        f"/api/v1/decks/{deck['id']}/slides/{slide['id']}", json={"notes": "Only the notes"}
+    )
+
+    assert response.status_code == 202
+    after = (await alice.deck(deck["id"]))["slides"][1]
+    assert after["presenter_notes"] == "Only the notes"
+    assert after["html_content"] == slide["html_content"]  # the title and bullets are kept

@@ -9,7 +9,7 @@ import pytest
 
 from presto_deck.application.ports import SlideRenderer
 from presto_deck.domain.content import LAYOUTS, Layout, SlideContent
-from presto_deck.infrastructure.writers.rendering import THEMES, ThemeRenderer
+from presto_deck.infrastructure.writers.rendering import THEMES, ThemeRenderer, recovered_content
 from tests.unit.test_sanitizer import HOSTILE_INPUTS, assert_inert
 
 _CONTENT = SlideContent(
@@ -137,3 +137,24 @@ def test_empty_parts_leave_no_empty_markup() -> None:
     assert "<ul" not in html
     assert "slide__subtitle" not in html
     assert "slide__lead" not in html
+
+
+@pytest.mark.parametrize("layout", ["bullets", "title", "two_column", "closing"])
+def test_the_texts_of_a_rendered_slide_can_be_read_back(layout: str) -> None:
+    # Slides stored before slides kept their content are edited from what their HTML shows.
+    content = SlideContent(
+        layout=layout,  # type: ignore[arg-type]
+        title="Tides & <moons>",
+        subtitle="Why",
+        bullets=["Cheap <strong>power</strong>", "Predictable"],
+        body="<p>Moon &amp; <em>sun</em></p><div>nested</div>",
+    )
+
+    back = recovered_content(ThemeRenderer().render(content, "dark"), "notes")
+
+    assert back.layout == layout
+    assert back.title == "Tides & <moons>"
+    assert back.subtitle == "Why"
+    assert back.bullets == ["Cheap power", "Predictable"]
+    assert back.notes == "notes"
+    assert back.body == "<p>Moon &amp; <em>sun</em></p><div>nested</div>"

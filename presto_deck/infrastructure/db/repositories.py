@@ -19,6 +19,7 @@ from presto_deck.domain.deck import Deck, DeckStatus, Failure, Lease, Slide
 from presto_deck.domain.edits import EditRecord, EditStatus, SlideEdit
 from presto_deck.domain.events import Event
 from presto_deck.infrastructure.db.tables import deck_edits, deck_events, decks, slides
+from presto_deck.infrastructure.writers.rendering import recovered_content
 
 _ACTIVE = [DeckStatus.PENDING.value, DeckStatus.PLANNING.value, DeckStatus.GENERATING.value]
 #: First key of the advisory locks that serialize one user's deck creations.
@@ -450,7 +451,11 @@ def _slide(row: Any) -> Slide:
         presenter_notes=row["presenter_notes"],
         created_at=row["created_at"],
         updated_at=row["updated_at"],
-        content=None if content is None else msgspec.convert(content, SlideContent),
+        content=(
+            recovered_content(row["html_content"], row["presenter_notes"])
+            if content is None
+            else msgspec.convert(content, SlideContent)
+        ),
     )
 
 

@@ -10,11 +10,12 @@ from __future__ import annotations
 
 from collections.abc import Callable, Sequence
 from html import escape
+from html.parser import HTMLParser
 
 from presto_deck.domain.content import LAYOUTS, Layout, SlideContent
 from presto_deck.infrastructure.writers.sanitizer import sanitize_html
 
-__all__ = ["THEMES", "ThemeRenderer"]
+__all__ = ["THEMES", "ThemeRenderer", "recovered_content"]
 
 THEMES: tuple[str, ...] = ("default", "dark", "corporate", "playful")
 _DEFAULT_THEME = THEMES[0]
@@ -146,3 +147,85 @@ def _bullet_list(bullets: Sequence[str]) -> str:
 def _block(markup: str, css_class: str) -> str:
     """Already sanitized markup in a div, or nothing when it is empty."""
     return f'<div class="{css_class}">{markup}</div>' if markup.strip() else ""
+
+
+def recovered_content(html: str, notes: str | None) -> SlideContent:
+    """The content of a slide stored before slides kept it, read back from its HTML: enough for
+    an edit to start from what the slide shows rather than from nothing. Texts keep their words,
+    the body its markup; a bullet's inline markup is lost."""
+    reader = _SlideReader()
+    reader.feed(html)
+    reader.close()
+    layout: Layout = next((known for known in LAYOUTS if known == reader.layout), "bullets")
+    return SlideContent(
+        layout=layout,
+        title=_joined(reader.title),
+        subtitle=_joined(reader.subtitle),
+        bullets=[escape(item, quote=False) for item in map(_joined, reader.items) if item],
+        body="".join(reader.body).strip(),
+        notes=notes or "",
+    )
+
+
+def _joined(parts: list[str]) -> str:
+    return " ".join("".join(parts).split())
+
+
+#: Where a rendered slide keeps its body (sanitized markup, kept as it is).
+_BODY_CLASSES = frozenset({"slide__lead", "slide__text"})
+
+
+class _SlideReader(HTMLParser):
+    """Collects the layout, title, subtitle, list items and body of one rendered slide."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.layout = ""
+        self.title: list[str] = []
+        self.subtitle: list[str] = []
+        self.items: list[list[str]] = []
+        self.body: list[str] = []
+        self._into: list[str] | None = None
+        self._until: str | None = None
+        self._depth = 0  # of the element whose words go ``_into``
+        self._markup = False  # the body keeps its tags
+
+    def handle_starttag(self, tag: str, attrs: list[tuple[str, str | None]]) -> None:
+        attributes = dict(attrs)
+        classes = (attributes.get("class") or "").split()
+        if tag == "section" and not self.layout:
+            self.layout = attributes.get("data-layout") or ""
+        if self._into is not None:
+            if tag == self._until:
+                self._depth += 1
+            if self._markup:
+                self._into.append(self.get_starttag_text() or "")
+            return
+        target: list[str] | None = None
+        if "slide__title" in classes:
+            target = self.title
+        elif "slide__subtitle" in classes:
+            target = self.subtitle
+        elif tag == "li":
+            self.items.append([])
+            target = self.items[-1]
+        elif tag == "blockquote" or _BODY_CLASSES.intersection(classes):
+            target, self._markup = self.body, True
+        if target is not None:
+            self._into, self._until, self._depth = target, tag, 1
+
+    def handle_endtag(self, tag: str) -> None:
+        if self._into is None:
+            return
+        if tag == self._until:
+            self._depth -= 1
+            if self._depth == 0:
+                self._into = self._until = None
+                self._markup = False
+                return
+        if self._markup:
+            self._into.append(f"</{tag}>")
+
+    def handle_data(self, data: str) -> None:
+        if self._into is not None:
+            self._into.append(escape(data, quote=False) if self._markup else data)
