@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import time
+from dataclasses import dataclass
 from typing import Any, TypeGuard
 
 import jwt
@@ -21,6 +22,13 @@ class InvalidToken(Exception):
     """The token is missing, malformed, expired, badly signed or lacks a claim we require."""
 
 
+@dataclass(frozen=True)
+class Identity:
+    user_id: str
+    #: When the token expires (``exp``, seconds since the epoch).
+    expires_at: float
+
+
 class TokenVerifier:
     def __init__(self, settings: Settings) -> None:
         self._secret = settings.jwt_secret
@@ -31,6 +39,10 @@ class TokenVerifier:
 
     def verify(self, token: str) -> str:
         """The token's user id (``sub``), or InvalidToken."""
+        return self.identify(token).user_id
+
+    def identify(self, token: str) -> Identity:
+        """Whose token it is and until when it holds, or InvalidToken."""
         try:
             algorithm = jwt.get_unverified_header(token).get("alg")
             if algorithm not in self._algorithms:
@@ -57,7 +69,7 @@ class TokenVerifier:
         subject = claims["sub"]
         if not _is_user_id(subject):
             raise InvalidToken("invalid token: sub must be 1 to 255 characters of text, no NUL")
-        return subject
+        return Identity(user_id=subject, expires_at=float(claims["exp"]))
 
     def mint(self, user_id: str, ttl_seconds: int) -> str:
         """A token for ``user_id`` signed with the configured secret (development and scripts)."""

@@ -144,5 +144,5 @@ def request_id_of(raw: str | bytes) -> str | None:
     """The request id of a frame that could not be decoded, if that much of it can be read."""
     try:
         return _request_id_decoder.decode(raw).request_id
-    except (msgspec.DecodeError, msgspec.ValidationError):
+    except (msgspec.DecodeError, msgspec.ValidationError, RecursionError):
         return None

@@ -11,6 +11,8 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import time
+from collections import Counter
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -20,6 +22,7 @@ from litestar.exceptions import WebSocketDisconnect
 from loguru import logger
 from redis.exceptions import RedisError
 
+from presto_deck.api.auth import Identity
 from presto_deck.api.errors import DECK_NOT_FOUND, INVALID_FRAME, RATE_LIMITED, UNAVAILABLE
 from presto_deck.api.frames import (
     InvalidFrame,
@@ -46,6 +49,10 @@ _AnySocket = WebSocket[Any, Any, Any]
 DISCONNECTED = (WebSocketDisconnect, OSError)
 
 
+class TokenExpired(Exception):
+    """The socket's token expired: it may no longer change the deck (the socket is closed)."""
+
+
 class _Answer(msgspec.Struct):
     """What an event says about the request that caused it, read without the rest of it."""
 
@@ -69,14 +76,15 @@ class SocketSession:
         socket: _AnySocket,
         decks: DeckService,
         edits: EditService,
-        user_id: str,
+        identity: Identity,
         deck_id: UUID,
         settings: Settings,
     ) -> None:
         self._socket = socket
         self._decks = decks
         self._edits = edits
-        self._user_id = user_id
+        self._user_id = identity.user_id
+        self._token_expires_at = identity.expires_at
         self._deck_id = deck_id
         self._heartbeat_seconds = settings.ws_heartbeat_seconds
         self._frames_per_second = settings.limit_frames_per_second
@@ -91,8 +99,9 @@ class SocketSession:
             send=self._send_event,
             page=self._history_page,
         )
-        #: Request ids of this socket's edits whose event has not been sent yet.
-        self._awaiting: set[str] = set()
+        #: Request ids of this socket's edits whose event has not been sent yet, with how many
+        #: times each was sent: every frame gets its answer.
+        self._awaiting: Counter[str] = Counter()
 
     def catch_up_soon(self) -> None:
         """Live events may have been lost: read the database now, not at the next heartbeat."""
@@ -142,12 +151,13 @@ class SocketSession:
         request_id = event.payload.request_id
         if request_id is None or request_id not in self._awaiting:
             return
-        self._awaiting.discard(request_id)
         if event.event_type == "EditFailed":
             code, message = event.payload.code or "edit_failed", event.payload.error or ""
-            await self._send(error_frame(code, message, request_id))
+            answer = error_frame(code, message, request_id)
         else:
-            await self._send(ack_frame(request_id, event.version))
+            answer = ack_frame(request_id, event.version)
+        for _ in range(self._awaiting.pop(request_id)):
+            await self._send(answer)
 
     async def _send(self, frame: bytes) -> None:
         await self._socket.send_data(frame, mode="text")
@@ -197,18 +207,22 @@ class SocketSession:
             await self._handle(raw)
 
     async def _handle(self, raw: str | bytes) -> None:
+        if time.time() >= self._token_expires_at:
+            raise TokenExpired
         try:
             frame = frame_decoder.decode(raw)
             edit = edit_of(frame)
         except (msgspec.DecodeError, msgspec.ValidationError, InvalidFrame) as exc:
-            async with self._lock:
-                await self._send(error_frame(INVALID_FRAME, str(exc), request_id_of(raw)))
+            await self._refuse(request_id_of(raw), INVALID_FRAME, str(exc))
+            return
+        except RecursionError:  # JSON nested deeper than the decoder goes
+            await self._refuse(request_id_of(raw), INVALID_FRAME, "The frame is nested too deep.")
             return
         await self._edit(edit, frame.request_id or uuid4().hex)
 
     async def _edit(self, edit: SlideEdit, request_id: str) -> None:
         # Awaited before it is submitted: its event may reach this socket before the answer.
-        self._awaiting.add(request_id)
+        self._awaiting[request_id] += 1
         try:
             outcome = await self._edits.submit(self._user_id, self._deck_id, edit, request_id)
         except EditRejected as exc:
@@ -231,21 +245,31 @@ class SocketSession:
                     # Send the change first (it may not have come live yet), then its ack; a
                     # repeated request's change went out long ago: only the ack is left.
                     await self._delivery.catch_up()
-                    if request_id in self._awaiting and outcome.version is not None:
-                        self._awaiting.discard(request_id)
+                    if self._forget(request_id) and outcome.version is not None:
                         await self._send(ack_frame(request_id, outcome.version))
                 case EditStatus.FAILED:
-                    self._awaiting.discard(request_id)
+                    self._forget(request_id)
                     failure = outcome.failure
                     code, message = (
                         ("edit_failed", "") if failure is None else (failure.code, failure.error)
                     )
                     await self._send(error_frame(code, message, request_id))
 
-    async def _refuse(self, request_id: str, code: str, message: str) -> None:
-        self._awaiting.discard(request_id)
+    async def _refuse(self, request_id: str | None, code: str, message: str) -> None:
+        if request_id is not None:
+            self._forget(request_id)
         async with self._lock:
             await self._send(error_frame(code, message, request_id))
+
+    def _forget(self, request_id: str) -> bool:
+        """Count one frame of the request as answered; False if its event answered it already."""
+        if self._awaiting[request_id] <= 0:
+            del self._awaiting[request_id]
+            return False
+        self._awaiting[request_id] -= 1
+        if not self._awaiting[request_id]:
+            del self._awaiting[request_id]
+        return True
 
 
 def _rate_limited(frames_per_second: int) -> bytes:

@@ -14,7 +14,7 @@ from loguru import logger
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from presto_deck.api.auth import InvalidToken, TokenVerifier, bearer_token
+from presto_deck.api.auth import Identity, InvalidToken, TokenVerifier, bearer_token
 from presto_deck.api.errors import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN_ORIGIN,
@@ -25,7 +25,7 @@ from presto_deck.api.errors import (
     close_reason,
 )
 from presto_deck.api.live_sockets import LiveSockets
-from presto_deck.api.socket_session import DISCONNECTED, SocketSession
+from presto_deck.api.socket_session import DISCONNECTED, SocketSession, TokenExpired
 from presto_deck.application.decks import DeckService
 from presto_deck.application.editing import EditService
 from presto_deck.application.limits import LimitExceeded, SocketAdmission
@@ -58,7 +58,8 @@ async def deck_events_socket(
 ) -> None:
     await socket.accept()
     try:
-        user_id, deck_uuid, last_version = _handshake(socket, deck_id, verifier, settings)
+        identity, deck_uuid, last_version = _handshake(socket, deck_id, verifier, settings)
+        user_id = identity.user_id
         async with (
             sockets.seat(user_id),
             channels.start_subscription([deck_channel(deck_uuid)]) as subscriber,
@@ -70,7 +71,7 @@ async def deck_events_socket(
             except DeckNotFound:
                 raise _Rejected(CLOSE_NOT_FOUND, "deck not found") from None
             with logger.contextualize(deck_id=str(deck_uuid)):
-                session = SocketSession(socket, decks, edits, user_id, deck_uuid, settings)
+                session = SocketSession(socket, decks, edits, identity, deck_uuid, settings)
                 live_sockets.add(session)
                 try:
                     await session.run(subscriber.iter_events(), last_version, current)
@@ -78,6 +79,9 @@ async def deck_events_socket(
                     live_sockets.discard(session)
     except _Rejected as rejection:
         await socket.close(code=rejection.code, reason=close_reason(rejection.reason))
+    except TokenExpired:
+        with contextlib.suppress(*DISCONNECTED):
+            await socket.close(code=CLOSE_UNAUTHORIZED, reason="token has expired")
     except LimitExceeded as refusal:
         logger.info("socket closed by a limit: {}", refusal)
         with contextlib.suppress(*DISCONNECTED):
@@ -92,7 +96,7 @@ async def deck_events_socket(
 
 def _handshake(
     socket: _AnySocket, deck_id: str, verifier: TokenVerifier, settings: Settings
-) -> tuple[str, UUID, int | None]:
+) -> tuple[Identity, UUID, int | None]:
     """Check origin, token, deck id and ``last_version``, in that order of close codes."""
     origin = socket.headers.get("origin")
     if settings.ws_allowed_origins and origin and origin not in settings.ws_allowed_origins:
@@ -101,7 +105,7 @@ def _handshake(
     if not token:
         raise _Rejected(CLOSE_UNAUTHORIZED, "missing token")
     try:
-        user_id = verifier.verify(token)
+        identity = verifier.identify(token)
     except InvalidToken as exc:
         raise _Rejected(CLOSE_UNAUTHORIZED, str(exc)) from None
     raw_version = socket.query_params.get("last_version")
@@ -114,4 +118,4 @@ def _handshake(
         deck_uuid = UUID(deck_id)
     except ValueError:
         raise _Rejected(CLOSE_NOT_FOUND, "deck not found") from None
-    return user_id, deck_uuid, last_version
+    return identity, deck_uuid, last_version

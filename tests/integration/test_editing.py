@@ -12,8 +12,10 @@ from typing import Any
 import msgspec
 import pytest
 from websockets.asyncio.client import ClientConnection
+from websockets.exceptions import ConnectionClosed
 
 from presto_deck.settings import Settings
+from tests.conftest import token_for
 from tests.support.client import DeckClient, Frame, assert_contiguous
 from tests.support.database import execute
 from tests.support.deck_http import client_of, events_via_http
@@ -444,3 +446,83 @@ async def test_a_slide_stored_before_slides_kept_their_content_keeps_its_texts_w
     after = (await alice.deck(deck["id"]))["slides"][1]
     assert after["presenter_notes"] == "Only the notes"
     assert after["html_content"] == slide["html_content"]  # the title and bullets are kept
+
+
+async def test_a_frame_nested_too_deep_is_an_invalid_frame_and_the_socket_stays_open(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 2)
+    deep = '{"type":"UpdateSlide","request_id":"deep","data":' + "[" * 1000 + "]" * 1000 + "}"
+    deeper = '{"x":' + "[" * 1200 + "]" * 1200 + ',"type":"UpdateSlide"}'
+
+    async with alice.socket(deck["id"], last_version=deck["version"]) as ws:
+        answers = []
+        for frame in (deep, deeper):
+            await ws.send(frame)
+            answers.append(await _next_answer(ws))
+        _, heartbeat = await events_until_heartbeat(ws)
+
+    assert [answer["code"] for answer in answers] == ["invalid_frame", "invalid_frame"]
+    assert heartbeat["version"] == deck["version"]
+
+
+async def _next_answer(ws: ClientConnection) -> Frame:
+    frame = await next_frame(ws)
+    while is_heartbeat(frame):
+        frame = await next_frame(ws)
+    return frame
+
+
+async def test_a_queued_edit_sent_thrice_on_one_socket_is_answered_thrice(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 2)
+    frame = json.dumps(
+        {
+            "type": "AddSlide",
+            "request_id": "thrice",
+            "data": {"prompt": "An appendix", "after_slide_id": None},
+        }
+    )
+
+    async with alice.socket(deck["id"], last_version=deck["version"]) as ws:
+        for _ in range(3):
+            await ws.send(frame)
+        events, first = await _answer(ws, "thrice")
+        _, second = await _answer(ws, "thrice")
+        _, third = await _answer(ws, "thrice")
+
+    assert [e["event_type"] for e in events] == ["SlideAdded"]
+    assert (
+        first
+        == second
+        == third
+        == {
+            "type": "ack",
+            "request_id": "thrice",
+            "version": events[0]["version"],
+        }
+    )
+    assert len((await alice.deck(deck["id"]))["slides"]) == 3
+
+
+async def test_a_socket_whose_token_expired_may_no_longer_edit(
+    alice: DeckClient, worker: None, settings: Settings
+) -> None:
+    deck = await _written(alice, 2)
+    token = token_for(settings, "alice", ttl=2)
+
+    async with alice.socket(deck["id"], last_version=deck["version"], token=token) as ws:
+        await asyncio.sleep(2.5)
+        await _send(ws, "DeleteSlide", "late", slide_id=_slide_ids(deck)[0])
+        with pytest.raises(ConnectionClosed) as closed:
+            await _read_until_closed(ws)
+
+    assert closed.value.rcvd is not None
+    assert (closed.value.rcvd.code, closed.value.rcvd.reason) == (4401, "token has expired")
+    assert (await alice.deck(deck["id"]))["version"] == deck["version"]
+
+
+async def _read_until_closed(ws: ClientConnection) -> None:
+    while True:
+        await next_frame(ws)
