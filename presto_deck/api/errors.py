@@ -25,6 +25,7 @@ from presto_deck.domain.deck import (
     BadOrder,
     DeckAlreadyFinished,
     DeckBusy,
+    DeckFull,
     DeckNotFound,
     EditRejected,
     SlideNotFound,
@@ -53,12 +54,16 @@ DECK_BUSY: Final = DeckBusy.code
 SLIDE_NOT_FOUND: Final = SlideNotFound.code
 BAD_ORDER: Final = BadOrder.code
 TOO_MANY_EDITS: Final = TooManyEdits.code
+TOO_MANY_SLIDES: Final = DeckFull.code
+#: The code of an HTTP request the API cannot read: a body or parameter that is not valid.
+INVALID_REQUEST: Final = "invalid_request"
 #: The HTTP status of each refused edit.
 _EDIT_STATUS: Final[dict[str, int]] = {
     DECK_BUSY: HTTP_409_CONFLICT,
     SLIDE_NOT_FOUND: HTTP_404_NOT_FOUND,
     BAD_ORDER: HTTP_400_BAD_REQUEST,
     TOO_MANY_EDITS: HTTP_429_TOO_MANY_REQUESTS,
+    TOO_MANY_SLIDES: HTTP_409_CONFLICT,
 }
 
 #: A close frame has room for 123 bytes of reason (RFC 6455 §5.5), in UTF-8.
@@ -108,12 +113,13 @@ def _validation(_: _AnyRequest, exc: ValidationException) -> Response[dict[str, 
     problems = exc.extra if isinstance(exc.extra, list) else []
     named = [_describe_problem(p) for p in problems if isinstance(p, dict)]
     detail = "; ".join(named) or exc.detail or "Invalid request."
-    return _error(HTTP_400_BAD_REQUEST, detail, extra=problems)
+    return _error(HTTP_400_BAD_REQUEST, detail, code=INVALID_REQUEST, extra=problems)
 
 
 def _undecodable(_: _AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
     # Raised while decoding a request body: bytes that are not UTF-8, or JSON nested too deep.
-    return _error(HTTP_400_BAD_REQUEST, "The request body could not be decoded as JSON.")
+    detail = "The request body could not be decoded as JSON."
+    return _error(HTTP_400_BAD_REQUEST, detail, code=INVALID_REQUEST)
 
 
 def _describe_problem(problem: dict[str, Any]) -> str:

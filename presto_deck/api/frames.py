@@ -9,7 +9,7 @@ from uuid import UUID
 import msgspec
 
 from presto_deck.domain import edits
-from presto_deck.domain.edits import REQUEST_ID_MAX_LENGTH, SlideEdit
+from presto_deck.domain.edits import MAX_SLIDES, REQUEST_ID_MAX_LENGTH, SlideEdit
 
 _Id = Annotated[str, msgspec.Meta(min_length=1, max_length=64)]
 #: Text PostgreSQL can store (no NUL) with at least one visible character.
@@ -23,7 +23,7 @@ Notes = Annotated[str, msgspec.Meta(max_length=10_000, pattern=_STORABLE)]
 RequestId = Annotated[
     str, msgspec.Meta(min_length=1, max_length=REQUEST_ID_MAX_LENGTH, pattern=r"^[\x21-\x7e]+$")
 ]
-SlideIds = Annotated[list[UUID], msgspec.Meta(min_length=1, max_length=200)]
+SlideIds = Annotated[list[UUID], msgspec.Meta(max_length=MAX_SLIDES)]
 
 
 class InvalidFrame(Exception):

@@ -43,6 +43,7 @@ from presto_deck.application.runs import CountedCalls, Leases, with_storage_retr
 from presto_deck.domain.content import SlideContent, SlideRequest, cleaned
 from presto_deck.domain.deck import (
     Deck,
+    DeckFull,
     DeckNotFound,
     Failure,
     LeaseHeld,
@@ -59,6 +60,7 @@ from presto_deck.domain.edits import (
     ReorderSlides,
     RewriteSlide,
     SlideEdit,
+    check_room,
     checked_order,
     find_slide_index,
     needs_model,
@@ -140,6 +142,8 @@ class EditService:
             )
             if needs_model(edit):
                 _target_of(edit, slides)  # refused now rather than after the model was paid
+                if isinstance(edit, InsertSlide):
+                    check_room(len(slides))
                 if await uow.edits.count_queued(deck_id) >= self._max_queued_edits:
                     raise TooManyEdits(
                         f"The deck already has {self._max_queued_edits} edits waiting for the "
@@ -285,8 +289,8 @@ class SlideEditor:
                 asyncio.to_thread(self._renderer.render, content, deck.brief.theme)
             )
             await with_storage_retries(partial(self._commit, edit, owner, content, html))
-        except SlideNotFound as exc:  # deleted while the edit waited, or while it was written
-            await self._fail(edit, owner, str(exc), SlideNotFound.code, str(exc))
+        except (SlideNotFound, DeckFull) as exc:  # the deck changed while the edit waited
+            await self._fail(edit, owner, str(exc), exc.code, str(exc))
         except WriterError as exc:
             await self._fail(edit, owner, exc.reason, exc.code, exc.detail)
         except ModelCallsExhausted as exc:

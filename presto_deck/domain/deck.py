@@ -80,6 +80,12 @@ class BadOrder(EditRejected):
     code = "bad_order"
 
 
+class DeckFull(EditRejected):
+    """The deck has as many slides as a deck may have."""
+
+    code = "too_many_slides"
+
+
 class TooManyEdits(EditRejected):
     """The deck already has as many edits waiting for the model as it may."""
 

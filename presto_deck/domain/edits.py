@@ -17,10 +17,12 @@ from uuid import UUID
 import msgspec
 
 from presto_deck.domain.content import SlideContent, cleaned
-from presto_deck.domain.deck import BadOrder, Failure, SlideNotFound
+from presto_deck.domain.deck import BadOrder, DeckFull, Failure, SlideNotFound
 
 #: A request id chosen by a client: the same one twice means the same request.
 REQUEST_ID_MAX_LENGTH = 64
+#: The most slides a deck may have: far beyond any talk, and what one reorder may name.
+MAX_SLIDES = 200
 
 
 class _Edit(msgspec.Struct, frozen=True, kw_only=True, tag_field="kind"):
@@ -109,8 +111,16 @@ def find_slide_index(slide_ids: Sequence[UUID], slide_id: UUID) -> int:
         raise SlideNotFound(f"The deck has no slide {slide_id}.") from None
 
 
+def check_room(slide_count: int) -> None:
+    """Raises ``DeckFull`` when a deck of ``slide_count`` slides may not get another."""
+    if slide_count >= MAX_SLIDES:
+        raise DeckFull(f"The deck has {slide_count} slides, as many as a deck may have.")
+
+
 def order_with_insert(slide_ids: Sequence[UUID], new_id: UUID, after: UUID | None) -> list[UUID]:
-    """The deck's slide ids with ``new_id`` placed after ``after`` (first when None)."""
+    """The deck's slide ids with ``new_id`` placed after ``after`` (first when None); raises
+    ``SlideNotFound``, or ``DeckFull`` when the deck may not have another slide."""
+    check_room(len(slide_ids))
     position = 0 if after is None else find_slide_index(slide_ids, after) + 1
     return [*slide_ids[:position], new_id, *slide_ids[position:]]
 

@@ -13,6 +13,7 @@ import pytest
 from presto_deck.domain.deck import (
     BadOrder,
     DeckBusy,
+    DeckFull,
     DeckNotFound,
     DeckStatus,
     SlideNotFound,
@@ -477,3 +478,32 @@ async def test_a_run_that_lost_the_deck_commits_nothing(h: Harness) -> None:
 
     assert [e.event_type for e in h.store.events(deck_id)].count("SlideUpdated") == 1
     _versions_are_contiguous(h, deck_id)
+
+
+async def test_a_deck_may_not_grow_past_its_most_slides(
+    h: Harness, monkeypatch: pytest.MonkeyPatch
+) -> None:
+    monkeypatch.setattr("presto_deck.domain.edits.MAX_SLIDES", 3)
+    deck_id = await _written(h, 2)
+    await h.edits.submit("alice", deck_id, InsertSlide(prompt="third"), "a")
+    await h.edits.submit("alice", deck_id, InsertSlide(prompt="fourth"), "b")  # queued in time
+
+    await h.editor().run(deck_id)
+
+    assert len(h.store.slides(deck_id)) == 3
+    event = _last(h, deck_id)
+    assert event.event_type == "EditFailed"
+    assert event.payload["code"] == "too_many_slides"
+    with pytest.raises(DeckFull):
+        await h.edits.submit("alice", deck_id, InsertSlide(prompt="fifth"))
+
+
+async def test_an_empty_deck_may_be_reordered_to_nothing(h: Harness) -> None:
+    deck_id = await _written(h, 1)
+    await h.edits.submit("alice", deck_id, DeleteSlide(slide_id=_ids(h, deck_id)[0]))
+
+    outcome = await h.edits.submit("alice", deck_id, ReorderSlides(slide_ids=[]))
+
+    assert outcome.status is EditStatus.APPLIED
+    with pytest.raises(BadOrder):
+        await h.edits.submit("alice", await _written(h, 1), ReorderSlides(slide_ids=[]))
