@@ -9,6 +9,7 @@ from uuid import UUID
 import msgspec
 
 from presto_deck.application.decks import DeckPage, DeckView
+from presto_deck.domain.content import SlideContent
 from presto_deck.domain.deck import Deck, DeckStatus, Failure, Slide
 
 #: Text PostgreSQL can store (no NUL) with at least one visible character.
@@ -49,6 +50,9 @@ class SlideResponse(msgspec.Struct, kw_only=True):
     presenter_notes: str | None
     created_at: datetime
     updated_at: datetime
+    #: What the HTML was rendered from: layout, title, subtitle, bullets, body, notes; the texts
+    #: an edit of the slide changes.
+    content: SlideContent | None = None
 
     @classmethod
     def of(cls, slide: Slide) -> SlideResponse:
@@ -59,6 +63,7 @@ class SlideResponse(msgspec.Struct, kw_only=True):
             presenter_notes=slide.presenter_notes,
             created_at=slide.created_at,
             updated_at=slide.updated_at,
+            content=slide.content,
         )
 
 

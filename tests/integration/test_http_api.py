@@ -43,7 +43,15 @@ DECK_KEYS = {
     "slides",
     "failure",
 }
-SLIDE_KEYS = {"id", "order", "html_content", "presenter_notes", "created_at", "updated_at"}
+SLIDE_KEYS = {
+    "id",
+    "order",
+    "html_content",
+    "presenter_notes",
+    "content",
+    "created_at",
+    "updated_at",
+}
 SUMMARY_KEYS = DECK_KEYS - {"deck_plan", "slides", "failure"}
 EVENT_KEYS = {"event_type", "deck_id", "version", "timestamp", "payload"}
 CANCEL_ACCEPTED = {"message": "Cancellation request received."}
@@ -140,6 +148,9 @@ async def test_a_finished_deck_has_the_documented_shape_with_its_slides_in_order
         assert slide["html_content"]
         assert slide["presenter_notes"] is None or isinstance(slide["presenter_notes"], str)
         assert utc(slide["created_at"]) <= utc(slide["updated_at"])
+        assert slide["content"]["title"]
+        assert slide["content"]["title"] in slide["html_content"]
+        assert slide["content"]["notes"] == (slide["presenter_notes"] or "")
     added = [
         e["payload"]
         for e in await events_via_http(alice, deck_id)

@@ -226,9 +226,12 @@ async def test_a_rewrite_keeps_the_layout_and_title_and_writes_about_the_prompt(
 async def test_a_title_line_in_the_prompt_sets_the_title() -> None:
     current = SlideContent(title="Costs")
 
-    slide = await OfflineWriter(0).edit_slide(_request("title: Running costs\nshorter", current))
+    prompt = "title: Running costs\nFocus on mentoring and code review"
+    slide = await OfflineWriter(0).edit_slide(_request(prompt, current))
 
     assert slide.title == "Running costs"
+    assert not any("title" in bullet.lower() for bullet in slide.bullets)
+    assert any("Mentoring" in bullet for bullet in slide.bullets)
 
 
 async def test_a_new_slide_is_titled_after_the_prompt_and_its_markup_is_inert() -> None:

@@ -107,8 +107,9 @@ class OfflineWriter:
         bullets; a rewrite keeps the slide's layout, and its title unless the prompt names one
         (``title: …`` on a line of its own). No model call, so no ``budget`` spent."""
         await asyncio.sleep(self._delay_seconds)
-        subject = _Subject.of(request.prompt)
         asked_title = _asked_title(request.prompt)
+        # What the slide is about: the prompt without its title line, else the title itself.
+        subject = _Subject.of(_ASKED_TITLE.sub("", request.prompt).strip() or asked_title)
         current = request.current
         layout: Layout = "bullets" if current is None else current.layout
         title = asked_title or (subject.title if current is None else current.title)
