@@ -158,16 +158,28 @@ def watch(
     last_version: Annotated[int, typer.Option(min=0, help="Print events after this one.")] = 1,
     follow: Annotated[bool, typer.Option(help="Keep following after the deck ends.")] = False,
 ) -> None:
-    """Print a deck's events as JSON lines, resuming after a dropped connection."""
+    """Print a deck's events as JSON lines, resuming after a dropped connection.
+
+    Without --follow it stops when the deck ends, or, for a deck that had ended already (and
+    may have been edited since), once it has printed the events up to the deck's version.
+    """
     from presto_deck.watch import WatchError
     from presto_deck.watch import watch as follow_deck
 
     try:
         asyncio.run(
-            follow_deck(server, deck_id, token, last_version, follow=follow, emit=typer.echo)
+            follow_deck(
+                server,
+                deck_id,
+                token,
+                last_version,
+                follow=follow,
+                emit=typer.echo,
+                warn=lambda message: typer.echo(f"presto-deck watch: {message}", err=True),
+            )
         )
     except WatchError as exc:
-        _fail(f"the server closed the socket: {exc}")
+        _fail(f"the server refused: {exc}")
     except KeyboardInterrupt:
         pass
 

@@ -4,18 +4,25 @@ from __future__ import annotations
 
 import asyncio
 import json
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
+from typing import TypeVar
 from urllib.parse import urlencode
 
+import httpx
 import websockets
 from websockets.exceptions import ConnectionClosed, InvalidStatus
 
 from presto_deck.api.errors import FINAL_CLOSE_CODES
 from presto_deck.domain.events import TERMINAL_EVENTS
 
+_T = TypeVar("_T")
+_ENDED = frozenset({"COMPLETED", "FAILED", "CANCELLED"})
+_FIRST_DELAY_SECONDS = 0.5
+_MAX_DELAY_SECONDS = 10.0
+
 
 class WatchError(Exception):
-    """The server refused the socket (bad token, unknown deck, bad version)."""
+    """The server refused the deck or the token (or the socket, with its close code)."""
 
 
 async def watch(
@@ -26,13 +33,20 @@ async def watch(
     *,
     follow: bool,
     emit: Callable[[str], None],
+    warn: Callable[[str], None] = lambda message: None,
 ) -> int:
-    """Print events after ``last_version``; stop at the deck's end unless ``follow``.
+    """Print events after ``last_version`` as JSON lines; returns the last version printed.
 
-    Returns the last version printed. A dropped connection is resumed from that version.
+    Without ``follow`` it stops once the deck has ended: at its last event if it ends while
+    watched; for a deck that had already ended (edits included), at the version it had when
+    the watch began. A dropped connection is resumed from the last version printed; while the
+    server cannot be reached, ``warn`` says so once, and the watch tries again with backoff.
     """
+    retry = _Retry(server, warn)
+    stop_at = None if follow else await retry.until_done(lambda: _ended_at(server, deck_id, token))
+    if stop_at is not None and last_version >= stop_at:
+        return last_version
     base = server.rstrip("/").replace("http://", "ws://", 1).replace("https://", "wss://", 1)
-    delay = 0.5
     while True:
         query = urlencode({"last_version": last_version})
         headers = {"Authorization": f"Bearer {token}"}
@@ -40,19 +54,73 @@ async def watch(
             async with websockets.connect(
                 f"{base}/ws/decks/{deck_id}?{query}", additional_headers=headers
             ) as socket:
-                delay = 0.5
+                retry.reached()
                 async for raw in socket:
                     frame = json.loads(raw)
-                    if frame.get("event_type") == "Heartbeat":
-                        continue
+                    if "event_type" not in frame or frame["event_type"] == "Heartbeat":
+                        continue  # an answer to another client's frame, or a heartbeat
                     emit(raw if isinstance(raw, str) else raw.decode())
                     last_version = int(frame.get("version", last_version))
-                    if not follow and frame.get("event_type") in TERMINAL_EVENTS:
+                    if stop_at is not None and last_version >= stop_at:
+                        return last_version
+                    if stop_at is None and not follow and frame["event_type"] in TERMINAL_EVENTS:
                         return last_version
         except ConnectionClosed as closed:
             if closed.rcvd is not None and closed.rcvd.code in FINAL_CLOSE_CODES:
                 raise WatchError(f"{closed.rcvd.code} {closed.rcvd.reason}") from None
-        except (OSError, InvalidStatus, TimeoutError):
-            pass
-        await asyncio.sleep(delay)
-        delay = min(delay * 2, 10.0)
+            await retry.wait(f"the connection was closed ({closed})")
+        except (OSError, InvalidStatus, TimeoutError) as exc:
+            await retry.wait(str(exc) or type(exc).__name__)
+
+
+async def _ended_at(server: str, deck_id: str, token: str) -> int | None:
+    """The deck's version if it has ended, None while it is being generated."""
+    async with httpx.AsyncClient(base_url=server, timeout=10) as http:
+        response = await http.get(
+            f"/api/v1/decks/{deck_id}", headers={"Authorization": f"Bearer {token}"}
+        )
+    if response.status_code in (401, 404):
+        raise WatchError(f"{response.status_code} {_detail(response)}")
+    response.raise_for_status()
+    deck = response.json()
+    return int(deck["version"]) if deck["status"] in _ENDED else None
+
+
+def _detail(response: httpx.Response) -> str:
+    try:
+        return str(response.json().get("detail", ""))
+    except ValueError:
+        return response.text[:200]
+
+
+class _Retry:
+    """Backoff between tries, and one warning per outage rather than one per try."""
+
+    def __init__(self, server: str, warn: Callable[[str], None]) -> None:
+        self._server = server
+        self._warn = warn
+        self._delay = _FIRST_DELAY_SECONDS
+        self._warned = False
+
+    async def until_done(self, attempt: Callable[[], Awaitable[_T]]) -> _T:
+        """``attempt``'s answer, trying again while the server cannot be reached."""
+        while True:
+            try:
+                answer = await attempt()
+            except (httpx.TransportError, httpx.HTTPStatusError) as exc:
+                await self.wait(str(exc) or type(exc).__name__)
+                continue
+            self.reached()
+            return answer
+
+    def reached(self) -> None:
+        if self._warned:
+            self._warn(f"reached {self._server} again")
+        self._delay, self._warned = _FIRST_DELAY_SECONDS, False
+
+    async def wait(self, why: str) -> None:
+        if not self._warned:
+            self._warn(f"cannot reach {self._server}: {why}; trying again")
+            self._warned = True
+        await asyncio.sleep(self._delay)
+        self._delay = min(self._delay * 2, _MAX_DELAY_SECONDS)

@@ -2,7 +2,10 @@
 
 from __future__ import annotations
 
+import asyncio
 import json
+import socket
+import uuid
 
 import pytest
 
@@ -42,7 +45,52 @@ async def test_watch_stops_with_the_close_reason_when_the_server_refuses(
 ) -> None:
     deck_id = await alice.create("Private deck")
 
-    with pytest.raises(WatchError, match="4404"):
+    with pytest.raises(WatchError, match="404"):
         await watch(api.url, deck_id, bob.token, 1, follow=False, emit=print)
-    with pytest.raises(WatchError, match="4401"):
+    with pytest.raises(WatchError, match="401"):
         await watch(api.url, deck_id, "not-a-token", 1, follow=False, emit=print)
+    with pytest.raises(WatchError, match="4404"):
+        await watch(api.url, deck_id, bob.token, 1, follow=True, emit=print)
+    with pytest.raises(WatchError, match="4401"):
+        await watch(api.url, deck_id, "not-a-token", 1, follow=True, emit=print)
+
+
+async def test_watch_prints_the_edits_of_an_ended_deck_up_to_its_version_then_stops(
+    api: RunningApi, alice: DeckClient, worker: None
+) -> None:
+    deck_id = await alice.create("Field guide to moths", slide_count=2)
+    deck = await alice.wait_for_status(deck_id, "COMPLETED")
+    first = deck["slides"][0]["id"]
+    edited = await alice.http.patch(f"/api/v1/decks/{deck_id}/slides/{first}", json={"notes": "n"})
+    version = edited.json()["version"]
+    lines: list[str] = []
+
+    last = await watch(api.url, deck_id, alice.token, 1, follow=False, emit=lines.append)
+    caught_up = await watch(api.url, deck_id, alice.token, version, follow=False, emit=print)
+
+    events = [json.loads(line) for line in lines]
+    assert [e["event_type"] for e in events][-2:] == ["DeckCompleted", "SlideUpdated"]
+    assert last == version == events[-1]["version"]
+    assert caught_up == version
+
+
+async def test_watch_says_once_that_the_server_cannot_be_reached_and_keeps_trying() -> None:
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        port = probe.getsockname()[1]
+    warnings: list[str] = []
+
+    with pytest.raises(TimeoutError):
+        async with asyncio.timeout(2.5):
+            await watch(
+                f"http://127.0.0.1:{port}",
+                str(uuid.uuid4()),
+                "token",
+                1,
+                follow=False,
+                emit=print,
+                warn=warnings.append,
+            )
+
+    assert len(warnings) == 1
+    assert warnings[0].startswith(f"cannot reach http://127.0.0.1:{port}: ")
