@@ -415,7 +415,9 @@ INVALID_FRAMES: dict[str, str | bytes] = {
     "unknown field": json.dumps(
         {"type": "DeleteSlide", "data": {"slide_id": "s-1", "cascade": True}}
     ),
-    "empty reorder": json.dumps({"type": "ReorderSlides", "data": {"slide_ids": []}}),
+    "reorder past the most slides": json.dumps(
+        {"type": "ReorderSlides", "data": {"slide_ids": [_S1] * 201}}
+    ),
     "binary garbage": b"\x00\xff\xfe binary",
     "binary empty": b"",
 }
