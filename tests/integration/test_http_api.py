@@ -460,8 +460,17 @@ INVALID_BODIES: dict[str, tuple[bytes, str]] = {
     "title empty": (body(title=""), "title"),
     "title not a string": (body(title=["a"]), "title"),
     "theme too long": (body(theme="t" * 101), "theme"),
+    "unknown theme": (body(theme="neon"), "theme"),
     "language too long": (body(language="l" * 36), "language"),
 }
+
+
+async def test_an_unknown_theme_is_refused_with_the_list_of_themes(alice: DeckClient) -> None:
+    response = await alice.http.post("/api/v1/decks", json={"prompt": "p", "theme": "neon"})
+
+    assert response.status_code == 400
+    assert response.json()["code"] == "invalid_request"
+    assert "default, dark, corporate, playful" in response.json()["detail"]
 
 
 async def test_invalid_create_bodies_are_400_with_a_detail_naming_the_field(
