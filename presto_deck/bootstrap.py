@@ -15,6 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 from presto_deck.api.auth import TokenVerifier
 from presto_deck.application.decks import DeckService
 from presto_deck.application.editing import EditService, SlideEditor
+from presto_deck.application.export import ExportService
 from presto_deck.application.generation import DeckGenerator
 from presto_deck.application.limits import SocketAdmission
 from presto_deck.application.ports import DeckWriter
@@ -22,6 +23,8 @@ from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.recovery import Recovery
 from presto_deck.domain.events import utc_now
 from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork, create_engine
+from presto_deck.infrastructure.export.html import HtmlExporter
+from presto_deck.infrastructure.export.pptx import PptxExporter
 from presto_deck.infrastructure.messaging.limits import RedisRateLimiter, RedisSocketQuota
 from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelFlags
 from presto_deck.infrastructure.messaging.redis_client import connect
@@ -53,6 +56,7 @@ class Container:
     generator: DeckGenerator
     edits: EditService
     editor: SlideEditor
+    exports: ExportService
     recovery: Recovery
     verifier: TokenVerifier
     sockets: SocketAdmission
@@ -126,6 +130,7 @@ def build_container(settings: Settings) -> Container:
             # An edit is one slide: the writer's attempts, and as many again after a takeover.
             max_model_calls=_EDIT_CALL_ROUNDS * settings.llm_max_attempts,
         ),
+        exports=ExportService(uow=uow, exporters={"html": HtmlExporter(), "pptx": PptxExporter()}),
         recovery=Recovery(
             uow=uow,
             queue=queue,

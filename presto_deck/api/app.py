@@ -112,6 +112,7 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
         dependencies={
             "decks": provide(container.decks),
             "edits": provide(container.edits),
+            "exports": provide(container.exports),
             "verifier": provide(container.verifier),
             "sockets": provide(container.sockets),
             "settings": provide(container.settings),

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import enum
 from typing import Annotated
+from urllib.parse import quote
 from uuid import UUID
 
 import msgspec
-from litestar import Controller, get, post
+from litestar import Controller, MediaType, Response, get, post
 from litestar.di import NamedDependency, Provide
 from litestar.exceptions import ValidationException
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
@@ -21,9 +23,21 @@ from presto_deck.api.schemas import (
     Message,
 )
 from presto_deck.application.decks import DeckService
+from presto_deck.application.export import ExportService
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.events import Event
 from presto_deck.infrastructure.writers.rendering import THEMES
+
+
+class ExportFormat(enum.StrEnum):
+    PPTX = "pptx"
+    HTML = "html"
+
+
+def attachment(filename: str) -> str:
+    """A Content-Disposition that downloads as ``filename``, whatever its script (RFC 6266)."""
+    ascii_name = filename.encode("ascii", "ignore").decode() or "deck"
+    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
 
 
 class DeckController(Controller):
@@ -78,6 +92,28 @@ class DeckController(Controller):
         limit: Annotated[int, QueryParameter(ge=1, le=1000)] = 1000,
     ) -> list[Event]:
         return list(await decks.events_after(user_id, deck_id, after_version, limit))
+
+    @get(
+        "/{deck_id:uuid}/export",
+        summary="The deck as one file: editable PPTX, or self-contained HTML",
+        media_type=MediaType.TEXT,  # the actual type is the format's, set on the response
+    )
+    async def export(
+        self,
+        deck_id: FromPath[UUID],
+        user_id: NamedDependency[str],
+        exports: NamedDependency[ExportService],
+        format: Annotated[ExportFormat, QueryParameter(description="pptx or html")],
+        partial: Annotated[
+            bool, QueryParameter(description="Export a deck still being generated, as it is.")
+        ] = False,
+    ) -> Response[bytes]:
+        exported = await exports.export(user_id, deck_id, format.value, partial=partial)
+        return Response(
+            exported.content,
+            media_type=exported.media_type,
+            headers={"Content-Disposition": attachment(exported.filename)},
+        )
 
     @post("/{deck_id:uuid}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel generation")
     async def cancel(

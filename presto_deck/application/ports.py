@@ -343,3 +343,14 @@ class SocketQuota(Protocol):
         ...
 
     async def release(self, socket_id: str, user_id: str) -> None: ...
+
+
+class DeckExporter(Protocol):
+    """Renders a deck as one file of a format (HTML, PPTX, ...)."""
+
+    media_type: str
+    extension: str
+
+    def export(self, deck: Deck, slides: Sequence[Slide]) -> bytes:
+        """The file's bytes; may take a while (run it off the event loop)."""
+        ...

@@ -1,0 +1,1 @@
+"""A deck taken out of the product: one self-contained HTML file, or an editable PPTX."""

@@ -1,0 +1,168 @@
+"""Taking a deck out: an editable PPTX and one self-contained HTML file, on the real servers."""
+
+from __future__ import annotations
+
+import io
+import re
+import time
+
+import pytest
+from pptx import Presentation
+from pptx.util import Emu
+
+from presto_deck.infrastructure.export.palette import PALETTES
+from presto_deck.infrastructure.writers.rendering import THEMES
+from tests.support.client import DeckClient, Frame
+
+PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
+
+
+async def _written(client: DeckClient, slides: int = 4, **fields: str) -> Frame:
+    deck_id = await client.create("Tidal energy for island towns", slide_count=slides, **fields)
+    return await client.wait_for_status(deck_id, "COMPLETED")
+
+
+async def _export(client: DeckClient, deck_id: str, fmt: str, **params: str) -> bytes:
+    response = await client.http.get(
+        f"/api/v1/decks/{deck_id}/export", params={"format": fmt, **params}
+    )
+    assert response.status_code == 200, response.text
+    return response.content
+
+
+async def test_the_pptx_holds_every_slides_title_bullets_and_notes_in_order(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 5)
+
+    response = await alice.http.get(f"/api/v1/decks/{deck['id']}/export", params={"format": "pptx"})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == PPTX
+    disposition = response.headers["content-disposition"]
+    assert disposition.startswith('attachment; filename="')
+    assert '.pptx"' in disposition
+    presentation = Presentation(io.BytesIO(response.content))
+    assert (presentation.slide_width, presentation.slide_height) == (
+        Emu(12_192_000),
+        Emu(6_858_000),
+    )
+    assert len(presentation.slides) == len(deck["slides"])
+    for number, (slide, stored) in enumerate(
+        zip(presentation.slides, deck["slides"], strict=True), 1
+    ):
+        content = stored["content"]
+        assert slide.shapes.title.text == content["title"]
+        texts = "\n".join(shape.text_frame.text for shape in slide.shapes if shape.has_text_frame)
+        for bullet in content["bullets"]:
+            assert re.sub("<[^>]+>", "", bullet).split()[0] in texts
+        assert str(number) in texts  # the slide number
+        assert slide.notes_slide.notes_text_frame.text == content["notes"]
+
+
+@pytest.mark.parametrize("theme", THEMES)
+async def test_each_theme_colours_the_pptx(alice: DeckClient, worker: None, theme: str) -> None:
+    deck = await _written(alice, 3, theme=theme)
+
+    presentation = Presentation(io.BytesIO(await _export(alice, deck["id"], "pptx")))
+
+    inner = presentation.slides[1]  # not the title slide, which a theme may colour apart
+    assert str(inner.background.fill.fore_color.rgb) == PALETTES[theme].background
+    title_run = inner.shapes.title.text_frame.paragraphs[0].runs[0]
+    assert title_run.font.name == PALETTES[theme].heading_font
+
+
+async def test_the_html_file_is_self_contained_and_holds_every_slide_and_note(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 4, theme="dark")
+
+    response = await alice.http.get(f"/api/v1/decks/{deck['id']}/export", params={"format": "html"})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "text/html; charset=utf-8"
+    page = response.text
+    for slide in deck["slides"]:
+        assert slide["html_content"] in page
+    assert page.index(deck["slides"][0]["html_content"]) < page.index(
+        deck["slides"][-1]["html_content"]
+    )
+    assert "theme--dark" in page
+    assert ".theme--dark" in page
+    assert not re.search(r"(?i)https?://|src=|@import|url\(", page), "the file reaches out"
+
+
+async def test_a_hostile_title_exports_as_text_never_as_markup(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 2)
+    hostile = '<script>alert(1)</script><img src=x onerror="alert(2)">'
+    slide_id = deck["slides"][1]["id"]
+    edited = await alice.http.patch(
+        f"/api/v1/decks/{deck['id']}/slides/{slide_id}",
+        json={"title": hostile, "notes": "</script><!-- notes"},
+    )
+    assert edited.status_code == 202
+
+    presentation = Presentation(io.BytesIO(await _export(alice, deck["id"], "pptx")))
+    page = (await _export(alice, deck["id"], "html")).decode()
+
+    assert presentation.slides[1].shapes.title.text == hostile
+    assert "<script>alert(1)" not in page
+    assert "<img" not in page
+    assert "&lt;script&gt;alert(1)&lt;/script&gt;" in page
+    assert page.count("</script>") == 1  # the file's own script only: the notes cannot end it
+
+
+async def test_a_deck_being_generated_exports_only_when_asked_for_as_it_is(
+    alice: DeckClient,
+) -> None:
+    deck_id = await alice.create("Not yet", slide_count=3)  # no worker: it stays PENDING
+
+    refused = await alice.http.get(f"/api/v1/decks/{deck_id}/export", params={"format": "pptx"})
+    partial = await alice.http.get(
+        f"/api/v1/decks/{deck_id}/export", params={"format": "pptx", "partial": "true"}
+    )
+
+    assert refused.status_code == 409
+    assert refused.json()["code"] == "deck_busy"
+    assert partial.status_code == 200
+    assert len(Presentation(io.BytesIO(partial.content)).slides) == 0
+
+
+async def test_another_users_deck_and_an_unknown_format_are_refused(
+    alice: DeckClient, bob: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 2)
+
+    theirs = await bob.http.get(f"/api/v1/decks/{deck['id']}/export", params={"format": "html"})
+    unknown = await alice.http.get(f"/api/v1/decks/{deck['id']}/export", params={"format": "doc"})
+    missing = await alice.http.get(f"/api/v1/decks/{deck['id']}/export")
+
+    assert theirs.status_code == 404
+    assert unknown.status_code == 400
+    assert missing.status_code == 400
+    assert "format" in unknown.json()["detail"]
+
+
+async def test_the_file_name_comes_from_the_deck_title_in_any_script(
+    alice: DeckClient, worker: None
+) -> None:
+    deck_id = await alice.create("Quarterly review", slide_count=1, title="분기 리뷰: Q3 / 2026")
+    await alice.wait_for_status(deck_id, "COMPLETED")
+
+    response = await alice.http.get(f"/api/v1/decks/{deck_id}/export", params={"format": "html"})
+
+    disposition = response.headers["content-disposition"]
+    assert "filename*=UTF-8''%EB%B6%84%EA%B8%B0-%EB%A6%AC%EB%B7%B0-Q3-2026.html" in disposition
+
+
+async def test_a_thirty_slide_deck_exports_as_pptx(alice: DeckClient, worker: None) -> None:
+    deck = await _written(alice, 30)
+
+    started = time.perf_counter()
+    content = await _export(alice, deck["id"], "pptx")
+    seconds = time.perf_counter() - started
+
+    assert len(Presentation(io.BytesIO(content)).slides) == 30
+    print(f"30-slide PPTX export: {seconds:.3f} s, {len(content)} bytes")
