@@ -10,7 +10,6 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, MediaType, Response, get, post
 from litestar.di import NamedDependency, Provide
-from litestar.exceptions import ValidationException
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
@@ -21,12 +20,12 @@ from presto_deck.api.schemas import (
     DeckList,
     DeckResponse,
     Message,
+    require_known_theme,
 )
 from presto_deck.application.decks import DeckService
 from presto_deck.application.export import ExportService
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.events import Event
-from presto_deck.infrastructure.writers.rendering import THEMES
 
 
 class ExportFormat(enum.StrEnum):
@@ -55,10 +54,7 @@ class DeckController(Controller):
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255)
         ] = None,
     ) -> DeckCreated:
-        if data.theme is not None and data.theme not in THEMES:
-            raise ValidationException(
-                f"theme: {data.theme!r} is not a theme; the themes are {', '.join(THEMES)}."
-            )
+        require_known_theme(data.theme)
         brief = DeckBrief(**msgspec.structs.asdict(data))  # the same fields, now validated
         deck = await decks.create(user_id, brief, idempotency_key)
         return DeckCreated(deck_id=deck.id, status=deck.status)

@@ -7,10 +7,12 @@ from typing import Annotated, Any
 from uuid import UUID
 
 import msgspec
+from litestar.exceptions import ValidationException
 
 from presto_deck.application.decks import DeckPage, DeckView
 from presto_deck.domain.content import SlideContent
 from presto_deck.domain.deck import Deck, DeckStatus, Failure, Slide
+from presto_deck.infrastructure.writers.rendering import THEMES
 
 #: Text PostgreSQL can store (no NUL) with at least one visible character.
 _VISIBLE_TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"
@@ -126,3 +128,11 @@ class DeckList(msgspec.Struct, kw_only=True):
 
 class Message(msgspec.Struct, kw_only=True):
     message: str
+
+
+def require_known_theme(theme: str | None) -> None:
+    """Raise a 400 that lists the themes unless ``theme`` is one of them (or None)."""
+    if theme is not None and theme not in THEMES:
+        raise ValidationException(
+            f"theme: {theme!r} is not a theme; the themes are {', '.join(THEMES)}."
+        )

@@ -24,9 +24,11 @@ from presto_deck.api.frames import (
     SlideTitle,
     slide_update,
 )
+from presto_deck.api.schemas import require_known_theme
 from presto_deck.application.editing import EditOutcome, EditService
 from presto_deck.domain.edits import (
     REQUEST_ID_MAX_LENGTH,
+    ChangeTheme,
     DeleteSlide,
     EditStatus,
     InsertSlide,
@@ -67,6 +69,10 @@ class SlideOrder(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
     slide_ids: SlideIds
 
 
+class ThemeChange(msgspec.Struct, kw_only=True, forbid_unknown_fields=True):
+    theme: Annotated[str, msgspec.Meta(min_length=1, max_length=100)]
+
+
 class EditAccepted(msgspec.Struct, kw_only=True, omit_defaults=True):
     request_id: str
     #: APPLIED (its event is committed), QUEUED (a worker asks the model), or FAILED (a repeated
@@ -90,12 +96,12 @@ class EditAccepted(msgspec.Struct, kw_only=True, omit_defaults=True):
 
 
 class SlideController(Controller):
-    path = "/api/v1/decks/{deck_id:uuid}/slides"
+    path = "/api/v1/decks/{deck_id:uuid}"
     tags = ["editing"]
     dependencies = {"user_id": Provide(provide_user_id)}
 
     @patch(
-        "/{slide_id:uuid}",
+        "/slides/{slide_id:uuid}",
         status_code=HTTP_202_ACCEPTED,
         summary="Rewrite a slide by prompt, or change its texts",
     )
@@ -114,7 +120,7 @@ class SlideController(Controller):
             raise ValidationException(str(exc)) from None
         return await _submit(edits, user_id, deck_id, edit, idempotency_key)
 
-    @post("/", status_code=HTTP_202_ACCEPTED, summary="Add a slide written from a prompt")
+    @post("/slides", status_code=HTTP_202_ACCEPTED, summary="Add a slide written from a prompt")
     async def add_slide(
         self,
         deck_id: FromPath[UUID],
@@ -126,7 +132,7 @@ class SlideController(Controller):
         edit = InsertSlide(prompt=data.prompt, after_slide_id=data.after_slide_id)
         return await _submit(edits, user_id, deck_id, edit, idempotency_key)
 
-    @delete("/{slide_id:uuid}", status_code=HTTP_202_ACCEPTED, summary="Delete a slide")
+    @delete("/slides/{slide_id:uuid}", status_code=HTTP_202_ACCEPTED, summary="Delete a slide")
     async def delete_slide(
         self,
         deck_id: FromPath[UUID],
@@ -138,7 +144,7 @@ class SlideController(Controller):
         edit = DeleteSlide(slide_id=slide_id)
         return await _submit(edits, user_id, deck_id, edit, idempotency_key)
 
-    @put("/order", status_code=HTTP_202_ACCEPTED, summary="Reorder the deck's slides")
+    @put("/slides/order", status_code=HTTP_202_ACCEPTED, summary="Reorder the deck's slides")
     async def reorder_slides(
         self,
         deck_id: FromPath[UUID],
@@ -148,6 +154,19 @@ class SlideController(Controller):
         idempotency_key: _RequestId = None,
     ) -> EditAccepted:
         edit = ReorderSlides(slide_ids=data.slide_ids)
+        return await _submit(edits, user_id, deck_id, edit, idempotency_key)
+
+    @put("/theme", status_code=HTTP_202_ACCEPTED, summary="Draw every slide in another theme")
+    async def change_theme(
+        self,
+        deck_id: FromPath[UUID],
+        data: JSONBody[ThemeChange],
+        user_id: NamedDependency[str],
+        edits: NamedDependency[EditService],
+        idempotency_key: _RequestId = None,
+    ) -> EditAccepted:
+        require_known_theme(data.theme)
+        edit = ChangeTheme(theme=data.theme)
         return await _submit(edits, user_id, deck_id, edit, idempotency_key)
 
 

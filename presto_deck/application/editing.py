@@ -53,6 +53,7 @@ from presto_deck.domain.deck import (
 )
 from presto_deck.domain.edits import (
     ChangeSlideText,
+    ChangeTheme,
     DeleteSlide,
     EditRecord,
     EditStatus,
@@ -187,6 +188,13 @@ class EditService:
                 order = checked_order(ids, edit.slide_ids)
                 await uow.slides.arrange(deck.id, order)
                 deck.slides_reordered(order, request_id, now)
+            case ChangeTheme(theme=theme):
+                for slide in slides:
+                    content = slide.content or SlideContent(title="")
+                    slide.html_content = self._renderer.render(content, theme)
+                    slide.updated_at = now
+                    await uow.slides.update(slide)
+                deck.theme_changed(theme, slides, request_id, now)
             case RewriteSlide() | InsertSlide():  # pragma: no cover - queued, never applied here
                 raise AssertionError(f"{type(edit).__name__} is applied by a worker")
 

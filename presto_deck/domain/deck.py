@@ -227,6 +227,19 @@ class Deck:
             "SlidesReordered", {"slide_ids": _ids(slide_ids), "request_id": request_id}, now
         )
 
+    def theme_changed(
+        self, theme: str, slides: list[Slide], request_id: str, now: datetime
+    ) -> None:
+        """Every slide redrawn in ``theme``: one event carries each slide's new HTML."""
+        self.require_editable()
+        self.brief = msgspec.structs.replace(self.brief, theme=theme)
+        drawn = [
+            {"slide_id": str(slide.id), "html_content": slide.html_content} for slide in slides
+        ]
+        self._record(
+            "DeckThemeChanged", {"theme": theme, "slides": drawn, "request_id": request_id}, now
+        )
+
     def edit_failed(
         self, request_id: str, failure: Failure, slide_id: UUID | None, now: datetime
     ) -> None:

@@ -71,7 +71,13 @@ class ReorderSlides(_Edit, frozen=True, tag="reorder_slides"):
     slide_ids: list[UUID]
 
 
-SlideEdit = RewriteSlide | InsertSlide | ChangeSlideText | DeleteSlide | ReorderSlides
+class ChangeTheme(_Edit, frozen=True, tag="change_theme"):
+    """Draw every slide of the deck in another theme."""
+
+    theme: str
+
+
+SlideEdit = RewriteSlide | InsertSlide | ChangeSlideText | DeleteSlide | ReorderSlides | ChangeTheme
 #: The edits a worker applies: they call the model.
 QUEUED_EDITS = (RewriteSlide, InsertSlide)
 

@@ -18,6 +18,7 @@ EventType = Literal[
     "DeckFailed",
     "DeckCancelled",
     "EditFailed",
+    "DeckThemeChanged",
     "Heartbeat",
 ]
 

@@ -13,6 +13,7 @@ from pptx.util import Emu
 from presto_deck.infrastructure.export.palette import PALETTES
 from presto_deck.infrastructure.writers.rendering import THEMES
 from tests.support.client import DeckClient, Frame
+from tests.support.sockets import next_frame
 
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 
@@ -166,3 +167,49 @@ async def test_a_thirty_slide_deck_exports_as_pptx(alice: DeckClient, worker: No
 
     assert len(Presentation(io.BytesIO(content)).slides) == 30
     print(f"30-slide PPTX export: {seconds:.3f} s, {len(content)} bytes")
+
+
+async def test_a_theme_change_redraws_every_slide_in_one_event_that_every_socket_sees(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 3, theme="default")
+
+    async with alice.socket(deck["id"], last_version=deck["version"]) as ws:
+        response = await alice.http.put(
+            f"/api/v1/decks/{deck['id']}/theme",
+            json={"theme": "playful"},
+            headers={"Idempotency-Key": "look-1"},
+        )
+        event = await next_frame(ws)
+        while event.get("event_type") == "Heartbeat":
+            event = await next_frame(ws)
+
+    assert response.status_code == 202
+    assert response.json()["status"] == "APPLIED"
+    assert event["event_type"] == "DeckThemeChanged"
+    assert event["version"] == deck["version"] + 1 == response.json()["version"]
+    assert event["payload"]["theme"] == "playful"
+    assert event["payload"]["request_id"] == "look-1"
+    after = await alice.deck(deck["id"])
+    assert [s["slide_id"] for s in event["payload"]["slides"]] == [s["id"] for s in after["slides"]]
+    for drawn, slide in zip(event["payload"]["slides"], after["slides"], strict=True):
+        assert "theme--playful" in slide["html_content"]
+        assert drawn["html_content"] == slide["html_content"]
+    presentation = Presentation(io.BytesIO(await _export(alice, deck["id"], "pptx")))
+    assert (
+        str(presentation.slides[1].background.fill.fore_color.rgb) == PALETTES["playful"].background
+    )
+
+
+async def test_an_unknown_theme_or_a_deck_being_generated_refuses_the_change(
+    alice: DeckClient,
+) -> None:
+    deck_id = await alice.create("Not yet", slide_count=2)  # no worker: PENDING
+
+    busy = await alice.http.put(f"/api/v1/decks/{deck_id}/theme", json={"theme": "dark"})
+    unknown = await alice.http.put(f"/api/v1/decks/{deck_id}/theme", json={"theme": "neon"})
+
+    assert busy.status_code == 409
+    assert busy.json()["code"] == "deck_busy"
+    assert unknown.status_code == 400
+    assert "default, dark, corporate, playful" in unknown.json()["detail"]

@@ -308,6 +308,14 @@ function applyEvent(deck, event) {
       break;
     case "EditFailed":
       break; // the deck is as it was; settleByEvent says why
+    case "DeckThemeChanged": {
+      const drawn = new Map(payload.slides.map((slide) => [slide.slide_id, slide.html_content]));
+      deck.slides = deck.slides.map((slide) =>
+        drawn.has(slide.id) ? { ...slide, html_content: drawn.get(slide.id) } : slide,
+      );
+      deck.theme = payload.theme;
+      break;
+    }
     case "DeckCompleted":
       deck.status = "COMPLETED";
       break;

@@ -85,6 +85,7 @@ class SqlDeckRepository:
                 status=deck.status.value,
                 version=deck.version,
                 deck_plan=None if deck.plan is None else msgspec.to_builtins(deck.plan),
+                theme=deck.brief.theme,
                 cancel_requested=deck.cancel_requested,
                 lease_owner=None if deck.lease is None else deck.lease.owner,
                 lease_expires_at=None if deck.lease is None else deck.lease.expires_at,
