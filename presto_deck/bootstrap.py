@@ -24,6 +24,7 @@ from presto_deck.application.recovery import Recovery
 from presto_deck.domain.events import utc_now
 from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork, create_engine
 from presto_deck.infrastructure.export.html import HtmlExporter
+from presto_deck.infrastructure.export.pdf import PdfExporter
 from presto_deck.infrastructure.export.pptx import PptxExporter
 from presto_deck.infrastructure.messaging.limits import RedisRateLimiter, RedisSocketQuota
 from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelFlags
@@ -130,7 +131,10 @@ def build_container(settings: Settings) -> Container:
             # An edit is one slide: the writer's attempts, and as many again after a takeover.
             max_model_calls=_EDIT_CALL_ROUNDS * settings.llm_max_attempts,
         ),
-        exports=ExportService(uow=uow, exporters={"html": HtmlExporter(), "pptx": PptxExporter()}),
+        exports=ExportService(
+            uow=uow,
+            exporters={"html": HtmlExporter(), "pdf": PdfExporter(), "pptx": PptxExporter()},
+        ),
         recovery=Recovery(
             uow=uow,
             queue=queue,

@@ -30,6 +30,7 @@ from presto_deck.domain.events import Event
 
 class ExportFormat(enum.StrEnum):
     PPTX = "pptx"
+    PDF = "pdf"
     HTML = "html"
 
 
@@ -91,7 +92,7 @@ class DeckController(Controller):
 
     @get(
         "/{deck_id:uuid}/export",
-        summary="The deck as one file: editable PPTX, or self-contained HTML",
+        summary="The deck as one file: editable PPTX, PDF, or self-contained HTML",
         media_type=MediaType.TEXT,  # the actual type is the format's, set on the response
     )
     async def export(
@@ -99,7 +100,7 @@ class DeckController(Controller):
         deck_id: FromPath[UUID],
         user_id: NamedDependency[str],
         exports: NamedDependency[ExportService],
-        format: Annotated[ExportFormat, QueryParameter(description="pptx or html")],
+        format: Annotated[ExportFormat, QueryParameter(description="pptx, pdf or html")],
         partial: Annotated[
             bool, QueryParameter(description="Export a deck still being generated, as it is.")
         ] = False,

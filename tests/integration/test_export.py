@@ -6,12 +6,15 @@ import io
 import re
 import time
 
+import pypdfium2 as pdfium
 import pytest
 from pptx import Presentation
 from pptx.util import Emu
+from pypdf import PdfReader
 
 from presto_deck.infrastructure.export.palette import PALETTES
 from presto_deck.infrastructure.writers.rendering import THEMES
+from tests.browser.conftest import ARTIFACTS
 from tests.support.client import DeckClient, Frame
 from tests.support.sockets import next_frame
 
@@ -213,3 +216,32 @@ async def test_an_unknown_theme_or_a_deck_being_generated_refuses_the_change(
     assert busy.json()["code"] == "deck_busy"
     assert unknown.status_code == 400
     assert "default, dark, corporate, playful" in unknown.json()["detail"]
+
+
+@pytest.mark.parametrize("theme", THEMES)
+async def test_the_pdf_has_a_16_9_page_per_slide_with_its_text(
+    alice: DeckClient, worker: None, theme: str
+) -> None:
+    deck = await _written(alice, 4, theme=theme, title="분기 리뷰 — Tidal energy")
+
+    response = await alice.http.get(f"/api/v1/decks/{deck['id']}/export", params={"format": "pdf"})
+
+    assert response.status_code == 200
+    assert response.headers["content-type"] == "application/pdf"
+    pdf = PdfReader(io.BytesIO(response.content))
+    assert len(pdf.pages) == len(deck["slides"])
+    for number, (page, slide) in enumerate(zip(pdf.pages, deck["slides"], strict=True), 1):
+        box = page.mediabox
+        assert round(float(box.width) / float(box.height), 3) == round(16 / 9, 3)
+        text = " ".join(page.extract_text().split())
+        assert " ".join(slide["content"]["title"].split())[:20] in text
+        assert text.endswith(str(number))
+    # Drawn as an image, to look at with the other test artifacts.
+    first = pdfium.PdfDocument(response.content)[0].render(scale=1).to_pil()
+    ARTIFACTS.mkdir(exist_ok=True)
+    first.save(ARTIFACTS / f"export-{theme}-page-1.png")
+    corner = first.getpixel((5, 5))
+    title_slide = deck["slides"][0]["content"]["layout"] in ("title", "closing")
+    palette = PALETTES[theme]
+    expected = (palette.title_background if title_slide else None) or palette.background
+    assert corner[:3] == tuple(int(expected[i : i + 2], 16) for i in (0, 2, 4))

@@ -58,7 +58,7 @@ def _add_slide(
             run.font.name = palette.heading_font
             run.font.color.rgb = _rgb(ink)
 
-    lines = _body_lines(content)
+    lines = body_lines(content)
     if lines:
         top = _MARGIN // 2 + Emu(1_450_000)
         box = slide.shapes.add_textbox(_MARGIN, top, _WIDTH - 2 * _MARGIN, _HEIGHT - top - _MARGIN)
@@ -78,7 +78,7 @@ def _add_slide(
         slide.notes_slide.notes_text_frame.text = _text(content.notes)
 
 
-def _body_lines(content: SlideContent) -> list[tuple[str, bool, bool]]:
+def body_lines(content: SlideContent) -> list[tuple[str, bool, bool]]:
     """(text, is a bullet, is muted) for each paragraph under the title."""
     lines: list[tuple[str, bool, bool]] = []
     if content.subtitle.strip():
