@@ -4,7 +4,10 @@ from __future__ import annotations
 
 import io
 import re
+import shutil
+import subprocess
 import time
+from pathlib import Path
 
 import pypdfium2 as pdfium
 import pytest
@@ -245,3 +248,28 @@ async def test_the_pdf_has_a_16_9_page_per_slide_with_its_text(
     palette = PALETTES[theme]
     expected = (palette.title_background if title_slide else None) or palette.background
     assert corner[:3] == tuple(int(expected[i : i + 2], 16) for i in (0, 2, 4))
+
+
+@pytest.mark.skipif(
+    shutil.which("soffice") is None and shutil.which("libreoffice") is None,
+    reason="LibreOffice is not installed (the Debian package libreoffice-impress): the second "
+    "check that the PPTX opens in another office suite is skipped",
+)
+async def test_libreoffice_opens_the_pptx_and_finds_every_slide(
+    alice: DeckClient, worker: None, tmp_path: Path
+) -> None:
+    deck = await _written(alice, 3)
+    source = tmp_path / "deck.pptx"
+    source.write_bytes(await _export(alice, deck["id"], "pptx"))
+    office = shutil.which("soffice") or shutil.which("libreoffice")
+    assert office is not None
+
+    converted = subprocess.run(
+        [office, "--headless", "--convert-to", "pdf", "--outdir", str(tmp_path), str(source)],
+        capture_output=True,
+        timeout=120,
+        check=False,
+    )
+
+    assert converted.returncode == 0, converted.stderr
+    assert len(PdfReader(tmp_path / "deck.pdf").pages) == 3
