@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 import io
 import re
 import shutil
@@ -264,7 +265,8 @@ async def test_libreoffice_opens_the_pptx_and_finds_every_slide(
     office = shutil.which("soffice") or shutil.which("libreoffice")
     assert office is not None
 
-    converted = subprocess.run(
+    converted = await asyncio.to_thread(
+        subprocess.run,
         [office, "--headless", "--convert-to", "pdf", "--outdir", str(tmp_path), str(source)],
         capture_output=True,
         timeout=120,
