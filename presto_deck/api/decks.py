@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import enum
+import re
 from typing import Annotated
 from urllib.parse import quote
 from uuid import UUID
@@ -36,8 +37,9 @@ class ExportFormat(enum.StrEnum):
 
 def attachment(filename: str) -> str:
     """A Content-Disposition that downloads as ``filename``, whatever its script (RFC 6266)."""
-    ascii_name = filename.encode("ascii", "ignore").decode() or "deck"
-    return f"attachment; filename=\"{ascii_name}\"; filename*=UTF-8''{quote(filename)}"
+    stem, _, extension = filename.rpartition(".")
+    ascii_stem = "-".join(re.findall(r"[A-Za-z0-9]+", stem)) or "deck"
+    return f"attachment; filename=\"{ascii_stem}.{extension}\"; filename*=UTF-8''{quote(filename)}"
 
 
 class DeckController(Controller):
@@ -109,7 +111,11 @@ class DeckController(Controller):
         return Response(
             exported.content,
             media_type=exported.media_type,
-            headers={"Content-Disposition": attachment(exported.filename)},
+            headers={
+                "Content-Disposition": attachment(exported.filename),
+                "X-Content-Type-Options": "nosniff",
+                "Cache-Control": "private, no-store",
+            },
         )
 
     @post("/{deck_id:uuid}/cancel", status_code=HTTP_202_ACCEPTED, summary="Cancel generation")

@@ -132,7 +132,8 @@ def _describe_problem(problem: dict[str, Any]) -> str:
 
 
 def _http(_: _AnyRequest, exc: HTTPException) -> Response[dict[str, Any]]:
-    response = _error(exc.status_code, exc.detail)
+    extra = {"code": INVALID_REQUEST} if exc.status_code == HTTP_400_BAD_REQUEST else {}
+    response = _error(exc.status_code, exc.detail, **extra)
     response.headers.update(exc.headers or {})
     return response
 

@@ -40,7 +40,7 @@ from presto_deck.application.ports import (
 )
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.runs import CountedCalls, Leases, with_storage_retries, writing
-from presto_deck.domain.content import SlideContent, SlideRequest, cleaned
+from presto_deck.domain.content import DEFAULT_THEME, SlideContent, SlideRequest, cleaned
 from presto_deck.domain.deck import (
     Deck,
     DeckFull,
@@ -188,6 +188,8 @@ class EditService:
                 order = checked_order(ids, edit.slide_ids)
                 await uow.slides.arrange(deck.id, order)
                 deck.slides_reordered(order, request_id, now)
+            case ChangeTheme(theme=theme) if theme == (deck.brief.theme or DEFAULT_THEME):
+                pass  # drawn in it already: nothing changes, and no event says otherwise
             case ChangeTheme(theme=theme):
                 for slide in slides:
                     content = slide.content or SlideContent(title="")
@@ -293,10 +295,7 @@ class SlideEditor:
         try:
             request = _slide_request(deck, slides, edit.edit)
             content = cleaned(await writing(self._writer.edit_slide(request, budget)))
-            html = await writing(
-                asyncio.to_thread(self._renderer.render, content, deck.brief.theme)
-            )
-            await with_storage_retries(partial(self._commit, edit, owner, content, html))
+            await with_storage_retries(partial(self._commit, edit, owner, content))
         except (SlideNotFound, DeckFull) as exc:  # the deck changed while the edit waited
             await self._fail(edit, owner, str(exc), exc.code, str(exc))
         except WriterError as exc:
@@ -310,11 +309,13 @@ class SlideEditor:
             reason = "The edited slide could not be stored."
             await self._fail(edit, owner, reason, "storage_failed", str(exc))
 
-    async def _commit(self, edit: EditRecord, owner: str, content: SlideContent, html: str) -> None:
+    async def _commit(self, edit: EditRecord, owner: str, content: SlideContent) -> None:
         async with self._uow() as uow:
             deck = await _leased(uow, edit.deck_id, owner)
             if not await _still_queued(uow, edit):
                 return
+            # Drawn in the theme the deck has now: it may have changed while the model wrote.
+            html = self._renderer.render(content, deck.brief.theme)
             slides = await uow.slides.list(deck.id)
             ids = [slide.id for slide in slides]
             now = self._clock()

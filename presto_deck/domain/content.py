@@ -11,6 +11,9 @@ from typing import Any, Literal, TypeVar
 
 import msgspec
 
+#: The theme of a deck that names none.
+DEFAULT_THEME = "default"
+
 Layout = Literal["title", "bullets", "text", "two_column", "quote", "closing"]
 LAYOUTS: tuple[Layout, ...] = ("title", "bullets", "text", "two_column", "quote", "closing")
 

@@ -12,6 +12,7 @@ import enum
 from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime
+from html import escape
 from uuid import UUID
 
 import msgspec
@@ -44,7 +45,11 @@ class InsertSlide(_Edit, frozen=True, tag="insert_slide"):
 
 
 class ChangeSlideText(_Edit, frozen=True, tag="change_slide_text"):
-    """Replace some of a slide's texts, without the model; None leaves a text as it is."""
+    """Replace some of a slide's texts, without the model; None leaves a text as it is.
+
+    The texts are what the user typed: a bullet's "<" is a less-than sign, never markup (a
+    writer's bullets may carry inline markup; a user's do not).
+    """
 
     slide_id: UUID
     title: str | None = None
@@ -55,7 +60,11 @@ class ChangeSlideText(_Edit, frozen=True, tag="change_slide_text"):
         changed = msgspec.structs.replace(
             content,
             title=content.title if self.title is None else self.title,
-            bullets=content.bullets if self.bullets is None else self.bullets,
+            bullets=(
+                content.bullets
+                if self.bullets is None
+                else [escape(bullet, quote=False) for bullet in self.bullets]
+            ),
             notes=content.notes if self.notes is None else self.notes,
         )
         return cleaned(changed)

@@ -863,7 +863,8 @@ class FakeRenderer:
     """Renders a slide as a tiny, deterministic piece of HTML."""
 
     def render(self, content: SlideContent, theme: str | None) -> str:
-        return f"<section><h1>{content.title}</h1></section>"
+        drawn_in = "" if theme is None else f' data-theme="{theme}"'
+        return f"<section{drawn_in}><h1>{content.title}</h1></section>"
 
 
 # -- everything wired together, as bootstrap.py does with the real adapters -----------------------

@@ -21,6 +21,7 @@ from presto_deck.domain.deck import (
 )
 from presto_deck.domain.edits import (
     ChangeSlideText,
+    ChangeTheme,
     DeleteSlide,
     EditStatus,
     InsertSlide,
@@ -507,3 +508,53 @@ async def test_an_empty_deck_may_be_reordered_to_nothing(h: Harness) -> None:
     assert outcome.status is EditStatus.APPLIED
     with pytest.raises(BadOrder):
         await h.edits.submit("alice", await _written(h, 1), ReorderSlides(slide_ids=[]))
+
+
+async def test_a_users_bullets_are_text_never_markup(h: Harness) -> None:
+    deck_id = await _written(h, 2)
+    slide_id = _ids(h, deck_id)[0]
+
+    await h.edits.submit(
+        "alice", deck_id, ChangeSlideText(slide_id=slide_id, bullets=["x<y and y>z", "<b>b</b>"])
+    )
+
+    content = h.store.slides(deck_id)[0].content
+    assert content is not None
+    assert content.bullets == ["x&lt;y and y&gt;z", "&lt;b&gt;b&lt;/b&gt;"]
+
+
+async def test_a_theme_change_redraws_every_slide_and_the_same_theme_again_changes_nothing(
+    h: Harness,
+) -> None:
+    deck_id = await _written(h, 3)
+    before = h.store.deck(deck_id).version
+
+    first = await h.edits.submit("alice", deck_id, ChangeTheme(theme="dark"))
+    again = await h.edits.submit("alice", deck_id, ChangeTheme(theme="dark"))
+
+    assert first.version == before + 1
+    assert again.status is EditStatus.APPLIED
+    assert again.version == before + 1  # no second event
+    assert all('data-theme="dark"' in s.html_content for s in h.store.slides(deck_id))
+    event = _last(h, deck_id)
+    assert event.event_type == "DeckThemeChanged"
+    assert [d["slide_id"] for d in event.payload["slides"]] == [str(i) for i in _ids(h, deck_id)]
+    assert h.store.deck(deck_id).brief.theme == "dark"
+
+
+async def test_a_slide_rewritten_while_the_theme_changed_is_drawn_in_the_new_theme(
+    h: Harness,
+) -> None:
+    deck_id = await _written(h, 2)
+    slide_id = _ids(h, deck_id)[0]
+    await h.edits.submit("alice", deck_id, RewriteSlide(slide_id=slide_id, prompt="x"))
+    writer = FakeWriter()
+
+    async def theme_changed_meanwhile() -> None:
+        await h.edits.submit("alice", deck_id, ChangeTheme(theme="playful"))
+
+    writer.before_edit = theme_changed_meanwhile
+    await h.editor(writer).run(deck_id)
+
+    assert all('data-theme="playful"' in s.html_content for s in h.store.slides(deck_id))
+    assert _last(h, deck_id).event_type == "SlideUpdated"

@@ -47,31 +47,80 @@ def _draw(canvas: Canvas, content: SlideContent, palette: Palette, number: int) 
     canvas.setFillColor(HexColor(f"#{background}"))
     canvas.rect(0, 0, _WIDTH, _HEIGHT, stroke=0, fill=1)
     fonts = _SERIF if palette.heading_font == "Georgia" else _LATIN
+    width = _WIDTH - 2 * _MARGIN
     y = _HEIGHT - _MARGIN
     size = 34.0 if is_title else 28.0
-    for line in _wrapped(content.title, fonts["bold"], size, _WIDTH - 2 * _MARGIN):
+    for line in _at_most(_TITLE_LINES, _wrapped(content.title, fonts["bold"], size, width)):
         y -= size * 1.2
         _text(canvas, _MARGIN, y, line, fonts["bold"], size, ink)
     canvas.setFillColor(HexColor(f"#{palette.accent}"))
     canvas.rect(_MARGIN, y - 14, 64, 4, stroke=0, fill=1)
+    body = body_lines(content)
+    room = y - 30 - _MARGIN
+    # The largest size at which the whole body fits the page, down to a floor; past that, what
+    # does not fit is cut with an ellipsis (the PPTX and HTML keep everything).
+    scale = next(
+        (s for s in _BODY_SCALES if _body_height(body, s, width) <= room), _BODY_SCALES[-1]
+    )
     y -= 30
-    for text, is_bullet, muted in body_lines(content):
-        size = 18.0 if is_bullet else 16.0
-        indent = 18.0 if is_bullet else 0.0
+    for text, is_bullet, muted in body:
         colour = palette.muted if muted else ink
-        for index, line in enumerate(
-            _wrapped(text, _LATIN["regular"], size, _WIDTH - 2 * _MARGIN - indent)
-        ):
-            y -= size * 1.35
-            if y < _MARGIN:
-                break
-            if is_bullet and index == 0:
-                _text(canvas, _MARGIN, y, "•", _LATIN["regular"], size, palette.accent)
-            _text(canvas, _MARGIN + indent, y, line, _LATIN["regular"], size, colour)
-        y -= 6
+        after = _paragraph(canvas, y, text, is_bullet, scale, colour, palette.accent)
+        if after is None:
+            break
+        y = after - 6 * scale
     _text(
         canvas, _WIDTH - _MARGIN, 24, str(number), _LATIN["regular"], 11, palette.muted, right=True
     )
+
+
+def _paragraph(
+    canvas: Canvas,
+    y: float,
+    text: str,
+    is_bullet: bool,
+    scale: float,
+    colour: str,
+    accent: str,
+) -> float | None:
+    """Draw one paragraph below ``y``; where the next one starts, or None if the page is full
+    (the last line drawn then ends with an ellipsis)."""
+    size = (18.0 if is_bullet else 16.0) * scale
+    indent = 18.0 * scale if is_bullet else 0.0
+    font = _LATIN["regular"]
+    for index, line in enumerate(_wrapped(text, font, size, _WIDTH - 2 * _MARGIN - indent)):
+        if y - size * 1.35 < _MARGIN:
+            if index:  # mark the cut at the end of the line above
+                _text(canvas, _WIDTH - _MARGIN, y, "…", font, size, colour, right=True)
+            return None
+        y -= size * 1.35
+        if is_bullet and index == 0:
+            _text(canvas, _MARGIN, y, "•", font, size, accent)
+        _text(canvas, _MARGIN + indent, y, line, font, size, colour)
+    return y
+
+
+_TITLE_LINES = 3
+_BODY_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+
+
+def _body_height(body: list[tuple[str, bool, bool]], scale: float, width: float) -> float:
+    height = 0.0
+    for text, is_bullet, _ in body:
+        size = (18.0 if is_bullet else 16.0) * scale
+        indent = 18.0 * scale if is_bullet else 0.0
+        lines = sum(1 for _ in _wrapped(text, _LATIN["regular"], size, width - indent))
+        height += lines * size * 1.35 + 6 * scale
+    return height
+
+
+def _at_most(count: int, lines: Iterator[str]) -> Iterator[str]:
+    """The first ``count`` lines, the last of them marked with an ellipsis if more followed."""
+    kept = [line for _, line in zip(range(count + 1), lines, strict=False)]
+    if len(kept) > count:
+        kept = kept[:count]
+        kept[-1] = kept[-1].rstrip() + " …"
+    yield from kept
 
 
 def _text(
@@ -97,21 +146,27 @@ def _text(
 
 
 def _wrapped(text: str, font: str, size: float, width: float) -> Iterator[str]:
-    """``text`` in lines no wider than ``width``: broken at spaces, or anywhere in a long word."""
-    line = ""
+    """``text`` in lines no wider than ``width``: broken at spaces, or anywhere in a long word.
+    Each word is measured once, so a long text costs what its length does."""
+    space = _width(" ", font, size)
+    line, used = "", 0.0
     for word in text.split():
-        candidate = f"{line} {word}" if line else word
-        if _width(candidate, font, size) <= width:
-            line = candidate
+        word_width = _width(word, font, size)
+        if line and used + space + word_width <= width:
+            line, used = f"{line} {word}", used + space + word_width
             continue
         if line:
             yield line
-        line = ""
+        if word_width <= width:
+            line, used = word, word_width
+            continue
+        line, used = "", 0.0
         for char in word:  # a word wider than the line (or text without spaces)
-            if _width(line + char, font, size) > width and line:
+            char_width = _width(char, font, size)
+            if line and used + char_width > width:
                 yield line
-                line = ""
-            line += char
+                line, used = "", 0.0
+            line, used = line + char, used + char_width
     if line:
         yield line
 

@@ -17,11 +17,14 @@ from pptx.util import Emu, Pt
 from presto_deck.domain.content import SlideContent
 from presto_deck.domain.deck import Deck, Slide
 from presto_deck.infrastructure.export.palette import Palette, palette_of
+from presto_deck.infrastructure.writers.sanitizer import sanitize_html
 
 _WIDTH, _HEIGHT = Emu(12_192_000), Emu(6_858_000)  # 13.333 by 7.5 inches: 16:9
 _MARGIN = Emu(640_000)
 _TITLE_ONLY = 5  # in python-pptx's default template
-_CONTROL = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f]")  # XML 1.0 refuses these
+#: What XML 1.0 refuses (control characters, U+FFFE, U+FFFF); a carriage return would be kept
+#: as a literal "_x000D_", so line breaks are made plain newlines first.
+_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
 
 
 def deck_to_pptx(title: str, slides: Sequence[SlideContent], palette: Palette) -> bytes:
@@ -104,17 +107,19 @@ def _rgb(hex_colour: str) -> RGBColor:
 
 
 def _text(text: str) -> str:
-    return _CONTROL.sub("", text)
+    """``text`` as an XML document can hold it."""
+    return _NOT_XML.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
 
 
 def _plain(markup: str) -> str:
-    """The words of a fragment of (already sanitized) inline markup."""
-    return " ".join(_text(_words(markup)).split())
+    """The words of a fragment of inline markup, as the HTML shows them (sanitized first, so
+    what the page drops, such as a script's text, is dropped here too)."""
+    return " ".join(_text(_words(sanitize_html(markup))).split())
 
 
 def _paragraphs(markup: str) -> list[str]:
     """The words of each block of a body's markup: paragraphs stay paragraphs."""
-    blocks = re.split(r"(?i)</(?:p|div|li|h\d|blockquote)>|<br\s*/?>", markup)
+    blocks = re.split(r"(?i)</(?:p|div|li|h\d|blockquote)>|<br\s*/?>", sanitize_html(markup))
     return [text for text in (_plain(block) for block in blocks) if text]
 
 

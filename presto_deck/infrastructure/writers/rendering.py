@@ -12,13 +12,13 @@ from collections.abc import Callable, Sequence
 from html import escape
 from html.parser import HTMLParser
 
-from presto_deck.domain.content import LAYOUTS, Layout, SlideContent
+from presto_deck.domain.content import DEFAULT_THEME, LAYOUTS, Layout, SlideContent
 from presto_deck.infrastructure.writers.sanitizer import sanitize_html
 
 __all__ = ["THEMES", "ThemeRenderer", "recovered_content"]
 
 THEMES: tuple[str, ...] = ("default", "dark", "corporate", "playful")
-_DEFAULT_THEME = THEMES[0]
+_DEFAULT_THEME = DEFAULT_THEME
 
 
 class ThemeRenderer:
