@@ -474,3 +474,36 @@ async def test_without_a_socket_an_edit_goes_over_http_with_its_request_id(
     await _expect_order((page, other_page), [b, a, c])
     assert [method for method, _ in edits] == ["PUT"]
     assert (edits[0][1] or "").startswith("page-")
+
+
+# -- captions ----------------------------------------------------------------------------------
+
+
+async def test_slide_captions_name_each_slide_and_keep_its_notes_apart(
+    page: Page, alice_url: str
+) -> None:
+    await page.goto(alice_url)
+    await _create_deck(page, "Harbours of the North Sea", 3)
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+
+    titles = [title.strip() for title in await _slide_titles(page)]
+    for index, title in enumerate(titles):
+        card = _card(page, index)
+        caption = card.locator(".slide-card__caption")
+        await expect(caption.locator(".slide-card__number")).to_have_text(str(index + 1))
+        await expect(caption.locator(".slide-card__title")).to_have_text(title)
+        notes = (await card.locator(".slide-card__notes").text_content() or "").strip()
+        assert notes, "the slide has no notes"
+        assert notes not in (await caption.text_content() or "")
+        # The notes are a click away, not in the caption.
+        await expect(card.locator(".slide-card__notes")).to_be_hidden()
+        await card.locator(".slide-card__notes-box summary").click()
+        await expect(card.locator(".slide-card__notes")).to_be_visible()
+
+    # A title edited in place shows in the caption too.
+    card = _card(page, 1)
+    await _press(card, "Edit text")
+    await card.locator(".edit-form [name=title]").fill("Lighthouses")
+    await card.get_by_role("button", name="Save").click()
+    await expect(card.locator(".slide-card__title")).to_have_text("Lighthouses")
+    await page.screenshot(path=screenshot_path("captions"), full_page=True)

@@ -394,8 +394,10 @@ function renderSlides(slides) {
       item = slideCard(slide);
     }
     item.querySelector(".slide-card__number").textContent = String(index + 1);
+    item.querySelector(".slide-card__title").textContent = slideTitle(slide, item);
     // Notes are not part of the slide's HTML: an edit may change them alone.
     item.querySelector(".slide-card__notes").textContent = slide.presenter_notes || "";
+    item.querySelector(".slide-card__notes-box").hidden = !slide.presenter_notes;
     return item;
   });
   // Move only what moved: re-attaching a card would replay its arrival animation.
@@ -418,14 +420,29 @@ function slideCard(slide) {
   caption.className = "slide-card__caption";
   const number = document.createElement("span");
   number.className = "slide-card__number";
-  const notes = document.createElement("span");
+  const title = document.createElement("span");
+  title.className = "slide-card__title";
+  caption.append(number, title);
+  // The notes are the presenter's: folded away under the caption, not in its place.
+  const notesBox = document.createElement("details");
+  notesBox.className = "slide-card__notes-box";
+  const summary = document.createElement("summary");
+  summary.textContent = "Notes";
+  const notes = document.createElement("p");
   notes.className = "slide-card__notes";
-  caption.append(number, notes);
-  item.append(frame, caption, ...editControls(slide.id, SLIDE_ACTIONS));
+  notesBox.append(summary, notes);
+  item.append(frame, caption, notesBox, ...editControls(slide.id, SLIDE_ACTIONS));
   frame.addEventListener("dblclick", () => {
     startPresenting(state.deck.slides.findIndex((shown) => shown.id === slide.id));
   });
   return item;
+}
+
+function slideTitle(slide, card) {
+  // The title the slide was written with; a slide changed by an event has only its HTML.
+  const written = slide.content?.title;
+  if (written) return written;
+  return card.querySelector(".slide-frame .slide__title")?.textContent.trim() || "";
 }
 
 // -- presenting ----------------------------------------------------------------------------
