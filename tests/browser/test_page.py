@@ -1,14 +1,16 @@
-"""The page at ``/`` in headless Chromium: create, watch, reload, cancel, present and edit a
-deck."""
+"""The page at ``/`` in headless Chromium: create, watch, reload, cancel, present, edit,
+restyle and download a deck."""
 
 from __future__ import annotations
 
+import html
 import json
 import re
 import uuid
 
 import httpx
 from playwright.async_api import Locator, Page, Request, Route, WebSocketRoute, expect
+from pptx import Presentation
 
 from presto_deck.api.pages import CONTENT_SECURITY_POLICY
 from tests.browser.conftest import screenshot_path
@@ -474,3 +476,144 @@ async def test_without_a_socket_an_edit_goes_over_http_with_its_request_id(
     await _expect_order((page, other_page), [b, a, c])
     assert [method for method, _ in edits] == ["PUT"]
     assert (edits[0][1] or "").startswith("page-")
+
+
+# -- captions, downloads and the theme ---------------------------------------------------------
+
+
+async def test_slide_captions_name_each_slide_and_keep_its_notes_apart(
+    page: Page, alice_url: str
+) -> None:
+    await page.goto(alice_url)
+    await _create_deck(page, "Harbours of the North Sea", 3)
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+
+    titles = [title.strip() for title in await _slide_titles(page)]
+    for index, title in enumerate(titles):
+        card = _card(page, index)
+        caption = card.locator(".slide-card__caption")
+        await expect(caption.locator(".slide-card__number")).to_have_text(str(index + 1))
+        await expect(caption.locator(".slide-card__title")).to_have_text(title)
+        notes = (await card.locator(".slide-card__notes").text_content() or "").strip()
+        assert notes, "the slide has no notes"
+        assert notes not in (await caption.text_content() or "")
+        # The notes are a click away, not in the caption.
+        await expect(card.locator(".slide-card__notes")).to_be_hidden()
+        await card.locator(".slide-card__notes-box summary").click()
+        await expect(card.locator(".slide-card__notes")).to_be_visible()
+
+    # A title edited in place shows in the caption too.
+    card = _card(page, 1)
+    await _press(card, "Edit text")
+    await card.locator(".edit-form [name=title]").fill("Lighthouses")
+    await card.get_by_role("button", name="Save").click()
+    await expect(card.locator(".slide-card__title")).to_have_text("Lighthouses")
+    await page.screenshot(path=screenshot_path("captions"), full_page=True)
+
+
+async def test_an_ended_deck_downloads_as_powerpoint_and_as_html(
+    page: Page, alice_url: str
+) -> None:
+    await page.goto(alice_url)
+    await _create_deck(page, "Harbours of the North Sea", 4, theme="dark")
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+    titles = [title.strip() for title in await _slide_titles(page)]
+    assert len(titles) == 4
+
+    async with page.expect_download() as pptx_download:
+        await page.get_by_role("button", name="PowerPoint").click()
+    pptx = await pptx_download.value
+    assert pptx.suggested_filename == "Harbours-of-the-North-Sea.pptx"
+    presentation = Presentation(str(await pptx.path()))
+    assert len(presentation.slides) == 4
+
+    async with page.expect_download() as html_download:
+        await page.get_by_role("button", name="HTML", exact=True).click()
+    exported = await html_download.value
+    assert exported.suggested_filename == "Harbours-of-the-North-Sea.html"
+    text = (await exported.path()).read_text(encoding="utf-8")
+    for title in titles:
+        assert html.escape(title) in text or title in text, title
+    await expect(page.locator("#notice")).to_be_hidden()
+
+
+async def test_a_refused_download_is_explained(
+    page: Page, alice_url: str, expected_console_errors: list[str]
+) -> None:
+    expected_console_errors.append("409")
+    await page.goto(alice_url)
+    await _create_deck(page, "Harbours of the North Sea", 2)
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+
+    async def refuse(route: Route) -> None:
+        await route.fulfill(
+            status=409,
+            json={"status_code": 409, "detail": "The deck is GENERATING.", "code": "deck_busy"},
+        )
+
+    await page.route(re.compile(r"/export\?"), refuse)
+    await page.get_by_role("button", name="PowerPoint").click()
+    notice = page.locator("#notice")
+    await expect(notice).to_be_visible()
+    await expect(notice).to_contain_text("could not be downloaded")
+    await expect(page.get_by_role("button", name="PowerPoint")).to_be_enabled()
+
+
+async def test_switching_the_theme_in_one_tab_redraws_the_slides_in_both(
+    page: Page, other_page: Page, alice_url: str
+) -> None:
+    sent: list[tuple[str, str | None, str | None]] = []
+
+    def record(request: Request) -> None:
+        if request.url.endswith("/theme"):
+            sent.append((request.method, request.headers.get("idempotency-key"), request.post_data))
+
+    page.on("request", record)
+    other_page.on("request", record)
+    await _finished_deck_in_two_tabs(page, other_page, alice_url, 3)
+    for tab in (page, other_page):
+        await expect(tab.locator("#deck-theme")).to_have_value("default")
+
+    await page.select_option("#deck-theme", "dark")
+
+    for tab in (page, other_page):
+        await expect(tab.locator(f"{SLIDES} .slide.theme--dark")).to_have_count(3)
+        await expect(tab.locator(f"{SLIDES} .slide.theme--default")).to_have_count(0)
+        await expect(tab.locator("#deck-theme")).to_have_value("dark")
+        await expect(tab.locator("#deck-theme")).to_be_enabled()
+    assert len(sent) == 1
+    method, key, body = sent[0]
+    assert method == "PUT"
+    assert (key or "").startswith("page-")
+    assert json.loads(body or "{}") == {"theme": "dark"}
+
+    await other_page.select_option("#deck-theme", "playful")
+    for tab in (page, other_page):
+        await expect(tab.locator(f"{SLIDES} .slide.theme--playful")).to_have_count(3)
+        await expect(tab.locator("#deck-theme")).to_have_value("playful")
+    assert len(sent) == 2
+    assert sent[1][1] != key  # a fresh key for every switch
+
+    # Opened afresh, the page reads the theme from the slides.
+    await page.reload()
+    await expect(page.locator(SLIDES)).to_have_count(3)
+    await expect(page.locator("#deck-theme")).to_have_value("playful")
+    await page.screenshot(path=screenshot_path("theme-switched"), full_page=True)
+
+
+async def test_downloads_and_the_theme_wait_for_the_end_of_generation(
+    page: Page, alice_url: str
+) -> None:
+    await page.goto(alice_url)
+    await _create_deck(page, "A very long deck", 30)
+    await expect(page.locator(SLIDES).first).to_be_attached()
+    await expect(page.locator("#deck-status")).to_have_text("generating")
+    for control in ("#download-pptx", "#download-html", "#deck-theme"):
+        await expect(page.locator(control)).to_be_attached()
+        await expect(page.locator(control)).to_be_hidden()
+
+    await page.click("#cancel-button")
+    await expect(page.locator("#deck-status")).to_have_text("cancelled")
+    await expect(page.get_by_role("button", name="PowerPoint")).to_be_visible()
+    await expect(page.get_by_role("button", name="HTML", exact=True)).to_be_visible()
+    await expect(page.locator("#deck-theme")).to_be_visible()

@@ -1,5 +1,5 @@
 // Presto-Deck's page: list decks, create one, watch it stream in, cancel it, present it, and
-// edit it once it has ended.
+// once it has ended edit it, switch its theme and download it.
 //
 // The deck shown is kept in memory with the version of the last event applied. Events are
 // applied strictly in version order: an old or repeated version is ignored, a gap re-reads the
@@ -40,6 +40,8 @@ const state = {
   presenterIndex: 0,
   pending: new Map(), // request id → { target, deckId, frame, overSocket }: edits not answered yet
   editErrors: new Map(), // edit target → why its last edit failed, until its next edit
+  themeChange: null, // { deckId, requestId, theme }: a theme switch whose event has not arrived
+  downloading: new Set(), // the export formats being fetched
 };
 
 // -- token ---------------------------------------------------------------------------------
@@ -79,7 +81,8 @@ class ApiError extends Error {
   }
 }
 
-async function api(method, path, body, extraHeaders = {}) {
+async function request(method, path, body, extraHeaders = {}) {
+  // The answer when it is a success; an ApiError that says why when it is not.
   const headers = { ...extraHeaders, Authorization: `Bearer ${state.token}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
@@ -87,13 +90,18 @@ async function api(method, path, body, extraHeaders = {}) {
     headers,
     body: body === undefined ? undefined : JSON.stringify(body),
   });
-  const data = await response.json().catch(() => null);
   if (!response.ok) {
+    const data = await response.json().catch(() => null);
     if (response.status === 401) $("token-panel").hidden = false;
     const detail = data && (data.detail || data.message);
     throw new ApiError(response.status, detail || `Request failed (${response.status})`);
   }
-  return data;
+  return response;
+}
+
+async function api(method, path, body, extraHeaders = {}) {
+  const response = await request(method, path, body, extraHeaders);
+  return response.json().catch(() => null);
 }
 
 function showNotice(message) {
@@ -149,6 +157,7 @@ function statusBadge(status) {
 
 async function openDeck(deckId) {
   closeSocket();
+  state.themeChange = null;
   const params = readFragment();
   params.set("deck", deckId);
   writeFragment(params);
@@ -167,6 +176,8 @@ async function loadDeck(deckId) {
       slides: deck.slides,
       error: deck.failure?.error,
     };
+    // The deck as stored shows any theme switch already made: nothing is left to wait for.
+    if (state.themeChange?.deckId === deckId) state.themeChange = null;
     showNotice("");
     renderDeck();
     connect();
@@ -363,6 +374,7 @@ function renderDeck() {
   $("present-button").disabled = deck.slides.length === 0;
   renderPlan(deck.plan);
   renderSlides(deck.slides);
+  renderDeckTools(deck);
   for (const item of document.querySelectorAll(".deck-list__item")) {
     const current = item.dataset.deckId === deck.id;
     item.setAttribute("aria-current", String(current));
@@ -394,8 +406,10 @@ function renderSlides(slides) {
       item = slideCard(slide);
     }
     item.querySelector(".slide-card__number").textContent = String(index + 1);
+    item.querySelector(".slide-card__title").textContent = slideTitle(slide, item);
     // Notes are not part of the slide's HTML: an edit may change them alone.
     item.querySelector(".slide-card__notes").textContent = slide.presenter_notes || "";
+    item.querySelector(".slide-card__notes-box").hidden = !slide.presenter_notes;
     return item;
   });
   // Move only what moved: re-attaching a card would replay its arrival animation.
@@ -418,14 +432,132 @@ function slideCard(slide) {
   caption.className = "slide-card__caption";
   const number = document.createElement("span");
   number.className = "slide-card__number";
-  const notes = document.createElement("span");
+  const title = document.createElement("span");
+  title.className = "slide-card__title";
+  caption.append(number, title);
+  // The notes are the presenter's: folded away under the caption, not in its place.
+  const notesBox = document.createElement("details");
+  notesBox.className = "slide-card__notes-box";
+  const summary = document.createElement("summary");
+  summary.textContent = "Notes";
+  const notes = document.createElement("p");
   notes.className = "slide-card__notes";
-  caption.append(number, notes);
-  item.append(frame, caption, ...editControls(slide.id, SLIDE_ACTIONS));
+  notesBox.append(summary, notes);
+  item.append(frame, caption, notesBox, ...editControls(slide.id, SLIDE_ACTIONS));
   frame.addEventListener("dblclick", () => {
     startPresenting(state.deck.slides.findIndex((shown) => shown.id === slide.id));
   });
   return item;
+}
+
+function slideTitle(slide, card) {
+  // The title the slide was written with; a slide changed by an event has only its HTML.
+  const written = slide.content?.title;
+  if (written) return written;
+  return card.querySelector(".slide-frame .slide__title")?.textContent.trim() || "";
+}
+
+// -- theme and downloads -------------------------------------------------------------------
+
+function shownTheme(deck) {
+  // The deck's answer does not name its theme; its slides are drawn in it.
+  if (deck.theme) return deck.theme;
+  const first = $("slides").querySelector(".slide-frame [data-theme]");
+  return first?.dataset.theme || "";
+}
+
+function renderDeckTools(deck) {
+  $("deck-tools").hidden = !editable(deck);
+  const select = $("deck-theme");
+  const change = state.themeChange?.deckId === deck.id ? state.themeChange : null;
+  // While a switch is on its way the choice stays as made; otherwise it shows the deck's theme.
+  select.value = change ? change.theme : shownTheme(deck);
+  select.disabled = Boolean(change);
+  for (const button of document.querySelectorAll("#deck-tools [data-format]")) {
+    button.disabled = state.downloading.has(button.dataset.format);
+  }
+}
+
+async function changeTheme(theme) {
+  const deck = state.deck;
+  if (!editable(deck) || !theme || theme === shownTheme(deck)) {
+    if (deck) renderDeckTools(deck);
+    return;
+  }
+  const requestId = newRequestId();
+  state.themeChange = { deckId: deck.id, requestId, theme };
+  showNotice("");
+  renderDeckTools(deck);
+  try {
+    const answer = await api(
+      "PUT",
+      `/api/v1/decks/${encodeURIComponent(deck.id)}/theme`,
+      { theme },
+      { "Idempotency-Key": requestId },
+    );
+    if (answer?.status === "FAILED") {
+      themeChangeFailed(requestId, answer.error || answer.code);
+    } else if (!socketOpen() && state.deck?.id === deck.id) {
+      resync(); // without a live socket its event would show only after a reconnect
+    }
+    // Otherwise the DeckThemeChanged event with this request id ends the wait.
+  } catch (error) {
+    const message = error instanceof ApiError ? error.message : "the server could not be reached.";
+    themeChangeFailed(requestId, message);
+  }
+}
+
+function themeChangeFailed(requestId, message) {
+  if (state.themeChange?.requestId !== requestId) return;
+  state.themeChange = null;
+  showNotice(`The theme could not be changed: ${message}`);
+  if (state.deck) renderDeckTools(state.deck);
+}
+
+function attachmentName(disposition) {
+  // RFC 6266: filename* (percent-encoded UTF-8) when present, else the plain filename.
+  if (!disposition) return "";
+  const extended = /filename\*\s*=\s*[^']*'[^']*'([^;\s]+)/i.exec(disposition);
+  if (extended) {
+    try {
+      return decodeURIComponent(extended[1]);
+    } catch {
+      // a malformed encoding: fall back to the plain name
+    }
+  }
+  const plain = /filename\s*=\s*(?:"((?:[^"\\]|\\.)*)"|([^;\s]+))/i.exec(disposition);
+  if (!plain) return "";
+  return plain[1] !== undefined ? plain[1].replace(/\\(.)/g, "$1") : plain[2];
+}
+
+async function downloadDeck(format) {
+  const deck = state.deck;
+  if (!editable(deck) || state.downloading.has(format)) return;
+  state.downloading.add(format);
+  renderDeckTools(deck);
+  try {
+    const path = `/api/v1/decks/${encodeURIComponent(deck.id)}/export?format=${format}`;
+    const response = await request("GET", path);
+    const blob = await response.blob();
+    const name = attachmentName(response.headers.get("Content-Disposition"));
+    // The export needs the token in a header, so it is fetched here and saved from memory.
+    const url = URL.createObjectURL(blob);
+    const link = document.createElement("a");
+    link.href = url;
+    link.download = name.replace(/[\\/]/g, "_") || `deck.${format}`;
+    link.hidden = true;
+    document.body.append(link);
+    link.click();
+    link.remove();
+    setTimeout(() => URL.revokeObjectURL(url), 60000);
+  } catch (error) {
+    let message = error instanceof ApiError ? error.message : "the server could not be reached.";
+    if (error.status === 409) message = "the deck is still being written; try again once it has ended.";
+    showNotice(`The deck could not be downloaded: ${message}`);
+  } finally {
+    state.downloading.delete(format);
+    if (state.deck) renderDeckTools(state.deck);
+  }
 }
 
 // -- presenting ----------------------------------------------------------------------------
@@ -762,6 +894,9 @@ function onErrorFrame(frame) {
 
 function settleByEvent(event) {
   const payload = event.payload || {};
+  if (state.themeChange && payload.request_id === state.themeChange.requestId) {
+    state.themeChange = null; // renderDeck, right after, shows the theme the event says
+  }
   if (event.event_type === "EditFailed") {
     // Every tab is told; the tab that asked also gets an error for its request id.
     showNotice(`An edit could not be made: ${payload.error}`);
@@ -879,6 +1014,10 @@ function start() {
   $("refresh-decks").addEventListener("click", refreshDeckList);
   $("cancel-button").addEventListener("click", cancelDeck);
   $("present-button").addEventListener("click", () => startPresenting(0));
+  $("deck-theme").addEventListener("change", (event) => changeTheme(event.target.value));
+  for (const button of document.querySelectorAll("#deck-tools [data-format]")) {
+    button.addEventListener("click", () => downloadDeck(button.dataset.format));
+  }
   $("add-first").append(...editControls(FIRST, FIRST_ACTIONS));
   document.addEventListener("keydown", onPresenterKey);
   document.addEventListener("fullscreenchange", () => {
