@@ -10,7 +10,7 @@ import msgspec
 from litestar.exceptions import ValidationException
 
 from presto_deck.application.decks import DeckPage, DeckView
-from presto_deck.domain.content import SlideContent
+from presto_deck.domain.content import DEFAULT_THEME, SlideContent
 from presto_deck.domain.deck import Deck, DeckStatus, Failure, Slide
 from presto_deck.infrastructure.writers.rendering import THEMES
 
@@ -87,6 +87,8 @@ class DeckResponse(DeckSummary, kw_only=True):
     slides: list[SlideResponse]
     #: Why a FAILED deck failed (as its DeckFailed event said); null otherwise.
     failure: Failure | None
+    #: The theme the slides are drawn in.
+    theme: str
 
     @classmethod
     def of_view(cls, view: DeckView) -> DeckResponse:
@@ -96,6 +98,7 @@ class DeckResponse(DeckSummary, kw_only=True):
             deck_plan=None if deck.plan is None else msgspec.to_builtins(deck.plan),
             slides=[SlideResponse.of(slide) for slide in view.slides],
             failure=deck.failure,
+            theme=deck.brief.theme or DEFAULT_THEME,
         )
 
 

@@ -198,6 +198,7 @@ async def test_a_theme_change_redraws_every_slide_in_one_event_that_every_socket
     assert event["payload"]["theme"] == "playful"
     assert event["payload"]["request_id"] == "look-1"
     after = await alice.deck(deck["id"])
+    assert after["theme"] == "playful"
     assert [s["slide_id"] for s in event["payload"]["slides"]] == [s["id"] for s in after["slides"]]
     for drawn, slide in zip(event["payload"]["slides"], after["slides"], strict=True):
         assert "theme--playful" in slide["html_content"]
@@ -275,3 +276,57 @@ async def test_libreoffice_opens_the_pptx_and_finds_every_slide(
 
     assert converted.returncode == 0, converted.stderr
     assert len(PdfReader(tmp_path / "deck.pdf").pages) == 3
+
+
+async def test_any_text_a_slide_can_hold_exports_in_every_format(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 2)
+    slide_id = deck["slides"][1]["id"]
+    odd = "Plan \ufffe\uffff \u0001 line one\r\nline two \u202e\u05e9\u05dc\u05d5\u05dd 👩‍💻"
+    edited = await alice.http.patch(
+        f"/api/v1/decks/{deck['id']}/slides/{slide_id}",
+        json={"title": odd, "notes": "Para one\r\nPara two", "bullets": ["x<y and y>z"]},
+    )
+    assert edited.status_code == 202
+
+    pptx = Presentation(io.BytesIO(await _export(alice, deck["id"], "pptx")))
+    pdf = PdfReader(io.BytesIO(await _export(alice, deck["id"], "pdf")))
+    page = (await _export(alice, deck["id"], "html")).decode()
+
+    slide = pptx.slides[1]
+    assert slide.shapes.title.text.startswith("Plan")
+    assert "_x000D_" not in slide.shapes.title.text
+    assert slide.notes_slide.notes_text_frame.text == "Para one\nPara two"
+    texts = "\n".join(shape.text_frame.text for shape in slide.shapes if shape.has_text_frame)
+    assert "x<y and y>z" in texts
+    assert "x<y and y>z" in pdf.pages[1].extract_text()
+    assert "x&lt;y and y&gt;z" in page
+
+
+async def test_a_full_slide_keeps_all_its_text_in_the_pdf(alice: DeckClient, worker: None) -> None:
+    deck = await _written(alice, 2)
+    bullets = [f"Bullet number {n}" for n in range(20)]
+    slide_id = deck["slides"][1]["id"]
+    await alice.http.patch(
+        f"/api/v1/decks/{deck['id']}/slides/{slide_id}",
+        json={"title": "W" * 400, "bullets": bullets},
+    )
+
+    text = PdfReader(io.BytesIO(await _export(alice, deck["id"], "pdf"))).pages[1].extract_text()
+
+    for bullet in bullets:
+        assert bullet in text
+
+
+async def test_the_download_is_private_and_its_ascii_name_never_empty(
+    alice: DeckClient, worker: None
+) -> None:
+    deck_id = await alice.create("東京", slide_count=1, title="東京")
+    await alice.wait_for_status(deck_id, "COMPLETED")
+
+    response = await alice.http.get(f"/api/v1/decks/{deck_id}/export", params={"format": "pdf"})
+
+    assert response.headers["content-disposition"].startswith('attachment; filename="deck.pdf"; ')
+    assert response.headers["x-content-type-options"] == "nosniff"
+    assert response.headers["cache-control"] == "private, no-store"

@@ -42,6 +42,7 @@ DECK_KEYS = {
     "updated_at",
     "slides",
     "failure",
+    "theme",
 }
 SLIDE_KEYS = {
     "id",
@@ -52,7 +53,7 @@ SLIDE_KEYS = {
     "created_at",
     "updated_at",
 }
-SUMMARY_KEYS = DECK_KEYS - {"deck_plan", "slides", "failure"}
+SUMMARY_KEYS = DECK_KEYS - {"deck_plan", "slides", "failure", "theme"}
 EVENT_KEYS = {"event_type", "deck_id", "version", "timestamp", "payload"}
 CANCEL_ACCEPTED = {"message": "Cancellation request received."}
 
@@ -134,6 +135,7 @@ async def test_a_finished_deck_has_the_documented_shape_with_its_slides_in_order
 
     assert set(deck) == DECK_KEYS
     assert deck["version"] == 7
+    assert deck["theme"] == "default"
     assert isinstance(deck["title"], str)
     assert deck["title"]
     assert isinstance(deck["deck_plan"], dict)

@@ -101,7 +101,7 @@ def _paragraph(
 
 
 _TITLE_LINES = 3
-_BODY_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5)
+_BODY_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4)
 
 
 def _body_height(body: list[tuple[str, bool, bool]], scale: float, width: float) -> float:
