@@ -240,3 +240,37 @@ async def test_a_new_slide_is_titled_after_the_prompt_and_its_markup_is_inert() 
     assert slide.layout == "bullets"
     assert "added as asked" in slide.notes
     assert_inert(ThemeRenderer().render(slide, None))
+
+
+# -- an honest scaffold ---------------------------------------------------------------------------
+
+
+@pytest.mark.parametrize("count", [6, 8, 12])
+async def test_the_agenda_lists_the_slides_that_follow_it(count: int) -> None:
+    plan = await OfflineWriter(0).plan(_brief(slide_count=count))
+
+    titles = [slide.title for slide in plan.slides]
+    agenda = plan.slides[titles.index("Agenda")]
+    after = titles[titles.index("Agenda") + 1 : -1]
+    assert agenda.key_points == after
+
+
+async def test_every_point_says_in_brackets_what_belongs_there_never_pretends_to_know() -> None:
+    plan = await OfflineWriter(0).plan(_brief(slide_count=12))
+
+    for slide in plan.slides[1:]:
+        if slide.title == "Agenda":
+            continue
+        for point in slide.key_points:
+            assert "[" in point or point == "Questions and discussion", (slide.title, point)
+
+
+async def test_the_notes_tell_the_speaker_what_each_slide_is_for() -> None:
+    writer = OfflineWriter(0)
+    brief = _brief(slide_count=8)
+    plan = await writer.plan(brief)
+
+    notes = [(await writer.write_slide(brief, plan, i)).notes for i in range(8)]
+
+    assert all("Purpose: " in note for note in notes)
+    assert len({note.split("Purpose: ")[1].split("\n")[0] for note in notes}) == 8

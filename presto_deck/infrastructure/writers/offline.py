@@ -79,7 +79,7 @@ class OfflineWriter:
                 return SlideContent(
                     layout="title",
                     title=outline.title,
-                    subtitle=f"{len(plan.slides)} slides · {_LABEL}",
+                    subtitle=_LABEL,
                     body="".join(f"<p>{point}</p>" for point in points),
                     notes=notes,
                 )
@@ -170,7 +170,8 @@ _STOPWORDS = frozenset(
         "until", "very", "want", "was", "were", "what", "when", "where", "which", "while", "who",
         "whom", "why", "will", "with", "would", "you", "your", "make", "create", "build",
         "generate", "write", "prepare", "draft", "design", "explain", "explaining", "covering",
-        "overview", "pitch", "short", "brief",
+        "overview", "pitch", "short", "brief", "new", "old", "good", "best", "better", "first",
+        "next", "last", "great",
     }
 )  # fmt: skip
 _MAX_TERMS = 6
@@ -233,42 +234,64 @@ class _Section:
 
 
 # In the order a talk tells them. A short deck keeps the most important ones (``_PRIORITY``).
+# The writer drafts a structure, not content: each point says, in brackets, what belongs there,
+# so that nobody mistakes a template for knowledge about the topic.
 _SECTIONS: dict[str, _Section] = {
+    "agenda": _Section("Agenda", "bullets", ()),  # the titles of the slides that follow
     "context": _Section("Context", "text", (
-        "Where {topic} stands today.", "Why {a} matters now.", "Who is affected by {b}.")),
+        "[Where {topic} stands today, in one or two facts the audience already accepts.]",
+        "[Why it matters now: a recent change, a deadline or a number.]")),
     "problem": _Section("The problem", "bullets", (
-        "What is not working around {a}", "The cost of leaving {b} as it is",
-        "Constraints we have to respect")),
+        "[What does not work today, in the audience's own words]",
+        "[What it costs: time, money or risk]",
+        "[The constraints any answer has to respect]")),
     "approach": _Section("Our approach", "two_column", (
-        "Start from {a}", "Connect it with {b}", "Measure what changes in {c}",
-        "Iterate in small, visible steps")),
+        "[The idea, in one sentence]", "[How it answers the problem]",
+        "[What we will measure to know it works]", "[What we will not do, and why]")),
     "key_points": _Section("Key points", "bullets", (
-        "{A} is at the heart of {topic}", "{B} shapes how it plays out",
-        "{C} decides whether it lasts")),
+        "{A}: [what the audience should remember about it]",
+        "{B}: [what the audience should remember about it]",
+        "{C}: [what the audience should remember about it]")),
     "examples": _Section("Examples", "bullets", (
-        "A first example: {a} in practice", "A contrasting case: {b}",
-        "What the examples have in common")),
+        "[A concrete case where {topic} worked, or failed]", "[What that case shows]",
+        "[How it applies to us]")),
     "data": _Section("What the numbers say", "two_column", (
-        "The metric that tracks {a}", "A baseline to compare against",
-        "The trend over time for {b}", "Where the data is still thin")),
-    "quote": _Section("In one sentence", "quote", ("Get {a} right, and {b} follows.",)),
+        "[The one metric that matters most, and its source]", "[The baseline to compare with]",
+        "[How it has moved over time]", "[Where the data is still thin]")),
+    "quote": _Section("In one sentence", "quote", (
+        "[The one sentence about {topic} you want the audience to repeat.]",)),
     "risks": _Section("Risks and mitigations", "two_column", (
-        "Risk: underestimating {a}", "Risk: {b} changes under us",
-        "Mitigation: a small pilot first", "Mitigation: review the plan regularly")),
-    "roadmap": _Section("Roadmap", "bullets", (
-        "Now: agree on goals for {a}", "Next: a pilot with {b}",
-        "Later: scale what works across {c}")),
+        "[Risk: what could go wrong]", "[Mitigation: how we make it less likely]",
+        "[Risk: what we depend on]", "[Mitigation: what we do if it fails]")),
+    "roadmap": _Section("Next steps", "bullets", (
+        "[Now: the first step, its owner and its date]", "[Next: what follows once it works]",
+        "[Later: how it grows]")),
     "summary": _Section("Summary", "bullets", (
-        "{A}, {b} and {c} in one picture", "What we propose", "What we need to decide")),
+        "[The problem, in one line]", "[What we propose]", "[What we ask you to decide]")),
 }  # fmt: skip
 _PRIORITY = (
-    "key_points", "context", "approach", "problem", "roadmap",
+    "key_points", "context", "approach", "agenda", "roadmap", "problem",
     "examples", "risks", "data", "summary", "quote",
 )  # fmt: skip
+#: What each slide is for, told to the speaker in its notes.
+_PURPOSES = {
+    "Agenda": "tell the audience where the talk goes, so they can follow it",
+    "Context": "agree with the audience on where things stand before proposing anything",
+    "The problem": "make the cost of doing nothing concrete",
+    "Our approach": "state the idea and how it answers the problem",
+    "Key points": "the three things the audience should still remember tomorrow",
+    "Examples": "make the idea tangible with a case the audience recognises",
+    "What the numbers say": "back the claims with the numbers you have, and admit the gaps",
+    "In one sentence": "give the audience one sentence to repeat",
+    "Risks and mitigations": "show that you have thought about what could go wrong",
+    "Next steps": "turn the talk into actions with owners and dates",
+    "Summary": "repeat the problem, the proposal and the decision you need",
+    "Thank you": "close on the takeaway and the decision or next step you ask for",
+}
 _DEEP_DIVE_ANGLES = ("in depth", "in practice", "trade-offs", "open questions")
 _DEEP_DIVE_LAYOUTS: tuple[Layout, ...] = ("bullets", "two_column", "text")
 _CLOSING = _Section("Thank you", "closing", (
-    "Takeaway: {a} and {b} move together", "Next step: agree on a first pilot",
+    "[The one takeaway about {topic}]", "[The decision or next step you ask for]",
     "Questions and discussion"))  # fmt: skip
 
 
@@ -289,6 +312,10 @@ def _outline(subject: _Subject, title: str, count: int) -> list[SlideOutline]:
     slides = [opening, *(_fill(section, subject) for section in sections)]
     if count >= 3:
         slides.append(_fill(_CLOSING, subject))
+    for at, slide in enumerate(slides):
+        if slide.title == _SECTIONS["agenda"].title:  # what the talk goes through after it
+            following = [later.title for later in slides[at + 1 :] if later.layout != "closing"]
+            slides[at] = SlideOutline(title=slide.title, layout="bullets", key_points=following)
     return slides
 
 
@@ -303,8 +330,8 @@ def _deep_dive(subject: _Subject, n: int) -> _Section:
     return _Section(
         f"{term[:1].upper()}{term[1:]}: {angle}{suffix}",
         _DEEP_DIVE_LAYOUTS[n % len(_DEEP_DIVE_LAYOUTS)],
-        (f"What {term} means for {{topic}}", f"{term[:1].upper()}{term[1:]} {angle}: what we know",
-         f"What to watch with {term}"),
+        (f"[What {term} means for {{topic}}]", f"[One example or number about {term}]",
+         "[What it implies for the audience]"),
     )  # fmt: skip
 
 
@@ -319,14 +346,16 @@ def _fill(section: _Section, subject: _Subject) -> SlideOutline:
 
 def _notes(brief: DeckBrief, plan: DeckPlan, index: int) -> str:
     outline = plan.slides[index]
+    purpose = _PURPOSES.get(outline.title)
+    if index == 0:
+        purpose = "open the talk: say who you are and what the audience will get from it"
     lines = [
         f"Slide {index + 1} of {len(plan.slides)}: {outline.title}.",
         f"Deck: {plan.title}. Topic: {_Subject.of(brief.prompt).phrase}.",
+        f"Purpose: {purpose or 'go deeper into one part of the topic'}.",
     ]
-    if outline.key_points:
-        lines.append(
-            "Talk through: " + "; ".join(p.rstrip(".;: ") for p in outline.key_points) + "."
-        )
+    if any("[" in point for point in outline.key_points):
+        lines.append("Replace each bracketed line with your own words, then speak to it.")
     if brief.language:
         lines.append(f"[lang: {brief.language}] Not translated: the offline writer uses English.")
     lines.append(f"{_LABEL}; replace these notes with your own.")
