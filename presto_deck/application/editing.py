@@ -175,7 +175,7 @@ class EditService:
         match edit:
             case ChangeSlideText():
                 slide = slides[find_slide_index(ids, edit.slide_id)]
-                content = edit.applied_to(slide.content or SlideContent(title=""))
+                content = edit.applied_to(slide.texts)
                 html = self._renderer.render(content, deck.brief.theme)
                 await _replace(deck, slide, content, html, request_id, uow, now)
             case DeleteSlide():
@@ -192,8 +192,7 @@ class EditService:
                 pass  # drawn in it already: nothing changes, and no event says otherwise
             case ChangeTheme(theme=theme):
                 for slide in slides:
-                    content = slide.content or SlideContent(title="")
-                    slide.html_content = self._renderer.render(content, theme)
+                    slide.html_content = self._renderer.render(slide.texts, theme)
                     slide.updated_at = now
                     await uow.slides.update(slide)
                 deck.theme_changed(theme, slides, request_id, now)
@@ -391,7 +390,7 @@ def _slide_request(deck: Deck, slides: list[Slide], edit: SlideEdit) -> SlideReq
         case RewriteSlide(prompt=prompt):
             assert target is not None
             index = slides.index(target)
-            current = target.content or SlideContent(title="")
+            current = target.texts
             previous = contents[index - 1] if index > 0 else None
             following = contents[index + 1] if index + 1 < len(slides) else None
             position, total = index + 1, len(slides)

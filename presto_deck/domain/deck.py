@@ -128,6 +128,11 @@ class Slide:
     #: What the HTML was rendered from; None for a slide stored before slides kept it.
     content: SlideContent | None = None
 
+    @property
+    def texts(self) -> SlideContent:
+        """What the slide was rendered from; an untitled, empty slide when that is not known."""
+        return self.content or SlideContent(title="")
+
     def event_payload(self) -> dict[str, Any]:
         return {
             "slide_id": str(self.id),

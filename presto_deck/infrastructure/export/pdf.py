@@ -22,6 +22,9 @@ from presto_deck.infrastructure.export.pptx import body_lines
 
 _WIDTH, _HEIGHT = 960.0, 540.0  # points: 16:9
 _MARGIN = 56.0
+#: Body lines are this many times their font size apart; paragraphs this much more (scaled).
+_LEADING = 1.35
+_GAP = 6.0
 _LATIN = {"regular": "Helvetica", "bold": "Helvetica-Bold"}
 _SERIF = {"regular": "Times-Roman", "bold": "Times-Bold"}
 #: The CID font for characters the standard fonts lack, by script.
@@ -68,7 +71,7 @@ def _draw(canvas: Canvas, content: SlideContent, palette: Palette, number: int) 
         after = _paragraph(canvas, y, text, is_bullet, scale, colour, palette.accent)
         if after is None:
             break
-        y = after - 6 * scale
+        y = after - _GAP * scale
     _text(
         canvas, _WIDTH - _MARGIN, 24, str(number), _LATIN["regular"], 11, palette.muted, right=True
     )
@@ -85,15 +88,14 @@ def _paragraph(
 ) -> float | None:
     """Draw one paragraph below ``y``; where the next one starts, or None if the page is full
     (the last line drawn then ends with an ellipsis)."""
-    size = (18.0 if is_bullet else 16.0) * scale
-    indent = 18.0 * scale if is_bullet else 0.0
+    size, indent = _metrics(is_bullet, scale)
     font = _LATIN["regular"]
     for index, line in enumerate(_wrapped(text, font, size, _WIDTH - 2 * _MARGIN - indent)):
-        if y - size * 1.35 < _MARGIN:
+        if y - size * _LEADING < _MARGIN:
             if index:  # mark the cut at the end of the line above
                 _text(canvas, _WIDTH - _MARGIN, y, "…", font, size, colour, right=True)
             return None
-        y -= size * 1.35
+        y -= size * _LEADING
         if is_bullet and index == 0:
             _text(canvas, _MARGIN, y, "•", font, size, accent)
         _text(canvas, _MARGIN + indent, y, line, font, size, colour)
@@ -107,11 +109,15 @@ _BODY_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4)
 def _body_height(body: list[tuple[str, bool, bool]], scale: float, width: float) -> float:
     height = 0.0
     for text, is_bullet, _ in body:
-        size = (18.0 if is_bullet else 16.0) * scale
-        indent = 18.0 * scale if is_bullet else 0.0
+        size, indent = _metrics(is_bullet, scale)
         lines = sum(1 for _ in _wrapped(text, _LATIN["regular"], size, width - indent))
-        height += lines * size * 1.35 + 6 * scale
+        height += lines * size * _LEADING + _GAP * scale
     return height
+
+
+def _metrics(is_bullet: bool, scale: float) -> tuple[float, float]:
+    """The font size and the indent of a paragraph at ``scale``."""
+    return (18.0 if is_bullet else 16.0) * scale, (18.0 * scale if is_bullet else 0.0)
 
 
 def _at_most(count: int, lines: Iterator[str]) -> Iterator[str]:
@@ -213,5 +219,5 @@ class PdfExporter:
     extension = "pdf"
 
     def export(self, deck: Deck, slides: Sequence[Slide]) -> bytes:
-        contents = [slide.content or SlideContent(title="") for slide in slides]
+        contents = [slide.texts for slide in slides]
         return deck_to_pdf(deck.title, contents, palette_of(deck.brief.theme))

@@ -144,5 +144,5 @@ class PptxExporter:
     extension = "pptx"
 
     def export(self, deck: Deck, slides: Sequence[Slide]) -> bytes:
-        contents = [slide.content or SlideContent(title="") for slide in slides]
+        contents = [slide.texts for slide in slides]
         return deck_to_pptx(deck.title, contents, palette_of(deck.brief.theme))
