@@ -3,14 +3,12 @@
 from __future__ import annotations
 
 import asyncio
-import json
 import random
-
-import websockets
 
 from tests.faults.conftest import FaultRun
 from tests.support.client import DeckClient, Frame, assert_contiguous
 from tests.support.deck_http import events_via_http
+from tests.support.sockets import replayed_after
 
 _TERMINAL = {"DeckCompleted", "DeckFailed", "DeckCancelled"}
 _ENDED = {"COMPLETED", "FAILED", "CANCELLED"}
@@ -59,25 +57,6 @@ async def assert_contract(
     run.decks += 1
     run.events += len(history)
     return history
-
-
-async def replayed_after(client: DeckClient, deck_id: str, version: int) -> list[Frame]:
-    """What a socket opened with ``last_version=version`` replays, up to the point it listens.
-
-    The server answers a client frame only once its replay is sent, so the frames before the
-    answer to a bad frame are exactly the replay.
-    """
-    url = f"{client.ws_url}/ws/decks/{deck_id}?token={client.token}&last_version={version}"
-    events: list[Frame] = []
-    async with websockets.connect(url) as ws:
-        await ws.send("{}")
-        async with asyncio.timeout(20):
-            while True:
-                frame = json.loads(await ws.recv())
-                if frame.get("type") == "error":
-                    return events
-                if frame.get("event_type") != "Heartbeat":
-                    events.append(frame)
 
 
 def _replay_points(final: int) -> list[int]:

@@ -17,12 +17,13 @@ import websockets
 
 from tests.e2e.conftest import mint
 from tests.faults.conftest import Cluster, FaultRun
-from tests.faults.contract import assert_contract, replayed_after, wait_until_ended
+from tests.faults.contract import assert_contract, wait_until_ended
 from tests.support.client import DeckClient, Frame, eventually, is_terminal
 from tests.support.deck_http import events_via_http
 from tests.support.fake_openai import FakeOpenAI, hang
 from tests.support.llm import API_KEY
 from tests.support.processes import ManagedProcess, clean_environment, free_port
+from tests.support.sockets import replayed_after
 
 pytestmark = [pytest.mark.fault, pytest.mark.timeout(180)]
 

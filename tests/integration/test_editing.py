@@ -16,12 +16,16 @@ from websockets.exceptions import ConnectionClosed
 
 from presto_deck.settings import Settings
 from tests.conftest import token_for
-from tests.faults.contract import replayed_after
 from tests.support.client import DeckClient, Frame, assert_contiguous
 from tests.support.database import execute
 from tests.support.deck_http import client_of, events_via_http
 from tests.support.running import RunningApi, running_api, running_worker
-from tests.support.sockets import events_until_heartbeat, is_heartbeat, next_frame
+from tests.support.sockets import (
+    events_until_heartbeat,
+    is_heartbeat,
+    next_frame,
+    replayed_after,
+)
 
 
 @pytest.fixture

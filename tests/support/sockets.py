@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 import json
 
+import websockets
 from websockets.asyncio.client import ClientConnection
 
 from tests.support.client import DeckClient, Frame, is_terminal, receive_events
@@ -73,3 +74,22 @@ async def watch_from_start(client: DeckClient, deck_id: str) -> list[Frame]:
     """Every event of the deck from version 2 through its terminal event, over one socket."""
     async with client.socket(deck_id, last_version=1) as ws:
         return await receive_events(ws, is_terminal)
+
+
+async def replayed_after(client: DeckClient, deck_id: str, version: int) -> list[Frame]:
+    """What a socket opened with ``last_version=version`` replays, up to the point it listens.
+
+    The server answers a client frame only once its replay is sent, so the frames before the
+    answer to a bad frame are exactly the replay.
+    """
+    url = f"{client.ws_url}/ws/decks/{deck_id}?token={client.token}&last_version={version}"
+    events: list[Frame] = []
+    async with websockets.connect(url) as ws:
+        await ws.send("{}")
+        async with asyncio.timeout(20):
+            while True:
+                frame = json.loads(await ws.recv())
+                if frame.get("type") == "error":
+                    return events
+                if frame.get("event_type") != "Heartbeat":
+                    events.append(frame)
