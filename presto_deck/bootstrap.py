@@ -22,6 +22,7 @@ from presto_deck.application.ports import DeckWriter
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.recovery import Recovery
 from presto_deck.domain.events import utc_now
+from presto_deck.domain.themes import ThemeBook
 from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork, create_engine
 from presto_deck.infrastructure.export.html import HtmlExporter
 from presto_deck.infrastructure.export.pdf import PdfExporter
@@ -31,6 +32,7 @@ from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelF
 from presto_deck.infrastructure.messaging.redis_client import connect
 from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
 from presto_deck.infrastructure.observability.metrics import LLM_TOKENS
+from presto_deck.infrastructure.themes import load_themes
 from presto_deck.infrastructure.writers.offline import OfflineWriter
 from presto_deck.infrastructure.writers.rendering import ThemeRenderer
 from presto_deck.settings import Settings, SettingsError
@@ -58,6 +60,7 @@ class Container:
     edits: EditService
     editor: SlideEditor
     exports: ExportService
+    themes: ThemeBook
     recovery: Recovery
     verifier: TokenVerifier
     sockets: SocketAdmission
@@ -72,6 +75,7 @@ class Container:
 
 
 def build_container(settings: Settings) -> Container:
+    themes = load_themes(settings.themes_dir)  # first: a bad theme file is a start-up error
     engine = create_engine(
         settings.sqlalchemy_url,
         lock_timeout_seconds=settings.db_lock_timeout_seconds,
@@ -87,7 +91,7 @@ def build_container(settings: Settings) -> Container:
     cancel_flags = RedisCancelFlags(redis)
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
     writer = build_writer(settings)
-    renderer = ThemeRenderer()
+    renderer = ThemeRenderer(themes)
     return Container(
         settings=settings,
         engine=engine,
@@ -133,8 +137,13 @@ def build_container(settings: Settings) -> Container:
         ),
         exports=ExportService(
             uow=uow,
-            exporters={"html": HtmlExporter(), "pdf": PdfExporter(), "pptx": PptxExporter()},
+            exporters={
+                "html": HtmlExporter(themes),
+                "pdf": PdfExporter(themes),
+                "pptx": PptxExporter(themes),
+            },
         ),
+        themes=themes,
         recovery=Recovery(
             uow=uow,
             queue=queue,

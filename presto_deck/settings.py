@@ -85,6 +85,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     http_max_header_bytes: int = 16384
     http_header_timeout_seconds: float = 10.0
     http_max_body_bytes: int = 65536
+    themes_dir: str | None = None
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("postgresql://", "postgresql+psycopg://")):

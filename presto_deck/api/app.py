@@ -21,6 +21,7 @@ from presto_deck.api.health import live, metrics, ready
 from presto_deck.api.live_sockets import LiveSockets
 from presto_deck.api.pages import page_router
 from presto_deck.api.slides import SlideController
+from presto_deck.api.themes import list_themes
 from presto_deck.api.websocket import deck_events_socket
 from presto_deck.bootstrap import Container
 from presto_deck.infrastructure.messaging import keys
@@ -102,17 +103,19 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
         route_handlers=[
             DeckController,
             SlideController,
+            list_themes,
             deck_events_socket,
             live,
             ready,
             metrics,
-            page_router,
+            page_router(container.themes),
         ],
         plugins=[channels],
         dependencies={
             "decks": provide(container.decks),
             "edits": provide(container.edits),
             "exports": provide(container.exports),
+            "themes": provide(container.themes),
             "verifier": provide(container.verifier),
             "sockets": provide(container.sockets),
             "settings": provide(container.settings),

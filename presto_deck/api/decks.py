@@ -27,6 +27,7 @@ from presto_deck.application.decks import DeckService
 from presto_deck.application.export import ExportService
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.events import Event
+from presto_deck.domain.themes import ThemeBook
 
 
 class ExportFormat(enum.StrEnum):
@@ -53,11 +54,12 @@ class DeckController(Controller):
         data: JSONBody[DeckCreationRequest],
         user_id: NamedDependency[str],
         decks: NamedDependency[DeckService],
+        themes: NamedDependency[ThemeBook],
         idempotency_key: Annotated[
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255)
         ] = None,
     ) -> DeckCreated:
-        require_known_theme(data.theme)
+        require_known_theme(themes, data.theme)
         brief = DeckBrief(**msgspec.structs.asdict(data))  # the same fields, now validated
         deck = await decks.create(user_id, brief, idempotency_key)
         return DeckCreated(deck_id=deck.id, status=deck.status)

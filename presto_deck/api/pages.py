@@ -18,6 +18,9 @@ from litestar import Response, Router, get
 from litestar.exceptions import NotFoundException
 from litestar.params import FromPath, HeaderParameter
 
+from presto_deck.domain.themes import ThemeBook
+from presto_deck.infrastructure.writers.stylesheet import theme_stylesheet
+
 __all__ = ["CONTENT_SECURITY_POLICY", "page_router"]
 
 #: Sanitized slides may keep a few inline ``style`` attributes (colour, alignment), hence
@@ -53,11 +56,19 @@ _MEDIA_TYPES = {
 }
 
 
+#: Written from the theme files when the app starts.
+_THEMES_CSS = "themes.css"
+
+
 @dataclass(frozen=True)
 class _Asset:
     body: bytes
     media_type: str
     etag: str
+
+    @classmethod
+    def of(cls, body: bytes, media_type: str) -> _Asset:
+        return cls(body, media_type, '"' + hashlib.sha256(body).hexdigest()[:32] + '"')
 
 
 @cache
@@ -65,13 +76,11 @@ def _asset(name: str) -> _Asset:
     if name not in _MEDIA_TYPES:
         raise NotFoundException()
     body = files("presto_deck.api").joinpath("static", name).read_bytes()
-    etag = '"' + hashlib.sha256(body).hexdigest()[:32] + '"'
-    return _Asset(body=body, media_type=_MEDIA_TYPES[name], etag=etag)
+    return _Asset.of(body, _MEDIA_TYPES[name])
 
 
-def _serve(name: str, if_none_match: str | None) -> Response[bytes]:
+def _serve(asset: _Asset, if_none_match: str | None) -> Response[bytes]:
     # Revalidated on every load (cheap with the ETag), so an upgrade never mixes old and new.
-    asset = _asset(name)
     headers = {**_SECURITY_HEADERS, "Cache-Control": "no-cache", "ETag": asset.etag}
     if if_none_match is not None and asset.etag in if_none_match:
         return Response(b"", status_code=304, headers=headers, media_type=asset.media_type)
@@ -83,12 +92,16 @@ _IfNoneMatch = Annotated[str | None, HeaderParameter(name="If-None-Match", max_l
 
 @get("/", include_in_schema=False, sync_to_thread=False)
 def index(if_none_match: _IfNoneMatch = None) -> Response[bytes]:
-    return _serve("index.html", if_none_match)
+    return _serve(_asset("index.html"), if_none_match)
 
 
-@get("/static/{name:str}", include_in_schema=False, sync_to_thread=False)
-def static_file(name: FromPath[str], if_none_match: _IfNoneMatch = None) -> Response[bytes]:
-    return _serve(name, if_none_match)
+def page_router(themes: ThemeBook) -> Router:
+    """The page, its files, and the slides' stylesheet written from ``themes``."""
+    stylesheet = _Asset.of(theme_stylesheet(themes.values()).encode(), "text/css")
 
+    @get("/static/{name:str}", include_in_schema=False, sync_to_thread=False)
+    def static_file(name: FromPath[str], if_none_match: _IfNoneMatch = None) -> Response[bytes]:
+        asset = stylesheet if name == _THEMES_CSS else _asset(name)
+        return _serve(asset, if_none_match)
 
-page_router = Router(path="/", route_handlers=[index, static_file])
+    return Router(path="/", route_handlers=[index, static_file])

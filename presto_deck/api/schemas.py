@@ -12,7 +12,7 @@ from litestar.exceptions import ValidationException
 from presto_deck.application.decks import DeckPage, DeckView
 from presto_deck.domain.content import DEFAULT_THEME, SlideContent
 from presto_deck.domain.deck import Deck, DeckStatus, Failure, Slide
-from presto_deck.infrastructure.writers.rendering import THEMES
+from presto_deck.domain.themes import Theme, ThemeBook
 
 #: Text PostgreSQL can store (no NUL) with at least one visible character.
 _VISIBLE_TEXT = r"^[^\x00]*[^\x00\s][^\x00]*$"
@@ -133,9 +133,24 @@ class Message(msgspec.Struct, kw_only=True):
     message: str
 
 
-def require_known_theme(theme: str | None) -> None:
+def require_known_theme(themes: ThemeBook, theme: str | None) -> None:
     """Raise a 400 that lists the themes unless ``theme`` is one of them (or None)."""
-    if theme is not None and theme not in THEMES:
+    if theme is not None and theme not in themes:
         raise ValidationException(
-            f"theme: {theme!r} is not a theme; the themes are {', '.join(THEMES)}."
+            f"theme: {theme!r} is not a theme; the themes are {', '.join(themes)}."
         )
+
+
+class ThemeSummary(msgspec.Struct, kw_only=True):
+    name: str
+    label: str
+    description: str
+
+    @classmethod
+    def of(cls, theme: Theme) -> ThemeSummary:
+        return cls(name=theme.name, label=theme.label, description=theme.description)
+
+
+class ThemeList(msgspec.Struct, kw_only=True):
+    #: The default theme first.
+    items: list[ThemeSummary]

@@ -35,6 +35,7 @@ from presto_deck.domain.edits import (
     ReorderSlides,
     SlideEdit,
 )
+from presto_deck.domain.themes import ThemeBook
 
 #: The client's request id: the same one twice changes the deck once and gets the same answer.
 _RequestId = Annotated[
@@ -163,9 +164,10 @@ class SlideController(Controller):
         data: JSONBody[ThemeChange],
         user_id: NamedDependency[str],
         edits: NamedDependency[EditService],
+        themes: NamedDependency[ThemeBook],
         idempotency_key: _RequestId = None,
     ) -> EditAccepted:
-        require_known_theme(data.theme)
+        require_known_theme(themes, data.theme)
         edit = ChangeTheme(theme=data.theme)
         return await _submit(edits, user_id, deck_id, edit, idempotency_key)
 

@@ -11,6 +11,7 @@ import uuid
 import httpx
 from playwright.async_api import Locator, Page, Request, Route, WebSocketRoute, expect
 from pptx import Presentation
+from pypdf import PdfReader
 
 from presto_deck.api.pages import CONTENT_SECURITY_POLICY
 from tests.browser.conftest import screenshot_path
@@ -511,7 +512,7 @@ async def test_slide_captions_name_each_slide_and_keep_its_notes_apart(
     await page.screenshot(path=screenshot_path("captions"), full_page=True)
 
 
-async def test_an_ended_deck_downloads_as_powerpoint_and_as_html(
+async def test_an_ended_deck_downloads_as_powerpoint_pdf_and_html(
     page: Page, alice_url: str
 ) -> None:
     await page.goto(alice_url)
@@ -526,6 +527,12 @@ async def test_an_ended_deck_downloads_as_powerpoint_and_as_html(
     assert pptx.suggested_filename == "Harbours-of-the-North-Sea.pptx"
     presentation = Presentation(str(await pptx.path()))
     assert len(presentation.slides) == 4
+
+    async with page.expect_download() as pdf_download:
+        await page.get_by_role("button", name="PDF", exact=True).click()
+    pdf = await pdf_download.value
+    assert pdf.suggested_filename == "Harbours-of-the-North-Sea.pdf"
+    assert len(PdfReader(str(await pdf.path())).pages) == 4
 
     async with page.expect_download() as html_download:
         await page.get_by_role("button", name="HTML", exact=True).click()
@@ -573,6 +580,10 @@ async def test_switching_the_theme_in_one_tab_redraws_the_slides_in_both(
     await _finished_deck_in_two_tabs(page, other_page, alice_url, 3)
     for tab in (page, other_page):
         await expect(tab.locator("#deck-theme")).to_have_value("default")
+        # The pickers offer the server's themes, by their labels.
+        for picker in ("#theme", "#deck-theme"):
+            labels = tab.locator(f"{picker} option")
+            await expect(labels).to_have_text(["Default", "Corporate", "Dark", "Playful"])
 
     await page.select_option("#deck-theme", "dark")
 
@@ -581,6 +592,10 @@ async def test_switching_the_theme_in_one_tab_redraws_the_slides_in_both(
         await expect(tab.locator(f"{SLIDES} .slide.theme--default")).to_have_count(0)
         await expect(tab.locator("#deck-theme")).to_have_value("dark")
         await expect(tab.locator("#deck-theme")).to_be_enabled()
+        # Drawn by the stylesheet written from the theme's file.
+        title = tab.locator(f"{SLIDES} .slide__title").nth(1)
+        await expect(title).to_have_css("text-transform", "uppercase")
+        await expect(title).to_have_css("color", "rgb(248, 250, 252)")
     assert len(sent) == 1
     method, key, body = sent[0]
     assert method == "PUT"
@@ -608,7 +623,7 @@ async def test_downloads_and_the_theme_wait_for_the_end_of_generation(
     await _create_deck(page, "A very long deck", 30)
     await expect(page.locator(SLIDES).first).to_be_attached()
     await expect(page.locator("#deck-status")).to_have_text("generating")
-    for control in ("#download-pptx", "#download-html", "#deck-theme"):
+    for control in ("#download-pptx", "#download-pdf", "#download-html", "#deck-theme"):
         await expect(page.locator(control)).to_be_attached()
         await expect(page.locator(control)).to_be_hidden()
 
@@ -616,4 +631,5 @@ async def test_downloads_and_the_theme_wait_for_the_end_of_generation(
     await expect(page.locator("#deck-status")).to_have_text("cancelled")
     await expect(page.get_by_role("button", name="PowerPoint")).to_be_visible()
     await expect(page.get_by_role("button", name="HTML", exact=True)).to_be_visible()
+    await expect(page.get_by_role("button", name="PDF", exact=True)).to_be_visible()
     await expect(page.locator("#deck-theme")).to_be_visible()

@@ -98,8 +98,12 @@ def test_migrate_twice_on_a_fresh_database_succeeds_and_the_second_run_changes_n
 
 
 @pytest.fixture(scope="module")
-def failed_startups(deployment: Deployment) -> dict[str, ManagedProcess]:
+def failed_startups(
+    deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
+) -> dict[str, ManagedProcess]:
     """``serve`` with one bad setting each, all started at once (each import takes seconds)."""
+    bad_themes = tmp_path_factory.mktemp("themes")
+    (bad_themes / "acme.toml").write_text('label = "Acme"\n[colors]\nbackground = "red"\n')
     cases: dict[str, dict[str, str | None]] = {
         "PRESTO_DATABASE_URL": {"database_url": None},
         "PRESTO_WS_HEARTBEAT_SECONDS": {"ws_heartbeat_seconds": "abc"},
@@ -107,6 +111,7 @@ def failed_startups(deployment: Deployment) -> dict[str, ManagedProcess]:
         "PRESTO_LLM_MODEL=gpt4": {"llm_model": "gpt4"},
         "PRESTO_LLM_MODEL=anthropic": {"llm_model": "anthropic:claude-x"},
         "PRESTO_LLM_MODEL=openai": {"llm_model": "openai:gpt-4o-mini", "llm_api_key": None},
+        "PRESTO_THEMES_DIR": {"themes_dir": str(bad_themes)},
     }
     processes = {
         case: deployment.launch(
@@ -132,6 +137,7 @@ def failed_startups(deployment: Deployment) -> dict[str, ManagedProcess]:
         "PRESTO_LLM_MODEL=gpt4",  # no provider
         "PRESTO_LLM_MODEL=anthropic",  # a provider whose package is not installed
         "PRESTO_LLM_MODEL=openai",  # a hosted provider without a key
+        "PRESTO_THEMES_DIR",  # a theme file with a bad colour
     ],
 )
 def test_serve_with_a_missing_or_invalid_setting_exits_with_one_line_naming_it(

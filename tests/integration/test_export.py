@@ -13,14 +13,15 @@ from pathlib import Path
 import pypdfium2 as pdfium
 import pytest
 from pptx import Presentation
+from pptx.enum.dml import MSO_FILL
 from pptx.util import Emu
 from pypdf import PdfReader
 
-from presto_deck.infrastructure.export.palette import PALETTES
-from presto_deck.infrastructure.writers.rendering import THEMES
+from presto_deck.infrastructure.writers.stylesheet import BULLET_MARKS
 from tests.browser.conftest import ARTIFACTS
 from tests.support.client import DeckClient, Frame
 from tests.support.sockets import next_frame
+from tests.support.themes import THEME_BOOK, THEMES
 
 PPTX = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
 
@@ -75,9 +76,24 @@ async def test_each_theme_colours_the_pptx(alice: DeckClient, worker: None, them
     presentation = Presentation(io.BytesIO(await _export(alice, deck["id"], "pptx")))
 
     inner = presentation.slides[1]  # not the title slide, which a theme may colour apart
-    assert str(inner.background.fill.fore_color.rgb) == PALETTES[theme].background
+    look = THEME_BOOK[theme]
+    assert _background_colours(inner) == (look.colors.gradient or [look.colors.background])
     title_run = inner.shapes.title.text_frame.paragraphs[0].runs[0]
-    assert title_run.font.name == PALETTES[theme].heading_font
+    assert title_run.font.name == look.fonts.heading[0]
+    assert title_run.font.size.pt == pytest.approx(look.sizes.title * 9.6, abs=0.5)
+    assert f"#{title_run.font.color.rgb}".lower() == look.colors.title_ink
+    # Bullets are real bullets, in the theme's mark and accent colour, not typed characters.
+    marks = inner.shapes._spTree.xpath(".//a:buChar/@char")
+    assert marks
+    assert set(marks) == {BULLET_MARKS[look.bullet]}
+
+
+def _background_colours(slide: object) -> list[str]:
+    """A slide's background: its one colour, or its gradient's, as #rrggbb."""
+    fill = slide.background.fill  # type: ignore[attr-defined]
+    if fill.type == MSO_FILL.GRADIENT:
+        return [f"#{stop.color.rgb}".lower() for stop in fill.gradient_stops]
+    return [f"#{fill.fore_color.rgb}".lower()]
 
 
 async def test_the_html_file_is_self_contained_and_holds_every_slide_and_note(
@@ -204,9 +220,7 @@ async def test_a_theme_change_redraws_every_slide_in_one_event_that_every_socket
         assert "theme--playful" in slide["html_content"]
         assert drawn["html_content"] == slide["html_content"]
     presentation = Presentation(io.BytesIO(await _export(alice, deck["id"], "pptx")))
-    assert (
-        str(presentation.slides[1].background.fill.fore_color.rgb) == PALETTES["playful"].background
-    )
+    assert _background_colours(presentation.slides[1]) == THEME_BOOK["playful"].colors.gradient
 
 
 async def test_an_unknown_theme_or_a_deck_being_generated_refuses_the_change(
@@ -220,7 +234,7 @@ async def test_an_unknown_theme_or_a_deck_being_generated_refuses_the_change(
     assert busy.status_code == 409
     assert busy.json()["code"] == "deck_busy"
     assert unknown.status_code == 400
-    assert "default, dark, corporate, playful" in unknown.json()["detail"]
+    assert "default, corporate, dark, playful" in unknown.json()["detail"]
 
 
 @pytest.mark.parametrize("theme", THEMES)
@@ -239,17 +253,30 @@ async def test_the_pdf_has_a_16_9_page_per_slide_with_its_text(
         box = page.mediabox
         assert round(float(box.width) / float(box.height), 3) == round(16 / 9, 3)
         text = " ".join(page.extract_text().split())
-        assert " ".join(slide["content"]["title"].split())[:20] in text
+        # A theme may show titles in capitals; the PDF's text is what it shows.
+        assert " ".join(slide["content"]["title"].split())[:20].upper() in text.upper()
         assert text.endswith(str(number))
     # Drawn as an image, to look at with the other test artifacts.
     first = pdfium.PdfDocument(response.content)[0].render(scale=1).to_pil()
     ARTIFACTS.mkdir(exist_ok=True)
     first.save(ARTIFACTS / f"export-{theme}-page-1.png")
-    corner = first.getpixel((5, 5))
-    title_slide = deck["slides"][0]["content"]["layout"] in ("title", "closing")
-    palette = PALETTES[theme]
-    expected = (palette.title_background if title_slide else None) or palette.background
-    assert corner[:3] == tuple(int(expected[i : i + 2], 16) for i in (0, 2, 4))
+    cover = deck["slides"][0]["content"]["layout"] in ("title", "closing")
+    colours = THEME_BOOK[theme].on(cover=cover)
+    # The top right corner: past any band, and where a gradient (top left to bottom right) is
+    # half-way, so its colour is the background's where there is no gradient.
+    corner = first.getpixel((first.width - 3, 3))[:3]
+    if not colours.gradient:
+        assert corner == _rgb(colours.background)
+    else:
+        start = _rgb(colours.gradient[0])
+        assert corner != start, "the gradient runs from the top left"
+        assert first.getpixel((1, 1))[:3] == pytest.approx(start, abs=6)
+    if colours.band:
+        assert first.getpixel((3, first.height // 2))[:3] == _rgb(colours.band)
+
+
+def _rgb(colour: str) -> tuple[int, ...]:
+    return tuple(int(colour[i : i + 2], 16) for i in (1, 3, 5))
 
 
 @pytest.mark.skipif(

@@ -28,6 +28,7 @@ from presto_deck.infrastructure.writers.rendering import ThemeRenderer
 from presto_deck.settings import Settings
 from presto_deck.worker import DeckWorker
 from tests.support.database import execute
+from tests.support.themes import THEME_BOOK
 
 
 class HeldWriter:
@@ -96,7 +97,7 @@ def generator_for(
     return DeckGenerator(
         uow=uow,
         writer=writer,
-        renderer=ThemeRenderer(),
+        renderer=ThemeRenderer(THEME_BOOK),
         publishing=EventPublishing(uow, publisher, utc_now),
         cancel_flags=RedisCancelFlags(container.redis),
         clock=utc_now,

@@ -10,6 +10,7 @@ from presto_deck.application.ports import DeckWriter
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideRequest
 from presto_deck.infrastructure.writers.offline import OfflineWriter
 from presto_deck.infrastructure.writers.rendering import ThemeRenderer
+from tests.support.themes import THEME_BOOK
 from tests.unit.test_sanitizer import assert_inert
 
 _PROMPT = (
@@ -25,7 +26,7 @@ def _brief(prompt: str = _PROMPT, slide_count: int = 8, **fields: str) -> DeckBr
 async def _write_all(writer: OfflineWriter, brief: DeckBrief) -> tuple[DeckPlan, list[str]]:
     plan = await writer.plan(brief)
     slides = [await writer.write_slide(brief, plan, i) for i in range(len(plan.slides))]
-    renderer = ThemeRenderer()
+    renderer = ThemeRenderer(THEME_BOOK)
     html = [renderer.render(slide, "dark") for slide in slides]
     return plan, html
 
@@ -239,7 +240,7 @@ async def test_a_new_slide_is_titled_after_the_prompt_and_its_markup_is_inert() 
 
     assert slide.layout == "bullets"
     assert "added as asked" in slide.notes
-    assert_inert(ThemeRenderer().render(slide, None))
+    assert_inert(ThemeRenderer(THEME_BOOK).render(slide, None))
 
 
 # -- an honest scaffold ---------------------------------------------------------------------------

@@ -9,7 +9,8 @@ import pytest
 
 from presto_deck.application.ports import SlideRenderer
 from presto_deck.domain.content import LAYOUTS, Layout, SlideContent
-from presto_deck.infrastructure.writers.rendering import THEMES, ThemeRenderer, recovered_content
+from presto_deck.infrastructure.writers.rendering import ThemeRenderer, recovered_content
+from tests.support.themes import THEME_BOOK, THEMES
 from tests.unit.test_sanitizer import HOSTILE_INPUTS, assert_inert
 
 _CONTENT = SlideContent(
@@ -21,11 +22,11 @@ _CONTENT = SlideContent(
 
 
 def _render(content: SlideContent = _CONTENT, theme: str | None = "default") -> str:
-    return ThemeRenderer().render(content, theme)
+    return ThemeRenderer(THEME_BOOK).render(content, theme)
 
 
 def test_theme_renderer_is_a_slide_renderer() -> None:
-    renderer: SlideRenderer = ThemeRenderer()
+    renderer: SlideRenderer = ThemeRenderer(THEME_BOOK)
 
     assert renderer.render(_CONTENT, None).startswith("<section")
 
@@ -71,7 +72,7 @@ def test_a_quote_without_a_body_quotes_its_first_bullet_and_credits_the_subtitle
 
 def test_a_slides_html_does_not_depend_on_where_it_stands_in_the_deck() -> None:
     # Moving, adding or deleting a slide must not make the other slides' HTML stale.
-    html = ThemeRenderer().render(_CONTENT, None)
+    html = ThemeRenderer(THEME_BOOK).render(_CONTENT, None)
 
     assert "data-position" not in html
     assert "slide__position" not in html
@@ -150,7 +151,7 @@ def test_the_texts_of_a_rendered_slide_can_be_read_back(layout: str) -> None:
         body="<p>Moon &amp; <em>sun</em></p><div>nested</div>",
     )
 
-    back = recovered_content(ThemeRenderer().render(content, "dark"), "notes")
+    back = recovered_content(ThemeRenderer(THEME_BOOK).render(content, "dark"), "notes")
 
     assert back.layout == layout
     assert back.title == "Tides & <moons>"

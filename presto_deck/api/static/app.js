@@ -459,6 +459,31 @@ function slideTitle(slide, card) {
 
 // -- theme and downloads -------------------------------------------------------------------
 
+async function loadThemes() {
+  // The pickers offer the server's themes: the built-in ones and any of the team's own. Until
+  // they arrive (or if they cannot), the built-in ones written in the page are offered.
+  let themes;
+  try {
+    themes = (await api("GET", "/api/v1/themes")).items;
+  } catch {
+    return;
+  }
+  for (const select of [$("theme"), $("deck-theme")]) {
+    const chosen = select.value;
+    select.replaceChildren(
+      ...themes.map((theme) => {
+        const option = document.createElement("option");
+        option.value = theme.name;
+        option.textContent = theme.label;
+        option.title = theme.description;
+        return option;
+      }),
+    );
+    if (themes.some((theme) => theme.name === chosen)) select.value = chosen;
+  }
+  if (state.deck) renderDeckTools(state.deck);
+}
+
 function shownTheme(deck) {
   // The deck's answer does not name its theme; its slides are drawn in it.
   if (deck.theme) return deck.theme;
@@ -999,6 +1024,7 @@ function start() {
     event.preventDefault();
     setToken($("token-input").value.trim());
     $("token-input").value = "";
+    loadThemes();
     refreshDeckList();
     const deckId = state.deck?.id || readFragment().get("deck");
     if (deckId) openDeck(deckId);
@@ -1029,6 +1055,7 @@ function start() {
     connect();
   });
   if (!state.token) return;
+  loadThemes();
   refreshDeckList();
   const deckId = readFragment().get("deck");
   if (deckId) loadDeck(deckId);

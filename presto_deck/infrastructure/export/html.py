@@ -1,6 +1,6 @@
 """One self-contained HTML file of a deck: the slides as the page shows them (the same stored,
-sanitized HTML and the page's own slide stylesheet, inlined), presented full screen with the
-arrow keys, notes on a key. Nothing in it reaches the network."""
+sanitized HTML, the page's own slide stylesheet and the deck theme's, inlined), presented full
+screen with the arrow keys, notes on a key. Nothing in it reaches the network."""
 
 from __future__ import annotations
 
@@ -11,6 +11,8 @@ from html import escape
 from importlib.resources import files
 
 from presto_deck.domain.deck import Deck, Slide
+from presto_deck.domain.themes import Theme, ThemeBook
+from presto_deck.infrastructure.writers.stylesheet import theme_stylesheet
 
 _SLIDE_STYLES_MARKER = "/* -- slides --"
 
@@ -70,7 +72,7 @@ show(0);
 """
 
 
-def deck_to_html(title: str, slides: Sequence[tuple[str, str | None]]) -> bytes:
+def deck_to_html(title: str, slides: Sequence[tuple[str, str | None]], theme: Theme) -> bytes:
     """``slides``: each slide's stored (sanitized) HTML and its presenter notes."""
     frames = "\n".join(
         f'<div class="slide-frame"{"" if i == 0 else " hidden"}>{html}</div>'
@@ -79,7 +81,7 @@ def deck_to_html(title: str, slides: Sequence[tuple[str, str | None]]) -> bytes:
     notes = [note or "" for _, note in slides]
     page = _SHELL.format(
         title=escape(title),
-        styles=_slide_styles(),
+        styles=_slide_styles() + "\n" + theme_stylesheet([theme]),
         slides=frames,
         # JSON in a script: no "<" at all, so no "</script>" or "<!--" can end or bend it.
         notes=json.dumps(notes).replace("<", "\\u003c"),
@@ -98,5 +100,12 @@ class HtmlExporter:
     media_type = "text/html"
     extension = "html"
 
+    def __init__(self, themes: ThemeBook) -> None:
+        self._themes = themes
+
     def export(self, deck: Deck, slides: Sequence[Slide]) -> bytes:
-        return deck_to_html(deck.title, [(s.html_content, s.presenter_notes) for s in slides])
+        return deck_to_html(
+            deck.title,
+            [(s.html_content, s.presenter_notes) for s in slides],
+            self._themes.of(deck.brief.theme),
+        )

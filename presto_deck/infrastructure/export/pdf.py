@@ -1,132 +1,139 @@
-"""A PDF of a deck (reportlab): one 16:9 page per slide in the theme's colours, its text real text
-(selectable, searchable), slide numbers. Latin text uses the standard PDF fonts; Korean,
-Japanese and Chinese use the standard CID fonts that PDF readers provide, so nothing is embedded
-and nothing is needed at run time but the wheel."""
+"""A PDF of a deck (reportlab): one 16:9 page per slide, laid out as the page's slides are
+(``layout.py``) in the theme's colours, fonts and type scale; its text real text (selectable,
+searchable); slide numbers. Text that does not fit a page even at the smallest size is cut with
+an ellipsis (the PPTX and HTML keep everything)."""
 
 from __future__ import annotations
 
 import io
-import unicodedata
-from collections.abc import Iterator, Sequence
-from functools import cache
+import math
+from collections.abc import Sequence
 
 from reportlab.lib.colors import HexColor
-from reportlab.pdfbase import pdfmetrics
-from reportlab.pdfbase.cidfonts import UnicodeCIDFont
 from reportlab.pdfgen.canvas import Canvas
 
 from presto_deck.domain.content import SlideContent
 from presto_deck.domain.deck import Deck, Slide
-from presto_deck.infrastructure.export.palette import Palette, palette_of
-from presto_deck.infrastructure.export.pptx import body_lines
+from presto_deck.domain.themes import Bullet, Colours, Theme, ThemeBook
+from presto_deck.infrastructure.export.fonts import runs, standard_font, text_width
+from presto_deck.infrastructure.export.layout import HEIGHT, WIDTH, Block, Page, arrange, cqw
 
-_WIDTH, _HEIGHT = 960.0, 540.0  # points: 16:9
-_MARGIN = 56.0
-#: Body lines are this many times their font size apart; paragraphs this much more (scaled).
-_LEADING = 1.35
-_GAP = 6.0
-_LATIN = {"regular": "Helvetica", "bold": "Helvetica-Bold"}
-_SERIF = {"regular": "Times-Roman", "bold": "Times-Bold"}
-#: The CID font for characters the standard fonts lack, by script.
-_HANGUL, _KANA, _HAN = "HYSMyeongJo-Medium", "HeiseiKakuGo-W5", "STSong-Light"
+#: Where a line's baseline sits below its top: half the leading's extra, then the ascent.
+_ASCENT = 0.78
+_NUMBER_SIZE = 11.0
 
 
-def deck_to_pdf(title: str, slides: Sequence[SlideContent], palette: Palette) -> bytes:
+def deck_to_pdf(title: str, slides: Sequence[SlideContent], theme: Theme) -> bytes:
     out = io.BytesIO()
-    canvas = Canvas(out, pagesize=(_WIDTH, _HEIGHT), pageCompression=1)
+    canvas = Canvas(out, pagesize=(WIDTH, HEIGHT), pageCompression=1)
     canvas.setTitle(title)
     canvas.setCreator("Presto-Deck")
     for number, content in enumerate(slides, start=1):
-        _draw(canvas, content, palette, number)
+        _draw(canvas, arrange(content, theme), theme, number)
         canvas.showPage()
     canvas.save()
     return out.getvalue()
 
 
-def _draw(canvas: Canvas, content: SlideContent, palette: Palette, number: int) -> None:
-    is_title = content.layout in ("title", "closing")
-    background = (palette.title_background if is_title else None) or palette.background
-    ink = (palette.title_ink if is_title else None) or palette.ink
-    canvas.setFillColor(HexColor(f"#{background}"))
-    canvas.rect(0, 0, _WIDTH, _HEIGHT, stroke=0, fill=1)
-    fonts = _SERIF if palette.heading_font == "Georgia" else _LATIN
-    width = _WIDTH - 2 * _MARGIN
-    y = _HEIGHT - _MARGIN
-    size = 34.0 if is_title else 28.0
-    for line in _at_most(_TITLE_LINES, _wrapped(content.title, fonts["bold"], size, width)):
-        y -= size * 1.2
-        _text(canvas, _MARGIN, y, line, fonts["bold"], size, ink)
-    canvas.setFillColor(HexColor(f"#{palette.accent}"))
-    canvas.rect(_MARGIN, y - 14, 64, 4, stroke=0, fill=1)
-    body = body_lines(content)
-    room = y - 30 - _MARGIN
-    # The largest size at which the whole body fits the page, down to a floor; past that, what
-    # does not fit is cut with an ellipsis (the PPTX and HTML keep everything).
-    scale = next(
-        (s for s in _BODY_SCALES if _body_height(body, s, width) <= room), _BODY_SCALES[-1]
-    )
-    y -= 30
-    for text, is_bullet, muted in body:
-        colour = palette.muted if muted else ink
-        after = _paragraph(canvas, y, text, is_bullet, scale, colour, palette.accent)
-        if after is None:
-            break
-        y = after - _GAP * scale
+def _draw(canvas: Canvas, page: Page, theme: Theme, number: int) -> None:
+    _background(canvas, page.colours)
+    for rect in page.shapes:
+        canvas.setFillColor(HexColor(rect.colour))
+        canvas.rect(rect.left, HEIGHT - rect.top - rect.height, rect.width, rect.height, 0, 1)
+    for block in page.blocks:
+        _block(canvas, page, block, theme.bullet)
+    number_font = standard_font(theme.fonts.body_generic)
     _text(
-        canvas, _WIDTH - _MARGIN, 24, str(number), _LATIN["regular"], 11, palette.muted, right=True
+        canvas,
+        WIDTH - cqw(3),
+        24,
+        str(number),
+        number_font,
+        _NUMBER_SIZE,
+        page.colours.muted,
+        right=True,
     )
 
 
-def _paragraph(
-    canvas: Canvas,
-    y: float,
-    text: str,
-    is_bullet: bool,
-    scale: float,
-    colour: str,
-    accent: str,
-) -> float | None:
-    """Draw one paragraph below ``y``; where the next one starts, or None if the page is full
-    (the last line drawn then ends with an ellipsis)."""
-    size, indent = _metrics(is_bullet, scale)
-    font = _LATIN["regular"]
-    for index, line in enumerate(_wrapped(text, font, size, _WIDTH - 2 * _MARGIN - indent)):
-        if y - size * _LEADING < _MARGIN:
-            if index:  # mark the cut at the end of the line above
-                _text(canvas, _WIDTH - _MARGIN, y, "…", font, size, colour, right=True)
-            return None
-        y -= size * _LEADING
-        if is_bullet and index == 0:
-            _text(canvas, _MARGIN, y, "•", font, size, accent)
-        _text(canvas, _MARGIN + indent, y, line, font, size, colour)
-    return y
+def _background(canvas: Canvas, colours: Colours) -> None:
+    canvas.setFillColor(HexColor(colours.background))
+    canvas.rect(0, 0, WIDTH, HEIGHT, stroke=0, fill=1)
+    if len(colours.gradient) > 1:
+        # As CSS draws 135deg: from the top left corner to the bottom right one.
+        half = (WIDTH + HEIGHT) * math.sqrt(0.5) / 2 * math.sqrt(0.5)
+        centre_x, centre_y = WIDTH / 2, HEIGHT / 2
+        canvas.saveState()
+        path = canvas.beginPath()
+        path.rect(0, 0, WIDTH, HEIGHT)
+        canvas.clipPath(path, stroke=0, fill=0)
+        canvas.linearGradient(
+            centre_x - half,
+            centre_y + half,
+            centre_x + half,
+            centre_y - half,
+            [HexColor(colour) for colour in colours.gradient],
+        )
+        canvas.restoreState()
 
 
-_TITLE_LINES = 3
-_BODY_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4)
+def _block(canvas: Canvas, page: Page, block: Block, bullet: Bullet) -> None:
+    for index, line in enumerate(block.lines):
+        top = block.top + index * block.leading
+        baseline = HEIGHT - (top + (block.leading - block.size) / 2 + _ASCENT * block.size)
+        x = page.left + block.indent
+        if page.centred:
+            x = page.left + (page.width - text_width(line, block.font, block.size)) / 2
+        _text(canvas, x, baseline, line, block.font, block.size, block.colour)
+        if block.role == "bullet" and index == 0 and block.indent:
+            middle = baseline + 0.33 * block.size
+            _mark(
+                canvas,
+                bullet,
+                page.left + block.indent * 0.4,
+                middle,
+                block.size,
+                page.colours.accent,
+            )
 
 
-def _body_height(body: list[tuple[str, bool, bool]], scale: float, width: float) -> float:
-    height = 0.0
-    for text, is_bullet, _ in body:
-        size, indent = _metrics(is_bullet, scale)
-        lines = sum(1 for _ in _wrapped(text, _LATIN["regular"], size, width - indent))
-        height += lines * size * _LEADING + _GAP * scale
-    return height
+def _mark(canvas: Canvas, bullet: Bullet, x: float, y: float, size: float, colour: str) -> None:
+    """A bullet drawn as a shape, so it looks the same whatever fonts a reader has."""
+    canvas.setFillColor(HexColor(colour))
+    match bullet:
+        case "disc":
+            canvas.circle(x, y, 0.16 * size, stroke=0, fill=1)
+        case "square":
+            side = 0.3 * size
+            canvas.rect(x - side / 2, y - side / 2, side, side, stroke=0, fill=1)
+        case "dash":
+            canvas.rect(x - 0.25 * size, y - 0.04 * size, 0.5 * size, 0.08 * size, 0, 1)
+        case "arrow":
+            _polygon(
+                canvas,
+                [
+                    (x - 0.15 * size, y + 0.22 * size),
+                    (x + 0.22 * size, y),
+                    (x - 0.15 * size, y - 0.22 * size),
+                ],
+            )
+        case "star":
+            outer, inner = 0.32 * size, 0.13 * size
+            _polygon(
+                canvas,
+                [
+                    (x + radius * math.sin(i * math.pi / 5), y + radius * math.cos(i * math.pi / 5))
+                    for i, radius in enumerate([outer, inner] * 5)
+                ],
+            )
 
 
-def _metrics(is_bullet: bool, scale: float) -> tuple[float, float]:
-    """The font size and the indent of a paragraph at ``scale``."""
-    return (18.0 if is_bullet else 16.0) * scale, (18.0 * scale if is_bullet else 0.0)
-
-
-def _at_most(count: int, lines: Iterator[str]) -> Iterator[str]:
-    """The first ``count`` lines, the last of them marked with an ellipsis if more followed."""
-    kept = [line for _, line in zip(range(count + 1), lines, strict=False)]
-    if len(kept) > count:
-        kept = kept[:count]
-        kept[-1] = kept[-1].rstrip() + " …"
-    yield from kept
+def _polygon(canvas: Canvas, points: list[tuple[float, float]]) -> None:
+    path = canvas.beginPath()
+    path.moveTo(*points[0])
+    for point in points[1:]:
+        path.lineTo(*point)
+    path.close()
+    canvas.drawPath(path, stroke=0, fill=1)
 
 
 def _text(
@@ -141,83 +148,23 @@ def _text(
     right: bool = False,
 ) -> None:
     """Draw ``text`` from ``x`` (or ending at it), each run in a font that has its characters."""
-    runs = list(_runs(text, font))
+    pieces = list(runs(text, font))
     if right:
-        x -= sum(pdfmetrics.stringWidth(run, face, size) for run, face in runs)
-    canvas.setFillColor(HexColor(f"#{colour}"))
-    for run, face in runs:
+        x -= text_width(text, font, size)
+    canvas.setFillColor(HexColor(colour))
+    for run, face in pieces:
         canvas.setFont(face, size)
         canvas.drawString(x, y, run)
-        x += pdfmetrics.stringWidth(run, face, size)
-
-
-def _wrapped(text: str, font: str, size: float, width: float) -> Iterator[str]:
-    """``text`` in lines no wider than ``width``: broken at spaces, or anywhere in a long word.
-    Each word is measured once, so a long text costs what its length does."""
-    space = _width(" ", font, size)
-    line, used = "", 0.0
-    for word in text.split():
-        word_width = _width(word, font, size)
-        if line and used + space + word_width <= width:
-            line, used = f"{line} {word}", used + space + word_width
-            continue
-        if line:
-            yield line
-        if word_width <= width:
-            line, used = word, word_width
-            continue
-        line, used = "", 0.0
-        for char in word:  # a word wider than the line (or text without spaces)
-            char_width = _width(char, font, size)
-            if line and used + char_width > width:
-                yield line
-                line, used = "", 0.0
-            line, used = line + char, used + char_width
-    if line:
-        yield line
-
-
-def _width(text: str, font: str, size: float) -> float:
-    return sum(pdfmetrics.stringWidth(run, face, size) for run, face in _runs(text, font))
-
-
-def _runs(text: str, font: str) -> Iterator[tuple[str, str]]:
-    """``text`` cut into runs of one font each: ``font`` where it has the characters."""
-    run, face = "", font
-    for char in text:
-        wanted = _face_for(char, font)
-        if wanted != face and run:
-            yield run, face
-            run = ""
-        run, face = run + char, wanted
-    if run:
-        yield run, face
-
-
-def _face_for(char: str, font: str) -> str:
-    try:
-        char.encode("cp1252")  # what the standard fonts draw
-        return font
-    except UnicodeEncodeError:
-        pass
-    name = unicodedata.name(char, "")
-    if name.startswith("HANGUL"):
-        return _cid(_HANGUL)
-    if name.startswith(("HIRAGANA", "KATAKANA")):
-        return _cid(_KANA)
-    return _cid(_HAN)
-
-
-@cache
-def _cid(name: str) -> str:
-    pdfmetrics.registerFont(UnicodeCIDFont(name))
-    return name
+        x += text_width(run, face, size)
 
 
 class PdfExporter:
     media_type = "application/pdf"
     extension = "pdf"
 
+    def __init__(self, themes: ThemeBook) -> None:
+        self._themes = themes
+
     def export(self, deck: Deck, slides: Sequence[Slide]) -> bytes:
         contents = [slide.texts for slide in slides]
-        return deck_to_pdf(deck.title, contents, palette_of(deck.brief.theme))
+        return deck_to_pdf(deck.title, contents, self._themes.of(deck.brief.theme))

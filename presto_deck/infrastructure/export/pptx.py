@@ -1,148 +1,199 @@
 """An editable PowerPoint deck (python-pptx): real titles, text boxes of real bullet paragraphs,
-speaker notes in the notes pane, 16:9, the theme's colours and fonts, slide numbers."""
+speaker notes in the notes pane, 16:9, slide numbers; laid out as the page's slides are
+(``layout.py``) in the theme's colours, fonts and type scale. Nothing is cut: text too long for
+a slide stays, at the smallest size, for its author to edit."""
 
 from __future__ import annotations
 
 import io
-import re
 from collections.abc import Sequence
-from html.parser import HTMLParser
 
 from pptx import Presentation
 from pptx.dml.color import RGBColor
+from pptx.enum.shapes import MSO_SHAPE
+from pptx.enum.text import MSO_ANCHOR, MSO_AUTO_SIZE, PP_ALIGN
+from pptx.oxml.xmlchemy import OxmlElement
 from pptx.presentation import Presentation as PptxPresentation
 from pptx.slide import Slide as PptxSlide
+from pptx.text.text import TextFrame, _Paragraph
 from pptx.util import Emu, Pt
 
 from presto_deck.domain.content import SlideContent
 from presto_deck.domain.deck import Deck, Slide
-from presto_deck.infrastructure.export.palette import Palette, palette_of
-from presto_deck.infrastructure.writers.sanitizer import sanitize_html
+from presto_deck.domain.themes import Colours, Theme, ThemeBook
+from presto_deck.infrastructure.export.layout import HEIGHT, WIDTH, Block, Page, arrange, cqw
+from presto_deck.infrastructure.export.text import xml_safe
+from presto_deck.infrastructure.writers.stylesheet import BULLET_MARKS
 
-_WIDTH, _HEIGHT = Emu(12_192_000), Emu(6_858_000)  # 13.333 by 7.5 inches: 16:9
-_MARGIN = Emu(640_000)
 _TITLE_ONLY = 5  # in python-pptx's default template
-#: What XML 1.0 refuses (control characters, U+FFFE, U+FFFF); a carriage return would be kept
-#: as a literal "_x000D_", so line breaks are made plain newlines first.
-_NOT_XML = re.compile("[\x00-\x08\x0b\x0c\x0e-\x1f\ufffe\uffff\ud800-\udfff]")
+_EMU_PER_POINT = 12_700
+#: CSS's 135deg (top left to bottom right) as python-pptx counts: anticlockwise from 3 o'clock.
+_GRADIENT_ANGLE = 315.0
 
 
-def deck_to_pptx(title: str, slides: Sequence[SlideContent], palette: Palette) -> bytes:
+def deck_to_pptx(title: str, slides: Sequence[SlideContent], theme: Theme) -> bytes:
     presentation = Presentation()
-    presentation.slide_width, presentation.slide_height = _WIDTH, _HEIGHT
-    presentation.core_properties.title = _text(title)
+    presentation.slide_width, presentation.slide_height = _emu(WIDTH), _emu(HEIGHT)
+    presentation.core_properties.title = xml_safe(title)
     for number, content in enumerate(slides, start=1):
-        _add_slide(presentation, content, palette, number)
+        _add_slide(presentation, content, theme, number)
     out = io.BytesIO()
     presentation.save(out)
     return out.getvalue()
 
 
-def _add_slide(
-    presentation: PptxPresentation, content: SlideContent, palette: Palette, n: int
-) -> None:
+def _add_slide(presentation: PptxPresentation, content: SlideContent, theme: Theme, n: int) -> None:
     slide = presentation.slides.add_slide(presentation.slide_layouts[_TITLE_ONLY])
-    is_title = content.layout in ("title", "closing")
-    background = (palette.title_background if is_title else None) or palette.background
-    ink = (palette.title_ink if is_title else None) or palette.ink
-    fill = slide.background.fill
-    fill.solid()
-    fill.fore_color.rgb = _rgb(background)
-
+    page = arrange(content, theme, cut=False)
+    _background(slide, page.colours)
+    for rect in page.shapes:
+        shape = slide.shapes.add_shape(
+            MSO_SHAPE.RECTANGLE,
+            _emu(rect.left),
+            _emu(rect.top),
+            _emu(rect.width),
+            _emu(rect.height),
+        )
+        shape.fill.solid()
+        shape.fill.fore_color.rgb = _rgb(rect.colour)
+        shape.line.fill.background()
+        shape.shadow.inherit = False
+    title, *rest = page.blocks
+    # The title's box ends where its text does and has a line's room above: a reader whose fonts
+    # run wider wraps the title upwards, into the margin, not over what follows it.
     heading = slide.shapes.title
-    heading.left, heading.top = _MARGIN, _MARGIN // 2
-    heading.width, heading.height = _WIDTH - 2 * _MARGIN, Emu(1_300_000)
-    heading.text_frame.word_wrap = True
-    heading.text_frame.text = _text(content.title)
-    for paragraph in heading.text_frame.paragraphs:
-        for run in paragraph.runs:
-            run.font.size = Pt(40 if is_title else 32)
-            run.font.bold = True
-            run.font.name = palette.heading_font
-            run.font.color.rgb = _rgb(ink)
-
-    lines = body_lines(content)
-    if lines:
-        top = _MARGIN // 2 + Emu(1_450_000)
-        box = slide.shapes.add_textbox(_MARGIN, top, _WIDTH - 2 * _MARGIN, _HEIGHT - top - _MARGIN)
-        frame = box.text_frame
-        frame.word_wrap = True
-        for index, (text, is_bullet, muted) in enumerate(lines):
-            paragraph = frame.paragraphs[0] if index == 0 else frame.add_paragraph()
-            run = paragraph.add_run()
-            run.text = ("• " if is_bullet else "") + text
-            run.font.size = Pt(22 if is_bullet else 20)
-            run.font.name = palette.body_font
-            run.font.color.rgb = _rgb(palette.muted if muted else ink)
-            paragraph.space_after = Pt(8)
-
-    _number(slide, n, palette)
+    top = max(0.0, title.top - title.leading)
+    heading.left, heading.top = _emu(page.left), _emu(top)
+    heading.width, heading.height = _emu(page.width), _emu(title.top + title.height - top)
+    _fill(heading.text_frame, [title], theme, page, anchor=MSO_ANCHOR.BOTTOM)
+    # The subtitle stands with the title, above the rule; the rest is one box below it, down to
+    # the page's margin (longer text runs on past it, for its author to see and edit).
+    header = [block for block in rest if block.role == "subtitle"]
+    body = [block for block in rest if block.role != "subtitle"]
+    if header:
+        _text_box(slide, page, header, theme, bottom=header[-1].top + header[-1].height)
+    if body:
+        _text_box(slide, page, body, theme, bottom=max(HEIGHT - cqw(6), body[0].top + 1))
+    _number(slide, n, theme, page.colours)
     if content.notes.strip():
-        slide.notes_slide.notes_text_frame.text = _text(content.notes)
+        slide.notes_slide.notes_text_frame.text = xml_safe(content.notes)
 
 
-def body_lines(content: SlideContent) -> list[tuple[str, bool, bool]]:
-    """(text, is a bullet, is muted) for each paragraph under the title."""
-    lines: list[tuple[str, bool, bool]] = []
-    if content.subtitle.strip():
-        lines.append((_text(content.subtitle), False, True))
-    lines += [(_plain(bullet), True, False) for bullet in content.bullets if _plain(bullet)]
-    lines += [(paragraph, False, True) for paragraph in _paragraphs(content.body)]
-    return lines
+def _text_box(
+    slide: PptxSlide, page: Page, blocks: list[Block], theme: Theme, *, bottom: float
+) -> None:
+    top = blocks[0].top
+    box = slide.shapes.add_textbox(_emu(page.left), _emu(top), _emu(page.width), _emu(bottom - top))
+    _fill(box.text_frame, blocks, theme, page)
 
 
-def _number(slide: PptxSlide, n: int, palette: Palette) -> None:
-    box = slide.shapes.add_textbox(
-        Emu(_WIDTH - _MARGIN - 900_000), Emu(_HEIGHT - 560_000), Emu(900_000), Emu(400_000)
-    )
-    run = box.text_frame.paragraphs[0].add_run()
+def _fill(
+    frame: TextFrame,
+    blocks: list[Block],
+    theme: Theme,
+    page: Page,
+    *,
+    anchor: MSO_ANCHOR = MSO_ANCHOR.TOP,
+) -> None:
+    """One paragraph per block, sized, spaced and coloured as laid out."""
+    frame.word_wrap = True
+    frame.auto_size = MSO_AUTO_SIZE.NONE
+    frame.vertical_anchor = anchor
+    frame.margin_left = frame.margin_right = frame.margin_top = frame.margin_bottom = Emu(0)
+    for index, block in enumerate(blocks):
+        paragraph = frame.paragraphs[0] if index == 0 else frame.add_paragraph()  # type: ignore[no-untyped-call]
+        paragraph.alignment = PP_ALIGN.CENTER if page.centred else PP_ALIGN.LEFT
+        paragraph.line_spacing = Pt(block.leading)
+        paragraph.space_before = Pt(0)
+        paragraph.space_after = Pt(block.gap_after)
+        run = paragraph.add_run()
+        run.text = block.text
+        font = run.font
+        font.size = Pt(block.size)
+        font.color.rgb = _rgb(block.colour)
+        font.italic = block.role == "quote"
+        if block.role == "title":
+            font.name = theme.fonts.heading[0]
+            font.bold = theme.title_weight >= 600
+            if theme.title_case == "upper":
+                font._rPr.set("cap", "all")  # shown in capitals, kept as written
+        else:
+            font.name = theme.fonts.body[0]
+        if block.indent:
+            _indent(
+                paragraph,
+                block,
+                BULLET_MARKS[theme.bullet] if block.role == "bullet" else None,
+                page.colours.accent,
+            )
+
+
+def _indent(paragraph: _Paragraph, block: Block, mark: str | None, colour: str) -> None:
+    """Indent the paragraph; for a bullet, hang a real bullet (not a typed one) in the indent."""
+    properties = paragraph._p.get_or_add_pPr()
+    properties.set("marL", str(_emu(block.indent)))
+    if mark is None:
+        properties.set("indent", "0")
+        return
+    properties.set("indent", str(-_emu(block.indent)))
+    bullet_colour = OxmlElement("a:buClr")
+    srgb = OxmlElement("a:srgbClr")
+    srgb.set("val", colour.removeprefix("#").upper())
+    bullet_colour.append(srgb)
+    bullet = OxmlElement("a:buChar")
+    bullet.set("char", mark)
+    for child in (bullet_colour, bullet):
+        properties.append(child)
+
+
+def _background(slide: PptxSlide, colours: Colours) -> None:
+    fill = slide.background.fill
+    if len(colours.gradient) < 2:
+        fill.solid()
+        fill.fore_color.rgb = _rgb(colours.background)
+        return
+    fill.gradient()
+    fill.gradient_angle = _GRADIENT_ANGLE
+    stops = fill.gradient_stops._gsLst
+    for stop in list(stops):
+        stops.remove(stop)
+    last = len(colours.gradient) - 1
+    for index, colour in enumerate(colours.gradient):
+        stop = OxmlElement("a:gs")
+        stop.set("pos", str(round(100_000 * index / last)))
+        srgb = OxmlElement("a:srgbClr")
+        srgb.set("val", colour.removeprefix("#").upper())
+        stop.append(srgb)
+        stops.append(stop)
+
+
+def _number(slide: PptxSlide, n: int, theme: Theme, colours: Colours) -> None:
+    box = slide.shapes.add_textbox(_emu(WIDTH - cqw(3) - 60), _emu(HEIGHT - 34), _emu(60), _emu(20))
+    paragraph = box.text_frame.paragraphs[0]
+    paragraph.alignment = PP_ALIGN.RIGHT
+    run = paragraph.add_run()
     run.text = str(n)
-    run.font.size = Pt(12)
-    run.font.color.rgb = _rgb(palette.muted)
+    run.font.size = Pt(11)
+    run.font.name = theme.fonts.body[0]
+    run.font.color.rgb = _rgb(colours.muted)
 
 
-def _rgb(hex_colour: str) -> RGBColor:
-    red, green, blue = (int(hex_colour[i : i + 2], 16) for i in (0, 2, 4))
+def _emu(points: float) -> Emu:
+    return Emu(round(points * _EMU_PER_POINT))
+
+
+def _rgb(colour: str) -> RGBColor:
+    red, green, blue = (int(colour[i : i + 2], 16) for i in (1, 3, 5))
     return RGBColor(red, green, blue)  # type: ignore[no-untyped-call]
-
-
-def _text(text: str) -> str:
-    """``text`` as an XML document can hold it."""
-    return _NOT_XML.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
-
-
-def _plain(markup: str) -> str:
-    """The words of a fragment of inline markup, as the HTML shows them (sanitized first, so
-    what the page drops, such as a script's text, is dropped here too)."""
-    return " ".join(_text(_words(sanitize_html(markup))).split())
-
-
-def _paragraphs(markup: str) -> list[str]:
-    """The words of each block of a body's markup: paragraphs stay paragraphs."""
-    blocks = re.split(r"(?i)</(?:p|div|li|h\d|blockquote)>|<br\s*/?>", sanitize_html(markup))
-    return [text for text in (_plain(block) for block in blocks) if text]
-
-
-def _words(markup: str) -> str:
-    reader = _Words()
-    reader.feed(markup)
-    reader.close()
-    return "".join(reader.parts)
-
-
-class _Words(HTMLParser):
-    def __init__(self) -> None:
-        super().__init__()
-        self.parts: list[str] = []
-
-    def handle_data(self, data: str) -> None:
-        self.parts.append(data)
 
 
 class PptxExporter:
     media_type = "application/vnd.openxmlformats-officedocument.presentationml.presentation"
     extension = "pptx"
 
+    def __init__(self, themes: ThemeBook) -> None:
+        self._themes = themes
+
     def export(self, deck: Deck, slides: Sequence[Slide]) -> bytes:
         contents = [slide.texts for slide in slides]
-        return deck_to_pptx(deck.title, contents, palette_of(deck.brief.theme))
+        return deck_to_pptx(deck.title, contents, self._themes.of(deck.brief.theme))

@@ -3,7 +3,8 @@
 The writer's content stays structured; this is the only place it becomes HTML, so themes can be
 switched without asking the model again. Plain-text fields are escaped, fields that may carry
 inline markup go through ``sanitize_html``, and everything else is our own fixed markup, so the
-fragment is safe by construction. A theme is only a CSS class: the page's stylesheet colours it.
+fragment is safe by construction. A theme is only a CSS class here: the stylesheet written from
+the theme's file (``stylesheet.py``) colours it.
 """
 
 from __future__ import annotations
@@ -12,22 +13,23 @@ from collections.abc import Callable, Sequence
 from html import escape
 from html.parser import HTMLParser
 
-from presto_deck.domain.content import DEFAULT_THEME, LAYOUTS, Layout, SlideContent
+from presto_deck.domain.content import LAYOUTS, Layout, SlideContent
+from presto_deck.domain.themes import ThemeBook
 from presto_deck.infrastructure.writers.sanitizer import sanitize_html
 
-__all__ = ["THEMES", "ThemeRenderer", "recovered_content"]
-
-THEMES: tuple[str, ...] = ("default", "dark", "corporate", "playful")
-_DEFAULT_THEME = DEFAULT_THEME
+__all__ = ["ThemeRenderer", "recovered_content"]
 
 
 class ThemeRenderer:
     """The ``SlideRenderer``: one ``<section>`` per slide, laid out by layout, themed by class."""
 
+    def __init__(self, themes: ThemeBook) -> None:
+        self._themes = themes
+
     def render(self, content: SlideContent, theme: str | None) -> str:
         """Render one slide. Where it stands in the deck is not part of its HTML (the slide's
         ``order`` says it), so adding, deleting or moving a slide leaves the others' HTML as is."""
-        theme_name = _theme_name(theme)
+        theme_name = self._themes.of(theme).name  # one no longer known: the default
         # A Struct built in code is not validated, so an unknown layout is possible here.
         layout: Layout = content.layout if content.layout in LAYOUTS else "bullets"
         return (
@@ -35,11 +37,6 @@ class ThemeRenderer:
             f'data-theme="{theme_name}" data-layout="{layout}">'
             f"{_LAYOUT_BODIES[layout](content)}</section>"
         )
-
-
-def _theme_name(theme: str | None) -> str:
-    name = (theme or "").strip().lower()
-    return name if name in THEMES else _DEFAULT_THEME
 
 
 # -- layouts ------------------------------------------------------------------------------------

@@ -1,0 +1,269 @@
+"""Where each piece of a slide goes on a 16:9 page, as the page's stylesheet places it: the same
+padding, type scale, gaps and vertical centring, in points (1 hundredth of the width = 9.6 pt).
+The PDF draws these blocks line by line; the PPTX places its title and text boxes at them, so
+the three formats look alike. Lines are measured with the PDF's fonts (``fonts.py``)."""
+
+from __future__ import annotations
+
+from collections.abc import Iterator
+from dataclasses import dataclass, replace
+from typing import Literal
+
+from presto_deck.domain.content import SlideContent
+from presto_deck.domain.themes import Colours, Theme
+from presto_deck.infrastructure.export.fonts import standard_font, wrapped
+from presto_deck.infrastructure.export.text import paragraphs, plain, xml_safe
+from presto_deck.infrastructure.writers.stylesheet import BAND_WIDTH
+
+__all__ = ["HEIGHT", "WIDTH", "Block", "Page", "arrange", "cqw"]
+
+WIDTH, HEIGHT = 960.0, 540.0  # points: 16:9, 13.333 by 7.5 inches
+
+Role = Literal["title", "subtitle", "bullet", "paragraph", "quote"]
+
+
+def cqw(hundredths: float) -> float:
+    """A length the stylesheet gives in hundredths of the slide's width, in points."""
+    return hundredths * WIDTH / 100
+
+
+_TOP, _SIDE, _BOTTOM = cqw(5), cqw(7), cqw(6)
+_HEADER_GAP, _SECTION_GAP, _ITEM_GAP = cqw(0.8), cqw(2.4), cqw(1)
+_TITLE_LEADING, _BODY_LEADING, _QUOTE_LEADING = 1.15, 1.4, 1.3
+_BULLET_INDENT = cqw(3)
+_QUOTE_SCALE = 1.3
+#: The rule under a title: a bar (a gap, then short and thick) or a line (padding, then thin).
+_BAR = (cqw(1), cqw(8), cqw(0.5))
+_LINE = (cqw(1.2), cqw(0.2))
+#: Body sizes tried, largest first, until the slide fits; past the last, the rest is cut.
+_SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3)
+_TITLE_LINES = 3
+
+
+@dataclass(frozen=True)
+class Block:
+    """One paragraph, wrapped: its first line's top is ``top`` points below the page's top."""
+
+    role: Role
+    text: str
+    lines: tuple[str, ...]
+    font: str
+    size: float
+    leading: float  # points from one line's top to the next
+    colour: str
+    top: float = 0.0
+    indent: float = 0.0
+    gap_after: float = 0.0
+
+    @property
+    def height(self) -> float:
+        return len(self.lines) * self.leading
+
+
+@dataclass(frozen=True)
+class Rect:
+    left: float
+    top: float
+    width: float
+    height: float
+    colour: str
+
+
+@dataclass(frozen=True)
+class Page:
+    colours: Colours
+    left: float  # where the text starts (after a band)
+    width: float  # the text's width
+    centred: bool
+    blocks: tuple[Block, ...]
+    #: The band down the left edge and the rule under the title, where the theme draws them.
+    shapes: tuple[Rect, ...]
+    #: Whether text had to be cut to fit the page (never for ``cut=False``).
+    cut: bool
+
+
+def arrange(content: SlideContent, theme: Theme, *, cut: bool = True) -> Page:
+    """The slide laid out at the largest body size at which it fits; with ``cut``, what still
+    does not fit at the smallest is left out (its last line ending in an ellipsis)."""
+    cover = content.layout in ("title", "closing")
+    colours = theme.on(cover=cover)
+    band = cqw(BAND_WIDTH) if colours.band else 0.0
+    left, width = band + _SIDE, WIDTH - band - 2 * _SIDE
+    room = HEIGHT - _TOP - _BOTTOM
+    rule_height = _rule_height(theme)
+    for scale in _SCALES:
+        # A title shrinks less than the text under it, and only once that text has shrunk.
+        header = _spaced(_header(content, theme, colours, width, max(scale, 0.6), cover=cover))
+        body = list(_body(content, theme, colours, width, scale, cover=cover))
+        height = _stacked_height(header) + rule_height + _stacked_height(body)
+        if body:
+            height += _SECTION_GAP
+        if height <= room:
+            break
+    blocks, y = [], _TOP + max(0.0, (room - height) / 2)
+    for block in header:
+        blocks.append(replace(block, top=y))
+        y += block.height + block.gap_after
+    shapes = []
+    if band:
+        shapes.append(Rect(0, 0, band, HEIGHT, colours.band or colours.accent))
+    if rule := _rule(theme, colours, left, width, y, cover=cover):
+        shapes.append(rule)
+    y += rule_height + _SECTION_GAP
+    overflowed = False
+    for block in body:
+        placed = replace(block, top=y)
+        if cut and y + placed.height > HEIGHT - _BOTTOM:
+            overflowed = True
+            count = int((HEIGHT - _BOTTOM - y) // placed.leading)
+            if count > 0:
+                blocks.append(_ending_in_ellipsis(replace(placed, lines=placed.lines[:count])))
+            else:  # not one line of it fits: the cut shows at the end of the block above
+                blocks[-1] = _ending_in_ellipsis(blocks[-1])
+            break
+        blocks.append(placed)
+        y += placed.height + placed.gap_after
+    return Page(
+        colours=colours,
+        left=left,
+        width=width,
+        centred=cover,
+        blocks=tuple(blocks),
+        shapes=tuple(shapes),
+        cut=overflowed,
+    )
+
+
+def _spaced(header: Iterator[Block]) -> list[Block]:
+    """The header's blocks, the stylesheet's gap between each and the next."""
+    blocks = [replace(block, gap_after=_HEADER_GAP) for block in header]
+    blocks[-1] = replace(blocks[-1], gap_after=0.0)
+    return blocks
+
+
+def _header(
+    content: SlideContent,
+    theme: Theme,
+    colours: Colours,
+    width: float,
+    scale: float,
+    *,
+    cover: bool,
+) -> Iterator[Block]:
+    title = xml_safe(" ".join(content.title.split()))
+    if theme.title_case == "upper":
+        title = title.upper()
+    size = cqw(theme.sizes.cover_title if cover else theme.sizes.title) * scale
+    font = standard_font(theme.fonts.heading_generic, bold=theme.title_weight >= 600)
+    lines = _at_most(_TITLE_LINES, wrapped(title, font, size, width))
+    yield Block("title", title, lines, font, size, size * _TITLE_LEADING, colours.title_ink)
+    subtitle = plain(content.subtitle)
+    if subtitle and content.layout != "quote":  # a quote's subtitle is its attribution
+        size = cqw(theme.sizes.subtitle) * scale
+        font = standard_font(theme.fonts.body_generic)
+        lines = tuple(wrapped(subtitle, font, size, width))
+        yield Block("subtitle", subtitle, lines, font, size, size * _BODY_LEADING, colours.muted)
+
+
+def _body(
+    content: SlideContent,
+    theme: Theme,
+    colours: Colours,
+    width: float,
+    scale: float,
+    *,
+    cover: bool,
+) -> Iterator[Block]:
+    """The slide's paragraphs under its header, in the order its layout shows them."""
+    size = cqw(theme.sizes.body) * scale
+    regular = standard_font(theme.fonts.body_generic)
+    bullets = [text for text in map(plain, content.bullets) if text]
+    body = paragraphs(content.body)
+
+    def paragraph(role: Role, text: str, colour: str, *, indent: float = 0.0) -> Block:
+        lines = tuple(wrapped(text, regular, size, width - indent))
+        gap = _ITEM_GAP * scale
+        return Block(role, text, lines, regular, size, size * _BODY_LEADING, colour, 0, indent, gap)
+
+    def bullet_blocks(items: list[str]) -> list[Block]:
+        indent = 0.0 if cover else _BULLET_INDENT * scale
+        return [paragraph("bullet", text, colours.ink, indent=indent) for text in items]
+
+    def body_blocks() -> list[Block]:
+        return [paragraph("paragraph", text, colours.muted) for text in body]
+
+    match content.layout:
+        case "title" | "text" | "two_column":
+            yield from body_blocks()
+            yield from bullet_blocks(bullets)
+        case "quote":
+            quoted = body or bullets[:1]
+            rest = bullets if body else bullets[1:]
+            quote_size = size * _QUOTE_SCALE
+            italic = standard_font(theme.fonts.body_generic, italic=True)
+            for text in quoted:
+                lines = tuple(wrapped(text, italic, quote_size, width - _BULLET_INDENT))
+                leading = quote_size * _QUOTE_LEADING
+                yield Block(
+                    "quote",
+                    text,
+                    lines,
+                    italic,
+                    quote_size,
+                    leading,
+                    colours.ink,
+                    0,
+                    _BULLET_INDENT,
+                    _ITEM_GAP * scale,
+                )
+            if attribution := plain(content.subtitle):
+                yield paragraph("paragraph", attribution, colours.muted, indent=_BULLET_INDENT)
+            yield from bullet_blocks(rest)
+        case _:
+            yield from bullet_blocks(bullets)
+            yield from body_blocks()
+
+
+def _rule_height(theme: Theme) -> float:
+    match theme.title_rule:
+        case "bar":
+            return _HEADER_GAP + _BAR[0] + _BAR[2]
+        case "line":
+            return _LINE[0] + _LINE[1]
+        case _:
+            return 0.0
+
+
+def _rule(
+    theme: Theme, colours: Colours, left: float, width: float, y: float, *, cover: bool
+) -> Rect | None:
+    match theme.title_rule:
+        case "bar":
+            _, bar_width, bar_height = _BAR
+            x = left + (width - bar_width) / 2 if cover else left
+            return Rect(x, y + _HEADER_GAP + _BAR[0], bar_width, bar_height, colours.accent)
+        case "line":
+            return Rect(left, y + _LINE[0], width, _LINE[1], colours.accent)
+        case _:
+            return None
+
+
+def _stacked_height(blocks: list[Block]) -> float:
+    if not blocks:
+        return 0.0
+    return sum(block.height + block.gap_after for block in blocks) - blocks[-1].gap_after
+
+
+def _at_most(count: int, lines: Iterator[str]) -> tuple[str, ...]:
+    """The first ``count`` lines, the last of them marked with an ellipsis if more followed."""
+    kept = [line for _, line in zip(range(count + 1), lines, strict=False)]
+    if len(kept) > count:
+        kept = kept[:count]
+        kept[-1] = kept[-1].rstrip() + " …"
+    return tuple(kept)
+
+
+def _ending_in_ellipsis(block: Block) -> Block:
+    lines = list(block.lines)
+    lines[-1] = lines[-1].rstrip() + " …"
+    return replace(block, lines=tuple(lines))
