@@ -27,6 +27,7 @@ from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork, create_eng
 from presto_deck.infrastructure.export.html import HtmlExporter
 from presto_deck.infrastructure.export.pdf import PdfExporter
 from presto_deck.infrastructure.export.pptx import PptxExporter
+from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.limits import RedisRateLimiter, RedisSocketQuota
 from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelFlags
 from presto_deck.infrastructure.messaging.redis_client import connect
@@ -142,6 +143,10 @@ def build_container(settings: Settings) -> Container:
                 "pdf": PdfExporter(themes),
                 "pptx": PptxExporter(themes),
             },
+            rate=RedisRateLimiter(
+                redis, limit=settings.limit_exports_per_minute, log=keys.export_log
+            ),
+            concurrency=settings.limit_concurrent_exports,
         ),
         themes=themes,
         recovery=Recovery(

@@ -28,6 +28,7 @@ UNREACHED_LIMITS = {
     "limit_sockets_per_user": 100_000,
     "limit_sockets_total": 100_000,
     "limit_frames_per_second": 100_000,
+    "limit_exports_per_minute": 100_000,
 }
 
 

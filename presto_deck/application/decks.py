@@ -10,12 +10,16 @@ from uuid import UUID, uuid4
 
 from loguru import logger
 
-from presto_deck.application.limits import ActiveDecksExceeded, CreationRateExceeded
+from presto_deck.application.limits import (
+    ActiveDecksExceeded,
+    CreationRateExceeded,
+    LimitExceeded,
+    count_action,
+)
 from presto_deck.application.ports import (
     CancelFlags,
     Clock,
     JobQueue,
-    LimitUnavailable,
     RateLimiter,
     UnitOfWork,
     UnitOfWorkFactory,
@@ -144,16 +148,13 @@ class DeckService:
                 logger.warning("could not set the cancellation flag: {}", exc)
 
     async def _count_creation(self, user_id: str) -> None:
-        try:
-            wait = await self._creations.acquire(user_id)
-        except LimitUnavailable as exc:
-            logger.warning("deck creation rate not checked, its count is unavailable: {}", exc)
-            return
-        if wait > 0:
-            raise CreationRateExceeded(
+        def refusal(wait: float) -> LimitExceeded:
+            return CreationRateExceeded(
                 f"Too many decks created in the last minute; try again in {math.ceil(wait)} s.",
                 retry_after=wait,
             )
+
+        await count_action(self._creations, user_id, refusal, "deck creation")
 
     async def _add_within_limits(
         self, uow: UnitOfWork, new: Deck, idempotency_key: str | None

@@ -1,15 +1,21 @@
-"""Take a deck out of the product as a file: one use case, whichever the format."""
+"""Take a deck out of the product as a file: one use case, whichever the format.
+
+Drawing a file is CPU work (a 30-slide PDF takes a few hundred milliseconds), done in a thread;
+so that exports cannot starve the process's sockets, each user has a rate and each process
+draws a bounded number of files at once (the others wait their turn)."""
 
 from __future__ import annotations
 
 import asyncio
+import math
 import re
 import unicodedata
 from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
-from presto_deck.application.ports import DeckExporter, UnitOfWorkFactory
+from presto_deck.application.limits import ExportRateExceeded, LimitExceeded, count_action
+from presto_deck.application.ports import DeckExporter, RateLimiter, UnitOfWorkFactory
 from presto_deck.domain.deck import DeckBusy, DeckNotFound
 
 _MAX_NAME_LENGTH = 80
@@ -23,9 +29,18 @@ class ExportedDeck:
 
 
 class ExportService:
-    def __init__(self, *, uow: UnitOfWorkFactory, exporters: Mapping[str, DeckExporter]) -> None:
+    def __init__(
+        self,
+        *,
+        uow: UnitOfWorkFactory,
+        exporters: Mapping[str, DeckExporter],
+        rate: RateLimiter,
+        concurrency: int,
+    ) -> None:
         self._uow = uow
         self._exporters = exporters
+        self._rate = rate
+        self._drawing = asyncio.Semaphore(concurrency)
 
     @property
     def formats(self) -> list[str]:
@@ -35,8 +50,10 @@ class ExportService:
         self, user_id: str, deck_id: UUID, format_name: str, *, partial: bool = False
     ) -> ExportedDeck:
         """The deck as a file; raises ``DeckNotFound``, or ``DeckBusy`` while it is being
-        generated unless ``partial`` (then the slides written so far)."""
+        generated unless ``partial`` (then the slides written so far); ``ExportRateExceeded``
+        past the user's rate."""
         exporter = self._exporters[format_name]
+        await count_action(self._rate, user_id, _too_many_exports, "export")
         async with self._uow() as uow:
             deck = await uow.decks.get(deck_id, user_id)
             if deck is None:
@@ -47,12 +64,19 @@ class ExportService:
                     "slides written so far with partial=true."
                 )
             slides = await uow.slides.list(deck_id)
-        content = await asyncio.to_thread(exporter.export, deck, slides)
+        async with self._drawing:
+            content = await asyncio.to_thread(exporter.export, deck, slides)
         return ExportedDeck(
             filename=f"{file_stem(deck.title)}.{exporter.extension}",
             media_type=exporter.media_type,
             content=content,
         )
+
+
+def _too_many_exports(wait: float) -> LimitExceeded:
+    return ExportRateExceeded(
+        f"Too many exports in the last minute; try again in {math.ceil(wait)} s.", retry_after=wait
+    )
 
 
 def file_stem(title: str) -> str:

@@ -18,7 +18,7 @@ from uuid import uuid4
 
 from loguru import logger
 
-from presto_deck.application.ports import LimitUnavailable, SocketCount, SocketQuota
+from presto_deck.application.ports import LimitUnavailable, RateLimiter, SocketCount, SocketQuota
 
 #: A client's flood is tolerated for this many seconds' worth of frames at the allowed rate
 #: before its socket is closed (see ``FrameThrottle``).
@@ -38,6 +38,10 @@ class CreationRateExceeded(LimitExceeded):
     """The user created as many decks as a minute allows."""
 
 
+class ExportRateExceeded(LimitExceeded):
+    """The user exported as many files as a minute allows."""
+
+
 class ActiveDecksExceeded(LimitExceeded):
     """The user has as many decks being generated as allowed."""
 
@@ -48,6 +52,20 @@ class SocketLimitExceeded(LimitExceeded):
 
 class FrameRateExceeded(LimitExceeded):
     """The client keeps sending frames far faster than the allowed rate."""
+
+
+async def count_action(
+    limiter: RateLimiter, user_id: str, refusal: Callable[[float], LimitExceeded], what: str
+) -> None:
+    """Count one of the user's actions, or raise ``refusal(seconds to wait)`` over the rate.
+    An action whose count is unavailable is let through (``what`` names it in the warning)."""
+    try:
+        wait = await limiter.acquire(user_id)
+    except LimitUnavailable as exc:
+        logger.warning("{} rate not checked, its count is unavailable: {}", what, exc)
+        return
+    if wait > 0:
+        raise refusal(wait)
 
 
 _SOCKET_REFUSALS = {

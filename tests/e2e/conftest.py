@@ -47,6 +47,7 @@ BASE_SETTINGS = {
     "limit_sockets_per_user": "100000",
     "limit_sockets_total": "100000",
     "limit_frames_per_second": "100000",
+    "limit_exports_per_minute": "100000",
 }
 
 StackKind = Literal["separate", "combined"]

@@ -10,6 +10,7 @@ import subprocess
 import time
 from pathlib import Path
 
+import msgspec
 import pypdfium2 as pdfium
 import pytest
 from pptx import Presentation
@@ -18,8 +19,11 @@ from pptx.util import Emu
 from pypdf import PdfReader
 
 from presto_deck.infrastructure.writers.stylesheet import BULLET_MARKS
+from presto_deck.settings import Settings
 from tests.browser.conftest import ARTIFACTS
+from tests.conftest import token_for
 from tests.support.client import DeckClient, Frame
+from tests.support.running import running_api
 from tests.support.sockets import next_frame
 from tests.support.themes import THEME_BOOK, THEMES
 
@@ -357,3 +361,26 @@ async def test_the_download_is_private_and_its_ascii_name_never_empty(
     assert response.headers["content-disposition"].startswith('attachment; filename="deck.pdf"; ')
     assert response.headers["x-content-type-options"] == "nosniff"
     assert response.headers["cache-control"] == "private, no-store"
+
+
+async def test_past_the_export_rate_a_user_is_refused_with_429_and_retry_after(
+    settings: Settings, worker: None
+) -> None:
+    limited = msgspec.structs.replace(settings, limit_exports_per_minute=2)
+    async with running_api(limited) as api:
+        alice = DeckClient(api.url, api.ws_url, token_for(limited, "alice"))
+        bob = DeckClient(api.url, api.ws_url, token_for(limited, "bob"))
+        try:
+            deck = await _written(alice, 2)
+            bobs = await _written(bob, 2)
+            path = f"/api/v1/decks/{deck['id']}/export"
+            answers = [await alice.http.get(path, params={"format": "pdf"}) for _ in range(3)]
+            others = await bob.http.get(f"/api/v1/decks/{bobs['id']}/export?format=html")
+        finally:
+            await alice.aclose()
+            await bob.aclose()
+
+    assert [answer.status_code for answer in answers] == [200, 200, 429]
+    assert 1 <= int(answers[2].headers["Retry-After"]) <= 60
+    assert "Too many exports" in answers[2].json()["detail"]
+    assert others.status_code == 200  # one user's rate is not another's

@@ -44,6 +44,11 @@ def creation_log(user_id: str) -> str:
     return f"presto:limit:creations:{user_id}"
 
 
+def export_log(user_id: str) -> str:
+    """A sorted set of the user's recent exports (the export rate limit)."""
+    return f"presto:limit:exports:{user_id}"
+
+
 def user_sockets(user_id: str) -> str:
     """A sorted set of the user's open sockets, each scored by the time its seat expires."""
     return f"presto:limit:sockets:user:{user_id}"

@@ -10,7 +10,7 @@ from __future__ import annotations
 
 import asyncio
 import math
-from collections.abc import Awaitable
+from collections.abc import Awaitable, Callable
 from typing import TypeVar
 from uuid import uuid4
 
@@ -92,15 +92,24 @@ async def _bounded(call: Awaitable[_T]) -> _T:
 class RedisRateLimiter:
     """At most ``limit`` actions of a user in any ``window_seconds`` (a sliding window)."""
 
-    def __init__(self, redis: ArqRedis, *, limit: int, window_seconds: float = 60.0) -> None:
+    def __init__(
+        self,
+        redis: ArqRedis,
+        *,
+        limit: int,
+        log: Callable[[str], str] = keys.creation_log,
+        window_seconds: float = 60.0,
+    ) -> None:
+        """``log`` names the key that holds a user's recent actions."""
         self._acquire = redis.register_script(_ACQUIRE)
         self._limit = limit
+        self._log = log
         self._window_ms = math.ceil(window_seconds * 1000)
 
     async def acquire(self, user_id: str) -> float:
         wait_ms = await _bounded(
             self._acquire(
-                keys=[keys.creation_log(user_id)],
+                keys=[self._log(user_id)],
                 args=[self._limit, self._window_ms, uuid4().hex],
             )
         )
