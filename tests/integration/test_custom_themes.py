@@ -13,27 +13,12 @@ from pptx import Presentation
 
 from presto_deck.settings import Settings
 from tests.support.client import DeckClient
-
-_ACME = """
-label = "Acme"
-description = "Cream and brick red."
-title_rule = "line"
-bullet = "dash"
-[colors]
-background = "#fefce8"
-ink = "#1c1917"
-muted = "#57534e"
-accent = "#b91c1c"
-[fonts]
-heading = ["Rockwell"]
-heading_generic = "serif"
-body = ["Gill Sans"]
-"""
+from tests.support.themes import ACME_THEME
 
 
 @pytest.fixture
 def settings(settings: Settings, tmp_path: Path) -> Settings:
-    (tmp_path / "acme.toml").write_text(_ACME)
+    (tmp_path / "acme.toml").write_text(ACME_THEME)
     return msgspec.structs.replace(settings, themes_dir=str(tmp_path))
 
 

@@ -18,23 +18,8 @@ from presto_deck.infrastructure.export.pptx import deck_to_pptx
 from presto_deck.infrastructure.themes import load_themes
 from presto_deck.infrastructure.writers.stylesheet import theme_stylesheet
 from presto_deck.settings import SettingsError
-from tests.support.themes import THEME_BOOK, THEMES
+from tests.support.themes import ACME_THEME, THEME_BOOK, THEMES
 
-_ACME = """
-label = "Acme"
-description = "Our own look."
-title_rule = "line"
-bullet = "dash"
-[colors]
-background = "#fefce8"
-ink = "#1c1917"
-muted = "#57534e"
-accent = "#b91c1c"
-[fonts]
-heading = ["Rockwell"]
-heading_generic = "serif"
-body = ["Gill Sans"]
-"""
 _SLIDES = [
     SlideContent(layout="title", title="Tidal energy", subtitle="A pilot for island towns"),
     SlideContent(title="Why now", bullets=["Costs fell", "Grants open", "Towns asked"]),
@@ -61,8 +46,8 @@ def test_the_built_in_themes_are_read_with_the_default_first() -> None:
 
 
 def test_a_teams_folder_adds_themes_and_replaces_a_built_in_one(tmp_path: Path) -> None:
-    renamed = _ACME.replace('label = "Acme"', 'label = "Our dark"')
-    folder = _folder(tmp_path, **{"acme.toml": _ACME, "dark.toml": renamed, "notes.md": "# x"})
+    renamed = ACME_THEME.replace('label = "Acme"', 'label = "Our dark"')
+    folder = _folder(tmp_path, **{"acme.toml": ACME_THEME, "dark.toml": renamed, "notes.md": "# x"})
 
     themes = load_themes(folder)
 
@@ -87,19 +72,19 @@ def test_a_theme_can_be_json(tmp_path: Path) -> None:
     [
         (
             "acme.toml",
-            _ACME.replace('"#b91c1c"', '"red"'),
+            ACME_THEME.replace('"#b91c1c"', '"red"'),
             "Expected a colour written #rrggbb - at `$.colors.accent`",
         ),
         (
             "acme.toml",
-            _ACME.replace('["Gill Sans"]', '["Gill\\"; } body { x"]'),
+            ACME_THEME.replace('["Gill Sans"]', '["Gill\\"; } body { x"]'),
             "Expected a font name of letters, digits, spaces, hyphens - at `$.fonts.body[0]`",
         ),
-        ("acme.toml", _ACME + "\nshadow = true\n", "unknown field `shadow`"),
-        ("acme.toml", _ACME.replace('bullet = "dash"', 'bullet = "heart"'), "$.bullet"),
-        ("acme.toml", _ACME.replace("[fonts]", "[fonts"), "not valid TOML"),
-        ("acme.toml", _ACME.replace('label = "Acme"', ""), "missing required field `label`"),
-        ("Acme Theme.toml", _ACME, "lower-case letters, digits and hyphens"),
+        ("acme.toml", ACME_THEME + "\nshadow = true\n", "unknown field `shadow`"),
+        ("acme.toml", ACME_THEME.replace('bullet = "dash"', 'bullet = "heart"'), "$.bullet"),
+        ("acme.toml", ACME_THEME.replace("[fonts]", "[fonts"), "not valid TOML"),
+        ("acme.toml", ACME_THEME.replace('label = "Acme"', ""), "missing required field `label`"),
+        ("Acme Theme.toml", ACME_THEME, "lower-case letters, digits and hyphens"),
         ("big.toml", "#" * 70_000, "larger than 64 KiB"),
     ],
 )
