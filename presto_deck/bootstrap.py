@@ -33,6 +33,7 @@ from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelF
 from presto_deck.infrastructure.messaging.redis_client import connect
 from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
 from presto_deck.infrastructure.observability.metrics import LLM_TOKENS
+from presto_deck.infrastructure.readiness import Readiness
 from presto_deck.infrastructure.themes import load_themes
 from presto_deck.infrastructure.writers.offline import OfflineWriter
 from presto_deck.infrastructure.writers.rendering import ThemeRenderer
@@ -65,6 +66,7 @@ class Container:
     recovery: Recovery
     verifier: TokenVerifier
     sockets: SocketAdmission
+    readiness: Readiness
     worker_id: str = field(default="")
 
     async def close(self) -> None:
@@ -158,6 +160,9 @@ def build_container(settings: Settings) -> Container:
         ),
         verifier=TokenVerifier(settings),
         sockets=_socket_admission(settings, redis),
+        readiness=Readiness(
+            engine, redis, database_url=settings.database_url, redis_url=settings.redis_url
+        ),
         worker_id=worker_id,
     )
 

@@ -8,6 +8,7 @@ import os
 import secrets
 import signal
 import socket
+import sys
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -17,8 +18,6 @@ import typer
 from presto_deck.settings import Settings, SettingsError, load_settings
 
 if TYPE_CHECKING:
-    from alembic.config import Config
-
     from presto_deck.bootstrap import Container
 
 app = typer.Typer(
@@ -115,22 +114,22 @@ def work() -> None:
 @app.command()
 def migrate() -> None:
     """Bring the database schema up to date (safe to run any number of times)."""
-    from alembic import command
-
     settings = _settings()
-    command.upgrade(migrations_config(settings.sqlalchemy_url), "head")
-    typer.echo("database is up to date")
+    from presto_deck.infrastructure.db.migrations import migrate_to_head
+    from presto_deck.infrastructure.db.problems import describe_database_error
+
+    try:
+        before, after = migrate_to_head(settings.sqlalchemy_url, quiet=_in_a_terminal())
+    except Exception as exc:  # whatever the database did: one line, not a traceback
+        _fail(describe_database_error(exc, settings.database_url))
+    if before == after:
+        typer.echo(f"database is up to date (schema revision {after})")
+    else:
+        typer.echo(f"database migrated from schema revision {before or 'none'} to {after}")
 
 
-def migrations_config(sqlalchemy_url: str) -> Config:
-    """Alembic's configuration for the migrations beside the package."""
-    from alembic.config import Config
-
-    root = Path(__file__).resolve().parent.parent
-    config = Config(str(root / "alembic.ini"))
-    config.set_main_option("script_location", str(root / "migrations"))
-    config.attributes["sqlalchemy_url"] = sqlalchemy_url
-    return config
+def _in_a_terminal() -> bool:
+    return sys.stderr.isatty()
 
 
 @app.command()
@@ -247,13 +246,12 @@ def _run_dev(host: str, port: int, data_dir: Path) -> None:
 
 
 def _serve_dev(settings: Settings, host: str, port: int, data_dir: Path) -> None:
-    from alembic import command
-
     from presto_deck.api.auth import TokenVerifier
+    from presto_deck.infrastructure.db.migrations import migrate_to_head
     from presto_deck.infrastructure.observability.logging import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
-    command.upgrade(migrations_config(settings.sqlalchemy_url), "head")
+    migrate_to_head(settings.sqlalchemy_url, quiet=True)
 
     import uvicorn
 

@@ -11,7 +11,9 @@ import asyncio
 import contextlib
 import faulthandler
 import io
+import logging
 import os
+import signal
 import threading
 from typing import Any
 from uuid import UUID
@@ -140,6 +142,7 @@ class DeckWorker:
                 await self.arq.close()
 
     async def _sweep_forever(self) -> None:
+        failing = False
         while True:
             try:
                 if await self._may_sweep():
@@ -151,9 +154,14 @@ class DeckWorker:
                             report.requeued_edits,
                             report.relayed,
                         )
+                if failing:
+                    logger.info("the sweep works again")
+                failing = False
             except Exception as exc:  # the next round tries again; a dead sweep would be worse
                 honour_cancellation()
-                logger.warning("sweep failed, trying again in {:g}s: {}", self._sweep_seconds, exc)
+                if not failing:  # once a run of failures, not every period
+                    logger.warning("sweep failed, trying every {:g}s: {}", self._sweep_seconds, exc)
+                failing = True
             await asyncio.sleep(self._sweep_seconds)
 
     async def _may_sweep(self) -> bool:
@@ -175,6 +183,20 @@ def _task_stacks(loop: asyncio.AbstractEventLoop) -> str:
     return out.getvalue()
 
 
+_ARQ_LOG = logging.getLogger("arq.worker")
+
+
+class _AnnouncedOnce(logging.Filter):
+    """arq announces the worker's start each time it starts; after an outage once is enough."""
+
+    def __init__(self) -> None:
+        super().__init__()
+        self.starting_again = False
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (self.starting_again and record.getMessage().startswith("Starting worker"))
+
+
 class _ResilientWorker(Worker):
     """arq's worker, which would exit on the first Redis error of its poll loop.
 
@@ -188,12 +210,31 @@ class _ResilientWorker(Worker):
         self._backoff = 0.0
 
     async def main(self) -> None:
-        while True:
-            try:
-                await super().main()
-                return
-            except _OUTAGE as exc:  # at start-up: arq reads Redis's info before it polls
-                await self._wait_out(exc)
+        again = _AnnouncedOnce()
+        _ARQ_LOG.addFilter(again)
+        try:
+            while True:
+                try:
+                    await super().main()
+                    return
+                except _OUTAGE as exc:  # at start-up: arq reads Redis's info before it polls
+                    again.starting_again = True
+                    await self._wait_out(exc)
+        finally:
+            _ARQ_LOG.removeFilter(again)
+
+    def handle_sig(self, signum: signal.Signals) -> None:
+        if signum != signal.SIGUSR1:
+            super().handle_sig(signum)
+            return
+        # arq's close() passes itself SIGUSR1 where the process's signals are not arq's (an
+        # in-process worker): not a signal anyone sent, so not announced as one.
+        level = _ARQ_LOG.level
+        _ARQ_LOG.setLevel(logging.WARNING)
+        try:
+            super().handle_sig(signum)
+        finally:
+            _ARQ_LOG.setLevel(level)
 
     async def _poll_iteration(self) -> None:
         try:

@@ -27,10 +27,19 @@ from presto_deck.bootstrap import Container
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.pubsub import ResilientPubSubBackend
 from presto_deck.infrastructure.messaging.stream import StreamFanout
+from presto_deck.infrastructure.readiness import OK
 
 _SHUTDOWN_STEP_SECONDS = 3.0
 #: How the API's Pub/Sub connection shows in Redis's CLIENT LIST.
 PUBSUB_CLIENT_NAME = "presto-deck-pubsub"
+
+
+async def _say_what_is_not_ready(container: Container) -> None:
+    """Log once at start what keeps the instance from being ready (``/health/ready`` says it
+    for as long as it lasts)."""
+    for name, state in (await container.readiness.check()).items():
+        if state != OK:
+            logger.warning("not ready: {}: {}", name, state)
 
 
 def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
@@ -77,6 +86,7 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
             asyncio.create_task(fanout.run(), name="stream-fanout"),
             asyncio.create_task(catch_up_when_told(), name="catch-up-listener"),
         ]
+        await _say_what_is_not_ready(container)
         worker = DeckWorker(container, handle_signals=False) if with_worker else None
         worker_task = asyncio.create_task(worker.run(), name="worker") if worker else None
         logger.info("API ready{}", " with an in-process worker" if with_worker else "")
@@ -119,8 +129,7 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
             "verifier": provide(container.verifier),
             "sockets": provide(container.sockets),
             "settings": provide(container.settings),
-            "engine": provide(container.engine),
-            "redis": provide(container.redis),
+            "readiness": provide(container.readiness),
             "live_sockets": provide(live_sockets),
         },
         exception_handlers=exception_handlers,

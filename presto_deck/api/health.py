@@ -2,17 +2,12 @@
 
 from __future__ import annotations
 
-import asyncio
-
-import sqlalchemy as sa
-from arq.connections import ArqRedis
 from litestar import MediaType, Response, get
 from litestar.di import NamedDependency
 from litestar.status_codes import HTTP_503_SERVICE_UNAVAILABLE
 from prometheus_client import CONTENT_TYPE_LATEST, generate_latest
-from sqlalchemy.ext.asyncio import AsyncEngine
 
-_CHECK_TIMEOUT_SECONDS = 2.0
+from presto_deck.infrastructure.readiness import OK, Readiness
 
 
 @get("/health/live", include_in_schema=False, sync_to_thread=False)
@@ -21,21 +16,11 @@ def live() -> dict[str, str]:
 
 
 @get("/health/ready", include_in_schema=False)
-async def ready(
-    engine: NamedDependency[AsyncEngine], redis: NamedDependency[ArqRedis]
-) -> Response[dict[str, str]]:
-    checks = {"database": "ok", "redis": "ok"}
-    try:
-        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS), engine.connect() as connection:
-            await connection.execute(sa.text("SELECT 1"))
-    except Exception as exc:
-        checks["database"] = f"unavailable: {type(exc).__name__}"
-    try:
-        async with asyncio.timeout(_CHECK_TIMEOUT_SECONDS):
-            await redis.ping()
-    except Exception as exc:
-        checks["redis"] = f"unavailable: {type(exc).__name__}"
-    healthy = all(value == "ok" for value in checks.values())
+async def ready(readiness: NamedDependency[Readiness]) -> Response[dict[str, str]]:
+    """200 when PostgreSQL (with the schema this version needs) and Redis answer; else 503
+    naming, for each, what is wrong and what to do."""
+    checks = await readiness.check()
+    healthy = all(value == OK for value in checks.values())
     return Response(
         {"status": "ok" if healthy else "unavailable", **checks},
         status_code=200 if healthy else HTTP_503_SERVICE_UNAVAILABLE,

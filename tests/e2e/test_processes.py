@@ -16,6 +16,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from presto_deck.infrastructure.db.migrations import head_revision
 from tests.e2e.conftest import Deployment, Stack, empty_database, mint
 from tests.support.client import (
     DeckClient,
@@ -94,7 +95,73 @@ def test_migrate_twice_on_a_fresh_database_succeeds_and_the_second_run_changes_n
     assert "Running upgrade" not in second.stderr()
     assert len(after_first) == 1
     assert after_second == after_first
-    assert "database is up to date" in second.stdout()
+    head = head_revision()
+    assert first.stdout().strip() == f"database migrated from schema revision none to {head}"
+    assert second.stdout().strip() == f"database is up to date (schema revision {head})"
+    assert "setup plugin" not in first.stderr()
+
+
+def test_both_roles_wait_out_an_unreachable_redis_with_one_warning_and_stop_cleanly(
+    deployment: Deployment,
+) -> None:
+    down = {"redis_url": "redis://127.0.0.1:9/0", "log_format": "text"}
+    work = deployment.start_work(**down)
+    serve = deployment.start_serve("--with-worker", **down)
+    for process in (work, serve):
+        process.wait_for_log("Redis is unavailable, the worker waits for it")
+    time.sleep(3)  # several rounds of retries
+    stopped = {process.name: process.stop() for process in (work, serve)}
+
+    for process in (work, serve):
+        log = process.stderr()
+        assert stopped[process.name].returncode in CLEAN_EXIT_CODES, process.tail()
+        assert not stopped[process.name].forced
+        assert log.count("Redis is unavailable, the worker waits for it") == 1, log
+        assert log.count("Starting worker for") == 1, log
+        for noise in ("Traceback", "ExceptionGroup", "shutdown failed", "SIGUSR1", " {}\n"):
+            assert noise not in log, (noise, log)
+    assert serve.stderr().count("event stream unavailable") == 1
+    assert serve.stderr().count("not ready: redis: no Redis answers at 127.0.0.1:9") == 1
+
+
+async def test_serve_on_a_database_without_the_schema_is_not_ready_and_says_why(
+    deployment: Deployment,
+) -> None:
+    with empty_database() as url:
+        serve = deployment.start_serve(database_url=url)
+        serve.wait_for_log("not ready: database")
+        async with httpx.AsyncClient(base_url=deployment.url) as http:
+            before = await http.get("/health/ready")
+            migrated = deployment.run("migrate", database_url=url)
+            after = await http.get("/health/ready")
+        serve.stop()
+
+    assert before.status_code == 503
+    assert before.json()["database"] == "the database has no schema yet: run presto-deck migrate"
+    assert migrated.returncode == 0, migrated.output()
+    assert after.status_code == 200
+    assert serve.stderr().count("not ready: database: the database has no schema yet") == 1
+
+
+@pytest.mark.parametrize(
+    ("database", "said"),
+    [
+        ("postgres@127.0.0.1:5432/presto_no_such_db", 'the database "presto_no_such_db" does not'),
+        ("presto_no_such_role@127.0.0.1:5432/postgres", 'the role "presto_no_such_role" does not'),
+        ("postgres@127.0.0.1:9/postgres", "no PostgreSQL answers at 127.0.0.1:9"),
+    ],
+    ids=["no database", "no role", "no server"],
+)
+def test_migrate_against_a_database_it_cannot_use_says_why_in_one_line(
+    deployment: Deployment, database: str, said: str
+) -> None:
+    failed = deployment.run("migrate", database_url=f"postgresql://{database}")
+
+    lines = [line for line in failed.stderr().splitlines() if line.strip()]
+    assert failed.returncode == 2
+    assert len(lines) == 1, failed.stderr()
+    assert lines[0].startswith(f"presto-deck: {said}")
+    assert "PRESTO_DATABASE_URL" in lines[0]
 
 
 @pytest.fixture(scope="module")

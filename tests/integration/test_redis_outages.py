@@ -223,3 +223,28 @@ async def _kill_pubsub_connections(redis: object, settings: Settings) -> int:
     for client in ours:
         await redis.client_kill_filter(_id=client["id"])  # type: ignore[attr-defined]
     return len(ours)
+
+
+async def test_an_api_started_while_redis_is_down_serves_live_events_once_it_is_back(
+    settings: Settings, own_redis: DisposableRedis
+) -> None:
+    local = on(settings, own_redis, offline_slide_delay_ms=50)
+    own_redis.stop()
+    async with running_api(local) as api, client_of(api, local, "alice") as alice:
+        down = await alice.http.get("/health/ready")
+        await asyncio.to_thread(own_redis.start)
+
+        async def ready() -> bool:
+            return (await alice.http.get("/health/ready")).status_code == 200
+
+        await eventually(ready, timeout=RESUME_SECONDS)
+        deck_id = await alice.create("Started in an outage", slide_count=3)
+        async with alice.socket(deck_id, last_version=1) as ws:
+            await wait_until_live(ws)
+            async with running_worker(local):
+                events = await receive_events(ws, is_terminal, timeout=RESUME_SECONDS + 5)
+
+    assert down.status_code == 503
+    assert down.json()["redis"].startswith("no Redis answers at")
+    assert_contiguous(events, first=2)
+    assert events[-1]["event_type"] == "DeckCompleted"

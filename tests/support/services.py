@@ -140,9 +140,9 @@ def temporary_database() -> Iterator[str]:
 def _migrate(url: str) -> None:
     from alembic import command
 
-    from presto_deck.cli import migrations_config
+    from presto_deck.infrastructure.db.migrations import alembic_config
 
-    config = migrations_config(url.replace("postgresql://", "postgresql+psycopg://", 1))
+    config = alembic_config(url.replace("postgresql://", "postgresql+psycopg://", 1))
     command.upgrade(config, "head")
 
 

@@ -3,10 +3,14 @@ Authorization headers, and bare JWTs."""
 
 from __future__ import annotations
 
+import logging
+import sys
+
 import jwt
 import pytest
+from loguru import logger
 
-from presto_deck.infrastructure.observability.logging import redact
+from presto_deck.infrastructure.observability.logging import configure_logging, redact
 
 TOKEN = jwt.encode({"sub": "alice", "exp": 4102444800}, "k" * 32, algorithm="HS256")
 SIGNATURE = TOKEN.rsplit(".", 1)[1]
@@ -71,3 +75,23 @@ def test_a_bearer_header_and_a_bare_jwt_are_redacted() -> None:
     line = redact(f"Authorization: Bearer {TOKEN} and later {TOKEN}")
 
     assert SIGNATURE not in line
+
+
+def test_a_text_line_shows_its_context_only_when_it_has_one(
+    capsys: pytest.CaptureFixture[str],
+) -> None:
+    root_handlers = logging.root.handlers[:]
+    configure_logging("text", "INFO")
+    try:
+        logger.info("plain")
+        logger.bind(deck_id="d-1").info("about a deck")
+        logging.getLogger("alembic.runtime.plugins").info("setup plugin x")
+    finally:  # back to loguru's and logging's defaults, for the tests that follow
+        logger.remove()
+        logger.add(sys.stderr)
+        logging.root.handlers = root_handlers
+
+    lines = capsys.readouterr().err.splitlines()
+    assert len(lines) == 2
+    assert lines[0].endswith(" plain")
+    assert lines[1].endswith(" about a deck {'deck_id': 'd-1'}")

@@ -11,7 +11,7 @@ lost, so the sockets must catch up from the database.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable
+from collections.abc import AsyncGenerator, Callable, Iterable
 from typing import Any
 
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
@@ -33,25 +33,49 @@ class ResilientPubSubBackend(RedisChannelsPubSubBackend):
         super().__init__(redis=redis, key_prefix=key_prefix)
         self._on_reconnect = on_reconnect
 
+    async def subscribe(self, channels: Iterable[str]) -> None:
+        """Subscribe; while Redis is away, note the channels for the listener's reconnection to
+        subscribe to (an API instance started during an outage serves once Redis is back)."""
+        names = list(channels)
+        try:
+            await super().subscribe(names)
+        except (RedisError, OSError) as exc:
+            honour_cancellation()
+            logger.warning("Pub/Sub unavailable, subscribing once Redis is back: {}", exc)
+            noted: dict[Any, Any] = dict.fromkeys(names)
+            self._pub_sub.channels.update(self._pub_sub._normalize_keys(noted))
+            self._has_subscribed.set()  # the listener starts, and waits out the outage
+
     async def stream_events(self) -> AsyncGenerator[tuple[str, Any], None]:
-        backoff = _FIRST_BACKOFF_SECONDS
         while True:
-            try:
-                async for event in super().stream_events():
-                    yield event
-            except (RedisError, OSError) as exc:
-                honour_cancellation()
-                logger.warning("Pub/Sub connection lost, reconnecting: {}", exc)
-            while not await self._reconnected():
-                await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
-            backoff = _FIRST_BACKOFF_SECONDS
-            logger.info("Pub/Sub connection is back")
-            self._on_reconnect()
+            await self._has_subscribed.wait()
+            if self._pub_sub.connection is not None:
+                try:
+                    async for event in super().stream_events():
+                        yield event
+                except (RedisError, OSError) as exc:
+                    honour_cancellation()
+                    logger.warning("Pub/Sub connection lost, reconnecting: {}", exc)
+            # else: subscribed during an outage, never connected yet
+            await self._reconnect()
+
+    async def _reconnect(self) -> None:
+        backoff = _FIRST_BACKOFF_SECONDS
+        while not await self._reconnected():
+            await asyncio.sleep(backoff)
+            backoff = min(backoff * 2, _MAX_BACKOFF_SECONDS)
+        logger.info("Pub/Sub connection is back")
+        self._on_reconnect()
 
     async def _reconnected(self) -> bool:
+        pub_sub = self._pub_sub
+        first = pub_sub.connection is None  # subscribed during an outage
         try:
-            await self._pub_sub.connect()  # type: ignore[no-untyped-call]  # resubscribes
+            # A connection made before resubscribes to its channels as it connects again; the
+            # first one subscribes to the channels noted while Redis was away.
+            await pub_sub.connect()  # type: ignore[no-untyped-call]
+            if first:
+                await pub_sub.subscribe(*pub_sub.channels)
         except (RedisError, OSError):
             return False
         return True

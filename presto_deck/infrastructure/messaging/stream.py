@@ -86,7 +86,7 @@ class StreamFanout:
 
     async def run(self) -> None:
         """Consume until cancelled; Redis outages are waited out with backoff."""
-        backoff = 0.1
+        backoff = 0.0  # while the stream answers
         claim_every = max(self._claim_idle_ms / 1000 / 2, 0.5)
         next_claim = 0.0
         loop = asyncio.get_running_loop()
@@ -99,12 +99,15 @@ class StreamFanout:
                         await self.claim_stale()
                         next_claim = loop.time() + claim_every
                     await self._read_new()
-                    backoff = 0.1
+                    if backoff:
+                        logger.info("the event stream is back")
+                    backoff = 0.0
             except RedisError as exc:
                 honour_cancellation()
-                logger.warning("event stream unavailable, retrying in {:.1f}s: {}", backoff, exc)
+                if not backoff:  # once an outage, not on every try
+                    logger.warning("event stream unavailable, retrying until it is back: {}", exc)
+                backoff = min(max(backoff * 2, 0.1), 5.0)
                 await asyncio.sleep(backoff)
-                backoff = min(backoff * 2, 5.0)
 
     async def _ensure_group(self) -> None:
         try:

@@ -76,20 +76,22 @@ class _InterceptHandler(logging.Handler):
         logger.opt(exception=record.exc_info, depth=6).log(level, record.getMessage())
 
 
+def _text_format(record: Record) -> str:
+    """A line for a person: time, level, message, and the record's context only if it has any."""
+    context = " {extra}" if record["extra"] else ""
+    return "{time:HH:mm:ss.SSS} {level: <7} {message}" + context + "\n{exception}"
+
+
 def configure_logging(log_format: str, level: str) -> None:
     logger.remove()
     logger.configure(patcher=_patch)
     if log_format == "json":
         logger.add(_json_sink, level=level, backtrace=False, diagnose=False)
     else:
-        logger.add(
-            sys.stderr,
-            level=level,
-            backtrace=False,
-            diagnose=False,
-            format="{time:HH:mm:ss.SSS} {level: <7} {message} {extra}",
-        )
+        logger.add(sys.stderr, level=level, backtrace=False, diagnose=False, format=_text_format)
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
+    # Alembic announces each of its plugins as it is imported: nothing an operator needs.
+    logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "stamina"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
