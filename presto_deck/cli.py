@@ -26,6 +26,7 @@ app = typer.Typer(
     no_args_is_help=True,
     add_completion=False,
     pretty_exceptions_enable=False,
+    rich_markup_mode=None,
 )
 
 
@@ -57,7 +58,6 @@ def _container(settings: Settings) -> Container:
         _fail(str(exc))
 
 
-@app.command()
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
@@ -88,7 +88,6 @@ _WORKER_SHUTDOWN_SECONDS = 8.0
 _STARTUP_FAILED = 3
 
 
-@app.command()
 def work() -> None:
     """Run the worker: generation jobs, recovery sweep, outbox relay."""
     settings = _settings()
@@ -111,9 +110,8 @@ def work() -> None:
     asyncio.run(run())
 
 
-@app.command()
 def migrate() -> None:
-    """Bring the database schema up to date (safe to run any number of times)."""
+    """Bring the database schema up to date (safe to run again)."""
     settings = _settings()
     from presto_deck.infrastructure.db.migrations import migrate_to_head
     from presto_deck.infrastructure.db.problems import describe_database_error
@@ -132,22 +130,51 @@ def _in_a_terminal() -> bool:
     return sys.stderr.isatty()
 
 
-@app.command()
 def token(
     user_id: Annotated[str, typer.Argument(help="The user id (the token's sub).")],
     ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds.")] = 3600,
+    data_dir: Annotated[
+        Path | None,
+        typer.Option(help="Sign with the secret `presto-deck dev` keeps in this data dir."),
+    ] = None,
 ) -> None:
-    """Print a JWT for USER_ID signed with the configured secret."""
+    """Print a JWT for USER_ID signed with the configured secret.
+
+    The secret is PRESTO_JWT_SECRET; with --data-dir (or, when no secret is set, under the
+    default data dir of `presto-deck dev`) it is the one `presto-deck dev` created there.
+    Neither PostgreSQL nor Redis is needed.
+    """
     from presto_deck.api.auth import InvalidToken, TokenVerifier
 
     try:
-        settings = load_settings()
+        secret = _dev_secret_of(data_dir) if data_dir else None
+        settings = load_settings(services=False, jwt_secret=secret)
+        if not settings.jwt_secret and (kept := _dev_secret_of(_default_data_dir(), quiet=True)):
+            settings = load_settings(services=False, jwt_secret=kept)
+        if not settings.jwt_secret:
+            raise SettingsError(
+                "PRESTO_JWT_SECRET is not set: set it to the secret the server checks tokens "
+                "with, or sign with the secret of `presto-deck dev` (--data-dir)"
+            )
         typer.echo(TokenVerifier(settings).mint(user_id, ttl))
     except (SettingsError, InvalidToken) as exc:
         _fail(str(exc))
 
 
-@app.command()
+def _dev_secret_of(data_dir: Path, *, quiet: bool = False) -> str | None:
+    """The secret ``dev`` keeps in ``data_dir``; None if there is none and ``quiet``."""
+    path = data_dir / _DEV_SECRET_FILE
+    try:
+        return path.read_text().strip()
+    except OSError as exc:
+        if quiet:
+            return None
+        raise SettingsError(
+            f"no secret in {data_dir} ({exc.strerror}): `presto-deck dev --data-dir {data_dir}` "
+            "creates one the first time it runs"
+        ) from None
+
+
 def watch(
     deck_id: Annotated[str, typer.Argument(help="The deck to follow.")],
     token: Annotated[
@@ -157,7 +184,7 @@ def watch(
     last_version: Annotated[int, typer.Option(min=0, help="Print events after this one.")] = 1,
     follow: Annotated[bool, typer.Option(help="Keep following after the deck ends.")] = False,
 ) -> None:
-    """Print a deck's events as JSON lines, resuming after a dropped connection.
+    """Print a deck's events as JSON lines, resuming on reconnect.
 
     Without --follow it stops when the deck ends, or, for a deck that had ended already (and
     may have been edited since), once it has printed the events up to the deck's version.
@@ -183,11 +210,12 @@ def watch(
         pass
 
 
+#: The file in ``dev``'s data dir that holds its HS256 secret.
+_DEV_SECRET_FILE = "jwt-secret"
 #: Lifetime of the token ``dev`` prints: a developer's working month, not a production session.
 _DEV_TOKEN_TTL_SECONDS = 30 * 24 * 3600
 
 
-@app.command()
 def dev(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
     port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
@@ -198,16 +226,32 @@ def dev(
         ),
     ] = None,
 ) -> None:
-    """Run everything on this machine, with embedded PostgreSQL and Redis unless URLs are set.
+    """Run everything on this machine: API, worker, PostgreSQL, Redis.
 
-    PRESTO_DATABASE_URL and PRESTO_REDIS_URL, when set, name servers to use instead; without
-    PRESTO_JWT_SECRET a secret is created once and kept in the data dir.
+    PostgreSQL and Redis are embedded (kept in the data dir) unless PRESTO_DATABASE_URL and
+    PRESTO_REDIS_URL name servers to use instead; without PRESTO_JWT_SECRET a secret is
+    created once and kept in the data dir (``presto-deck token --data-dir`` signs with it).
     """
     # uvicorn re-raises SIGTERM once it has shut down; the default action would kill us before
     # the embedded servers are stopped, so turn it into the same unwinding as Ctrl-C.
     signal.signal(signal.SIGTERM, _interrupt)
     with contextlib.suppress(KeyboardInterrupt):
         _run_dev(host, port, (data_dir or _default_data_dir()).resolve())
+
+
+def _cannot_listen(host: str, port: int) -> str | None:
+    """Why the API could not listen on ``host:port``, or None if it can."""
+    try:
+        family, kind, proto, _, address = socket.getaddrinfo(
+            host or None, port, type=socket.SOCK_STREAM, flags=socket.AI_PASSIVE
+        )[0]
+        with socket.socket(family, kind, proto) as probe:
+            probe.setsockopt(socket.SOL_SOCKET, socket.SO_REUSEADDR, 1)  # as uvicorn binds
+            probe.bind(address)
+    except OSError as exc:
+        reason = exc.strerror or str(exc)
+        return f"cannot listen on {host}:{port} ({reason}); pick another port with --port"
+    return None
 
 
 def _run_dev(host: str, port: int, data_dir: Path) -> None:
@@ -221,6 +265,8 @@ def _run_dev(host: str, port: int, data_dir: Path) -> None:
     with contextlib.ExitStack() as running:
         try:
             running.enter_context(exclusive_data_dir(data_dir))
+            if problem := _cannot_listen(host, port):  # before any server is started
+                _fail(problem)
             database_url = _from_environment("PRESTO_DATABASE_URL") or running.enter_context(
                 embedded_postgres(data_dir / "postgres")
             )
@@ -239,7 +285,7 @@ def _run_dev(host: str, port: int, data_dir: Path) -> None:
                 else _dev_jwt_secret(data_dir),
                 log_format=None if "PRESTO_LOG_FORMAT" in explicit else "text",
             )
-            settings.require_jwt_key()
+            settings.require_jwt_key(strong=False)  # a developer's own machine
         except SettingsError as exc:
             _fail(str(exc))
         _serve_dev(settings, host, port, data_dir)
@@ -300,7 +346,7 @@ def _from_environment(name: str) -> str | None:
 
 def _dev_jwt_secret(data_dir: Path) -> str:
     """The data dir's own HS256 secret, created on first use, so tokens survive a restart."""
-    path = data_dir / "jwt-secret"
+    path = data_dir / _DEV_SECRET_FILE
     with contextlib.suppress(FileExistsError):
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
         with os.fdopen(fd, "w") as file:
@@ -310,3 +356,8 @@ def _dev_jwt_secret(data_dir: Path) -> str:
 
 def _interrupt(signum: int, frame: FrameType | None) -> None:
     raise KeyboardInterrupt
+
+
+# Listed in the order a newcomer needs them.
+for _command in (dev, serve, work, migrate, token, watch):
+    app.command()(_command)

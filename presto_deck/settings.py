@@ -46,6 +46,10 @@ _AT_LEAST_ONE_FIELDS = (
 )
 
 
+#: The shortest HMAC secret ``serve`` accepts: as long as SHA-256's output (RFC 7518, 3.2).
+MIN_SECRET_BYTES = 32
+
+
 class SettingsError(Exception):
     """A missing or invalid setting; the message names it as the user would set it."""
 
@@ -129,15 +133,27 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             return "postgresql+psycopg://" + self.database_url.removeprefix("postgresql://")
         return self.database_url
 
-    def require_jwt_key(self) -> None:
-        """Refuse to serve without a way to verify tokens."""
-        if self.jwt_secret or self.jwt_public_key:
-            return
-        raise SettingsError("PRESTO_JWT_SECRET is not set (or PRESTO_JWT_PUBLIC_KEY)")
+    def require_jwt_key(self, *, strong: bool = True) -> None:
+        """Refuse to serve without a way to verify tokens, or (``strong``) with an HMAC secret
+        shorter than RFC 7518 asks for (a key as long as the hash: 32 bytes for HS256)."""
+        if not (self.jwt_secret or self.jwt_public_key):
+            raise SettingsError("PRESTO_JWT_SECRET is not set (or PRESTO_JWT_PUBLIC_KEY)")
+        size = len((self.jwt_secret or "").encode())
+        if strong and self.jwt_secret and size < MIN_SECRET_BYTES:
+            raise SettingsError(
+                f"PRESTO_JWT_SECRET is {size} bytes; an HS256 secret needs at least "
+                f"{MIN_SECRET_BYTES} (make one with: openssl rand -hex 32)"
+            )
 
 
-def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) -> Settings:
-    """Read defaults, the optional ``PRESTO_CONFIG`` file, the environment and ``overrides``."""
+def load_settings(
+    environ: Mapping[str, str] | None = None, *, services: bool = True, **overrides: Any
+) -> Settings:
+    """Read defaults, the optional ``PRESTO_CONFIG`` file, the environment and ``overrides``.
+
+    Without ``services`` (a command that reaches neither PostgreSQL nor Redis, as ``token``),
+    their URLs may be missing; they are then set to addresses no one will connect to.
+    """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = _read_toml(_defaults_text())
     if config_file := environ.get(f"{ENV_PREFIX}CONFIG"):
@@ -153,13 +169,19 @@ def load_settings(environ: Mapping[str, str] | None = None, **overrides: Any) ->
             else:
                 values[name] = _parse_env_value(name, raw)
     values.update({k: v for k, v in overrides.items() if v is not None})
-    for required in ("database_url", "redis_url"):
+    for required, unused in (("database_url", _UNUSED_DATABASE), ("redis_url", _UNUSED_REDIS)):
         if not values.get(required):
-            raise SettingsError(f"{ENV_PREFIX}{required.upper()} is not set")
+            if services:
+                raise SettingsError(f"{ENV_PREFIX}{required.upper()} is not set")
+            values[required] = unused
     try:
         return msgspec.convert(values, Settings, strict=False)
     except msgspec.ValidationError as exc:
         raise SettingsError(_describe(exc)) from None
+
+
+_UNUSED_DATABASE = "postgresql://unused.invalid/unused"
+_UNUSED_REDIS = "redis://unused.invalid/0"
 
 
 def _defaults_text() -> str:

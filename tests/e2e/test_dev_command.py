@@ -7,10 +7,12 @@ decks, stops everything it started on SIGTERM and finds its decks again on the n
 from __future__ import annotations
 
 import re
+import socket
 from collections.abc import Iterator
 from dataclasses import dataclass
 from pathlib import Path
 
+import httpx
 import psutil
 import pytest
 
@@ -62,6 +64,14 @@ class DevRuns:
         assert found is not None, process.output()
         process.wait_until_ready(found[1])
         return RunningDev(process, found[1], found[2])
+
+    def command(self, *args: str) -> ManagedProcess:
+        """Run another ``presto-deck`` command to its end in the same clean environment."""
+        self._started += 1
+        name = f"{args[0]}-{self._started}"
+        process = ManagedProcess.start(name, list(args), clean_environment({}), self.log_dir)
+        process.wait_for_exit(timeout=60)
+        return process
 
     def stop_all(self) -> None:
         for process in self._processes:
@@ -124,6 +134,32 @@ async def test_dev_serves_decks_stops_cleanly_and_keeps_them_across_a_restart(
     ]
     # The secret lives in the data dir, so a token printed before the restart still works.
     assert (await _status_with_token(second.url, first.token, deck_id)) == 200
+    # A developer mints a token for a second user with that secret: no database, Redis or
+    # secret is configured for the command.
+    minted = dev_runs.command("token", "bob", "--data-dir", str(dev_runs.data_dir))
+    assert minted.returncode == 0, minted.output()
+    bobs = minted.stdout().strip()
+    assert (await _status_with_token(second.url, bobs, deck_id)) == 404  # alice's deck: not his
+    async with httpx.AsyncClient(base_url=second.url) as http:
+        listed = await http.get("/api/v1/decks", headers={"Authorization": f"Bearer {bobs}"})
+    assert listed.status_code == 200
+
+
+def test_dev_on_a_port_in_use_refuses_before_it_starts_anything(dev_runs: DevRuns) -> None:
+    with socket.socket() as taken:
+        taken.bind(("127.0.0.1", dev_runs.port))
+        taken.listen()
+        refused = dev_runs.launch()
+        returncode = refused.wait_for_exit(timeout=30)
+
+    lines = [line for line in refused.stderr().splitlines() if line.strip()]
+    assert returncode == 2
+    assert lines == [
+        f"presto-deck: cannot listen on 127.0.0.1:{dev_runs.port} (Address already in use); "
+        "pick another port with --port"
+    ]
+    assert not (dev_runs.data_dir / "postgres").exists(), "PostgreSQL was started"
+    assert not _servers_of(dev_runs.data_dir)
 
 
 async def test_a_second_dev_on_the_same_data_dir_refuses_to_start(dev_runs: DevRuns) -> None:

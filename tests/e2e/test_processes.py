@@ -7,6 +7,7 @@ import asyncio
 import json
 import time
 from collections.abc import Callable
+from pathlib import Path
 
 import httpx
 import jwt
@@ -25,7 +26,12 @@ from tests.support.client import (
     is_terminal,
     receive_events,
 )
-from tests.support.processes import CLEAN_EXIT_CODES, ManagedProcess, free_port
+from tests.support.processes import (
+    CLEAN_EXIT_CODES,
+    ManagedProcess,
+    clean_environment,
+    free_port,
+)
 
 pytestmark = pytest.mark.e2e
 
@@ -175,6 +181,7 @@ def failed_startups(
         "PRESTO_DATABASE_URL": {"database_url": None},
         "PRESTO_WS_HEARTBEAT_SECONDS": {"ws_heartbeat_seconds": "abc"},
         "PRESTO_JWT_SECRET": {"jwt_secret": None},
+        "PRESTO_JWT_SECRET=short": {"jwt_secret": "only-twenty-one-bytes"},
         "PRESTO_LLM_MODEL=gpt4": {"llm_model": "gpt4"},
         "PRESTO_LLM_MODEL=anthropic": {"llm_model": "anthropic:claude-x"},
         "PRESTO_LLM_MODEL=openai": {"llm_model": "openai:gpt-4o-mini", "llm_api_key": None},
@@ -201,6 +208,7 @@ def failed_startups(
         "PRESTO_DATABASE_URL",
         "PRESTO_WS_HEARTBEAT_SECONDS",
         "PRESTO_JWT_SECRET",
+        "PRESTO_JWT_SECRET=short",  # under the 32 bytes HS256 needs
         "PRESTO_LLM_MODEL=gpt4",  # no provider
         "PRESTO_LLM_MODEL=anthropic",  # a provider whose package is not installed
         "PRESTO_LLM_MODEL=openai",  # a hosted provider without a key
@@ -220,6 +228,26 @@ def test_serve_with_a_missing_or_invalid_setting_exits_with_one_line_naming_it(
 
 
 # -- serve and work as separate processes ---------------------------------------------------------
+
+
+def test_token_needs_only_the_secret_and_says_where_to_find_one(tmp_path: Path) -> None:
+    home = {"XDG_DATA_HOME": str(tmp_path / "no-dev-data")}  # no data dir of `dev` to fall back to
+    with_secret = clean_environment({**home, "PRESTO_JWT_SECRET": "s" * 40})
+    minted = ManagedProcess.start("token-secret", ["token", "bob"], with_secret, tmp_path)
+    refused = ManagedProcess.start(
+        "token-none", ["token", "bob"], clean_environment(home), tmp_path
+    )
+    for process in (minted, refused):
+        process.wait_for_exit(timeout=60)
+
+    assert minted.returncode == 0, minted.output()
+    claims = jwt.decode(minted.stdout().strip(), "s" * 40, algorithms=["HS256"])
+    assert claims["sub"] == "bob"
+    assert refused.returncode == 2
+    assert refused.stderr().strip() == (
+        "presto-deck: PRESTO_JWT_SECRET is not set: set it to the secret the server checks "
+        "tokens with, or sign with the secret of `presto-deck dev` (--data-dir)"
+    )
 
 
 async def test_token_printed_by_the_cli_is_accepted_by_the_server(

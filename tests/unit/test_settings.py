@@ -286,7 +286,29 @@ def test_serving_without_a_jwt_key_is_refused_naming_the_variable() -> None:
     "variable", ["PRESTO_JWT_SECRET", "PRESTO_JWT_PUBLIC_KEY"], ids=["secret", "public key"]
 )
 def test_a_secret_or_a_public_key_is_enough_to_serve(variable: str) -> None:
-    _load(**{variable: "key material"}).require_jwt_key()
+    _load(**{variable: "key material of thirty-two bytes"}).require_jwt_key()
+
+
+def test_an_hmac_secret_under_32_bytes_is_refused_except_on_a_developers_machine() -> None:
+    short = _load(PRESTO_JWT_SECRET="x" * 31)
+
+    with pytest.raises(SettingsError) as refused:
+        short.require_jwt_key()
+    short.require_jwt_key(strong=False)  # what `dev` asks
+
+    assert str(refused.value) == (
+        "PRESTO_JWT_SECRET is 31 bytes; an HS256 secret needs at least 32 "
+        "(make one with: openssl rand -hex 32)"
+    )
+    _load(PRESTO_JWT_SECRET="é" * 16).require_jwt_key()  # bytes, not characters
+
+
+def test_a_command_that_reaches_no_server_needs_no_server_urls() -> None:
+    settings = load_settings(environ={"PRESTO_JWT_SECRET": "x" * 32}, services=False)
+
+    assert settings.jwt_secret == "x" * 32
+    with pytest.raises(SettingsError, match="PRESTO_DATABASE_URL is not set"):
+        load_settings(environ={"PRESTO_JWT_SECRET": "x" * 32})
 
 
 def test_the_repr_of_the_settings_hides_secrets_and_credentials() -> None:
