@@ -180,9 +180,14 @@ def watch(
     token: Annotated[
         str, typer.Option(envvar="PRESTO_TOKEN", help="JWT (default: $PRESTO_TOKEN).")
     ],
-    server: Annotated[str, typer.Option(help="The API's base URL.")] = "http://127.0.0.1:8000",
+    server: Annotated[
+        str, typer.Option(help="The API: host:port or a base URL.")
+    ] = "http://127.0.0.1:8000",
     last_version: Annotated[int, typer.Option(min=0, help="Print events after this one.")] = 1,
     follow: Annotated[bool, typer.Option(help="Keep following after the deck ends.")] = False,
+    tries: Annotated[
+        int, typer.Option(min=1, help="Tries in a row to reach the server before giving up.")
+    ] = 6,
 ) -> None:
     """Print a deck's events as JSON lines, resuming on reconnect.
 
@@ -202,10 +207,11 @@ def watch(
                 follow=follow,
                 emit=typer.echo,
                 warn=lambda message: typer.echo(f"presto-deck watch: {message}", err=True),
+                tries=tries,
             )
         )
     except WatchError as exc:
-        _fail(f"the server refused: {exc}")
+        _fail(str(exc))
     except KeyboardInterrupt:
         pass
 

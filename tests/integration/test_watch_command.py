@@ -9,7 +9,7 @@ import uuid
 
 import pytest
 
-from presto_deck.watch import WatchError, watch
+from presto_deck.watch import WatchError, server_url, watch
 from tests.support.client import DeckClient, assert_contiguous
 from tests.support.running import RunningApi
 
@@ -94,3 +94,75 @@ async def test_watch_says_once_that_the_server_cannot_be_reached_and_keeps_tryin
 
     assert len(warnings) == 1
     assert warnings[0].startswith(f"cannot reach http://127.0.0.1:{port}: ")
+
+
+async def test_watch_gives_up_after_its_tries_naming_where_it_tried() -> None:
+    port = _free_port()
+    warnings: list[str] = []
+
+    with pytest.raises(WatchError) as gave_up:
+        async with asyncio.timeout(10):
+            await watch(
+                f"127.0.0.1:{port}",
+                str(uuid.uuid4()),
+                "t",
+                1,
+                follow=False,
+                emit=print,
+                warn=warnings.append,
+                tries=3,
+            )
+
+    assert str(gave_up.value).startswith(f"cannot reach http://127.0.0.1:{port} after 3 tries: ")
+    assert len(warnings) == 1
+
+
+async def test_watch_takes_a_server_without_a_scheme_and_says_when_nothing_is_left(
+    api: RunningApi, alice: DeckClient, worker: None
+) -> None:
+    deck_id = await alice.create("Field guide to moths", slide_count=2)
+    deck = await alice.wait_for_status(deck_id, "COMPLETED")
+    lines: list[str] = []
+    warnings: list[str] = []
+    address = api.url.removeprefix("http://")
+
+    last = await watch(
+        address,
+        deck_id,
+        alice.token,
+        deck["version"],
+        follow=False,
+        emit=lines.append,
+        warn=warnings.append,
+    )
+
+    assert last == deck["version"]
+    assert lines == []
+    assert warnings == [
+        f"the deck has ended at version {deck['version']}: no event after version {last}"
+    ]
+
+
+@pytest.mark.parametrize(
+    ("given", "url"),
+    [
+        ("127.0.0.1:8000", "http://127.0.0.1:8000"),
+        ("decks.example.com", "http://decks.example.com"),
+        ("https://decks.example.com/", "https://decks.example.com"),
+        ("wss://decks.example.com", "https://decks.example.com"),
+        ("HTTP://h:1", "http://h:1"),
+    ],
+)
+def test_the_server_may_be_given_with_or_without_a_scheme(given: str, url: str) -> None:
+    assert server_url(given) == url
+
+
+def test_a_server_of_another_scheme_is_refused() -> None:
+    with pytest.raises(WatchError, match="expected host:port or an http"):
+        server_url("ftp://h")
+
+
+def _free_port() -> int:
+    with socket.socket() as probe:  # a port nothing listens on once the probe is closed
+        probe.bind(("127.0.0.1", 0))
+        return int(probe.getsockname()[1])
