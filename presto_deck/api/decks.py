@@ -2,7 +2,6 @@
 
 from __future__ import annotations
 
-import enum
 import re
 from typing import Annotated
 from urllib.parse import quote
@@ -11,6 +10,7 @@ from uuid import UUID
 import msgspec
 from litestar import Controller, MediaType, Response, get, post
 from litestar.di import NamedDependency, Provide
+from litestar.exceptions import ValidationException
 from litestar.params import FromPath, HeaderParameter, JSONBody, QueryParameter
 from litestar.status_codes import HTTP_202_ACCEPTED
 
@@ -21,19 +21,13 @@ from presto_deck.api.schemas import (
     DeckList,
     DeckResponse,
     Message,
-    require_known_theme,
+    known_theme,
 )
 from presto_deck.application.decks import DeckService
 from presto_deck.application.export import ExportService
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.events import Event
 from presto_deck.domain.themes import ThemeBook
-
-
-class ExportFormat(enum.StrEnum):
-    PPTX = "pptx"
-    PDF = "pdf"
-    HTML = "html"
 
 
 def attachment(filename: str) -> str:
@@ -59,8 +53,9 @@ class DeckController(Controller):
             str | None, HeaderParameter(name="Idempotency-Key", min_length=1, max_length=255)
         ] = None,
     ) -> DeckCreated:
-        require_known_theme(themes, data.theme)
-        brief = DeckBrief(**msgspec.structs.asdict(data))  # the same fields, now validated
+        theme = None if data.theme is None else known_theme(themes, data.theme)
+        # The same fields, now validated; the theme by the name it is offered under.
+        brief = DeckBrief(**{**msgspec.structs.asdict(data), "theme": theme})
         deck = await decks.create(user_id, brief, idempotency_key)
         return DeckCreated(deck_id=deck.id, status=deck.status)
 
@@ -104,12 +99,16 @@ class DeckController(Controller):
         deck_id: FromPath[UUID],
         user_id: NamedDependency[str],
         exports: NamedDependency[ExportService],
-        format: Annotated[ExportFormat, QueryParameter(description="pptx, pdf or html")],
+        format: Annotated[str, QueryParameter(description="pptx, pdf or html", max_length=20)],
         partial: Annotated[
             bool, QueryParameter(description="Export a deck still being generated, as it is.")
         ] = False,
     ) -> Response[bytes]:
-        exported = await exports.export(user_id, deck_id, format.value, partial=partial)
+        if format not in exports.formats:
+            raise ValidationException(
+                f"format: {format!r} is not a format; the formats are {', '.join(exports.formats)}."
+            )
+        exported = await exports.export(user_id, deck_id, format, partial=partial)
         return Response(
             exported.content,
             media_type=exported.media_type,

@@ -25,6 +25,7 @@ from presto_deck.domain.deck import (
     BadOrder,
     DeckAlreadyFinished,
     DeckBusy,
+    DeckEmpty,
     DeckFull,
     DeckNotFound,
     EditRejected,
@@ -55,6 +56,7 @@ SLIDE_NOT_FOUND: Final = SlideNotFound.code
 BAD_ORDER: Final = BadOrder.code
 TOO_MANY_EDITS: Final = TooManyEdits.code
 TOO_MANY_SLIDES: Final = DeckFull.code
+DECK_EMPTY: Final = DeckEmpty.code
 #: The code of an HTTP request the API cannot read: a body or parameter that is not valid.
 INVALID_REQUEST: Final = "invalid_request"
 #: The HTTP status of each refused edit.
@@ -96,6 +98,10 @@ def _not_found(_: _AnyRequest, exc: DeckNotFound) -> Response[dict[str, Any]]:
 
 def _already_finished(_: _AnyRequest, exc: DeckAlreadyFinished) -> Response[dict[str, Any]]:
     return _error(HTTP_409_CONFLICT, "The deck has already finished; there is nothing to cancel.")
+
+
+def _deck_empty(_: _AnyRequest, exc: DeckEmpty) -> Response[dict[str, Any]]:
+    return _error(HTTP_409_CONFLICT, str(exc), code=DECK_EMPTY)
 
 
 def _edit_rejected(_: _AnyRequest, exc: EditRejected) -> Response[dict[str, Any]]:
@@ -159,6 +165,7 @@ exception_handlers: dict[type[Exception] | int, Any] = {
     DeckNotFound: _not_found,
     DeckAlreadyFinished: _already_finished,
     EditRejected: _edit_rejected,
+    DeckEmpty: _deck_empty,
     LimitExceeded: _over_limit,
     ValidationException: _validation,
     HTTPException: _http,

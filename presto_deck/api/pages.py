@@ -97,7 +97,8 @@ def index(if_none_match: _IfNoneMatch = None) -> Response[bytes]:
 
 def page_router(themes: ThemeBook) -> Router:
     """The page, its files, and the slides' stylesheet written from ``themes``."""
-    stylesheet = _Asset.of(theme_stylesheet(themes.values()).encode(), "text/css")
+    css = theme_stylesheet(themes.values(), fallback=themes.of(None))
+    stylesheet = _Asset.of(css.encode(), "text/css")
 
     @get("/static/{name:str}", include_in_schema=False, sync_to_thread=False)
     def static_file(name: FromPath[str], if_none_match: _IfNoneMatch = None) -> Response[bytes]:

@@ -133,12 +133,15 @@ class Message(msgspec.Struct, kw_only=True):
     message: str
 
 
-def require_known_theme(themes: ThemeBook, theme: str | None) -> None:
-    """Raise a 400 that lists the themes unless ``theme`` is one of them (or None)."""
-    if theme is not None and theme not in themes:
+def known_theme(themes: ThemeBook, theme: str) -> str:
+    """``theme`` by the name it is offered under (case and spaces aside); a 400 that lists
+    the themes if it is not one of them."""
+    name = theme.strip().lower()
+    if name not in themes:
         raise ValidationException(
             f"theme: {theme!r} is not a theme; the themes are {', '.join(themes)}."
         )
+    return name
 
 
 class ThemeSummary(msgspec.Struct, kw_only=True):

@@ -24,7 +24,7 @@ from presto_deck.api.frames import (
     SlideTitle,
     slide_update,
 )
-from presto_deck.api.schemas import require_known_theme
+from presto_deck.api.schemas import known_theme
 from presto_deck.application.editing import EditOutcome, EditService
 from presto_deck.domain.edits import (
     REQUEST_ID_MAX_LENGTH,
@@ -167,8 +167,7 @@ class SlideController(Controller):
         themes: NamedDependency[ThemeBook],
         idempotency_key: _RequestId = None,
     ) -> EditAccepted:
-        require_known_theme(themes, data.theme)
-        edit = ChangeTheme(theme=data.theme)
+        edit = ChangeTheme(theme=known_theme(themes, data.theme))
         return await _submit(edits, user_id, deck_id, edit, idempotency_key)
 
 

@@ -16,7 +16,7 @@ from uuid import UUID
 
 from presto_deck.application.limits import ExportRateExceeded, LimitExceeded, count_action
 from presto_deck.application.ports import DeckExporter, RateLimiter, UnitOfWorkFactory
-from presto_deck.domain.deck import DeckBusy, DeckNotFound
+from presto_deck.domain.deck import DeckBusy, DeckEmpty, DeckNotFound
 
 _MAX_NAME_LENGTH = 80
 
@@ -49,9 +49,9 @@ class ExportService:
     async def export(
         self, user_id: str, deck_id: UUID, format_name: str, *, partial: bool = False
     ) -> ExportedDeck:
-        """The deck as a file; raises ``DeckNotFound``, or ``DeckBusy`` while it is being
-        generated unless ``partial`` (then the slides written so far); ``ExportRateExceeded``
-        past the user's rate."""
+        """The deck as a file; raises ``DeckNotFound``, ``DeckBusy`` while it is being
+        generated unless ``partial`` (then the slides written so far), ``DeckEmpty`` when it has
+        no slides (yet), and ``ExportRateExceeded`` past the user's rate."""
         exporter = self._exporters[format_name]
         await count_action(self._rate, user_id, _too_many_exports, "export")
         async with self._uow() as uow:
@@ -64,6 +64,8 @@ class ExportService:
                     "slides written so far with partial=true."
                 )
             slides = await uow.slides.list(deck_id)
+        if not slides:
+            raise DeckEmpty("The deck has no slides to export.")
         async with self._drawing:
             content = await asyncio.to_thread(exporter.export, deck, slides)
         return ExportedDeck(

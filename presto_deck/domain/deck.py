@@ -58,6 +58,12 @@ class LeaseHeld(DeckError):
     """Another run holds a live lease on the deck: a second run must not start."""
 
 
+class DeckEmpty(DeckError):
+    """The deck has no slides: there is nothing to take out of it."""
+
+    code = "deck_empty"
+
+
 class EditRejected(DeckError):
     """An edit that cannot be made; ``code`` is the documented error code clients read."""
 

@@ -15,7 +15,18 @@ import msgspec
 
 from presto_deck.domain.content import DEFAULT_THEME
 
-__all__ = ["Bullet", "Colours", "Cover", "Fonts", "Generic", "Sizes", "Theme", "ThemeBook"]
+__all__ = [
+    "Bullet",
+    "Colours",
+    "Cover",
+    "Fonts",
+    "Generic",
+    "Sizes",
+    "Theme",
+    "ThemeBook",
+    "TitleCase",
+    "TitleRule",
+]
 
 #: ``#rrggbb``: what CSS, PowerPoint and PDF all draw alike.
 Colour = Annotated[str, msgspec.Meta(pattern=r"^#[0-9A-Fa-f]{6}$")]
@@ -29,6 +40,7 @@ Size = Annotated[float, msgspec.Meta(ge=0.8, le=12)]
 Bullet = Literal["disc", "square", "dash", "arrow", "star"]
 #: Under a slide's title: a short bar in the accent colour, a hairline across, or nothing.
 TitleRule = Literal["bar", "line", "none"]
+TitleCase = Literal["as-written", "upper"]
 
 
 class Colours(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
@@ -44,6 +56,10 @@ class Colours(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=T
     )
     #: A band down the slide's left edge.
     band: Colour | None = None
+
+    def __post_init__(self) -> None:
+        if len(self.gradient) == 1:
+            raise ValueError("a gradient needs 2 or 3 colours (or none)")
 
     @property
     def title_ink(self) -> str:
@@ -86,7 +102,7 @@ class Theme(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
     fonts: Fonts
     sizes: Sizes = Sizes()
     title_weight: Annotated[int, msgspec.Meta(ge=100, le=900, multiple_of=100)] = 700
-    title_case: Literal["as-written", "upper"] = "as-written"
+    title_case: TitleCase = "as-written"
     title_rule: TitleRule = "bar"
     bullet: Bullet = "disc"
 
@@ -101,6 +117,8 @@ class Theme(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
         }
         if "background" in given:
             given["gradient"] = []  # a cover's own background is plain
+        if "ink" in given and "title" not in given:
+            given["title"] = None  # a cover's titles are in its own ink
         return msgspec.structs.replace(self.colors, **given)
 
 

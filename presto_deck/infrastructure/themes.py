@@ -8,10 +8,12 @@ from collections.abc import Iterable
 from importlib.resources import files
 from importlib.resources.abc import Traversable
 from pathlib import Path
+from typing import get_args
 
 import msgspec
+from loguru import logger
 
-from presto_deck.domain.themes import Theme, ThemeBook
+from presto_deck.domain.themes import Bullet, Generic, Theme, ThemeBook, TitleCase, TitleRule
 from presto_deck.settings import SettingsError
 
 __all__ = ["load_themes"]
@@ -20,6 +22,14 @@ __all__ = ["load_themes"]
 _NAME = re.compile(r"^[a-z0-9][a-z0-9-]{0,39}$")
 _MAX_FILE_BYTES = 64 * 1024
 _SETTING = "PRESTO_THEMES_DIR"
+#: The fields that take one of a few words, and those words.
+_CHOICES: dict[str, tuple[str, ...]] = {
+    "$.bullet": get_args(Bullet),
+    "$.title_rule": get_args(TitleRule),
+    "$.title_case": get_args(TitleCase),
+    "$.fonts.heading_generic": get_args(Generic),
+    "$.fonts.body_generic": get_args(Generic),
+}
 #: What a theme file's author is told instead of a pattern.
 _PATTERNS = {
     "'^#[0-9A-Fa-f]{6}$'": "a colour written #rrggbb",
@@ -34,22 +44,37 @@ def load_themes(folder: str | None = None) -> ThemeBook:
         path = Path(folder).expanduser()
         if not path.is_dir():
             raise SettingsError(f"{_SETTING}: {folder} is not a folder")
-        themes |= {theme.name: theme for theme in _read_all(path, where=f"{folder}/")}
+        own = {theme.name: theme for theme in _read_all(path, where=f"{folder}/")}
+        replaced = sorted(own.keys() & themes.keys())
+        themes |= own
+        logger.info(
+            "themes from {}: {}{}",
+            folder,
+            ", ".join(sorted(own)) or "none",
+            f" (replacing the built-in {', '.join(replaced)})" if replaced else "",
+        )
     return ThemeBook(themes)
 
 
 def _read_all(folder: Traversable, *, where: str = "") -> Iterable[Theme]:
+    seen: dict[str, str] = {}
     for entry in sorted(folder.iterdir(), key=lambda entry: entry.name):
         stem, dot, extension = entry.name.rpartition(".")
-        if not dot or extension not in ("toml", "json") or not entry.is_file():
-            continue
+        if entry.name.startswith(".") or not entry.is_file():
+            continue  # hidden files (editors', macOS's ._ files) and folders
         shown = f"{_SETTING}: {where}{entry.name}"
+        if not dot or extension.lower() not in ("toml", "json"):
+            logger.warning("{}: not a theme (a theme is a .toml or .json file); ignored", shown)
+            continue
         if not _NAME.match(stem):
             raise SettingsError(
                 f"{shown}: a theme's file name must be lower-case letters, digits and "
                 "hyphens (at most 40), e.g. acme-blue.toml"
             )
-        yield _read(entry, stem, extension, shown)
+        if stem in seen:
+            raise SettingsError(f"{shown}: the theme {stem} is also in {seen[stem]}; keep one")
+        seen[stem] = entry.name
+        yield _read(entry, stem, extension.lower(), shown)
 
 
 def _read(entry: Traversable, name: str, extension: str, shown: str) -> Theme:
@@ -72,4 +97,7 @@ def _read(entry: Traversable, name: str, extension: str, shown: str) -> Theme:
 def _explained(problem: str) -> str:
     for pattern, meaning in _PATTERNS.items():
         problem = problem.replace(f"`str` matching regex {pattern}", meaning)
+    where = problem.rpartition(" - at `")[2].rstrip("`")
+    if problem.startswith("Invalid enum value") and where in _CHOICES:
+        problem += f" (one of: {', '.join(_CHOICES[where])})"
     return problem

@@ -10,9 +10,8 @@ import pytest
 
 from presto_deck.application.export import ExportService
 from presto_deck.application.limits import ExportRateExceeded
-from presto_deck.domain.content import DeckBrief
-from presto_deck.domain.deck import Deck, Slide
-from tests.unit.fakes import FakeRateLimiter, Harness
+from presto_deck.domain.deck import Deck, DeckEmpty, Slide
+from tests.unit.fakes import FakeRateLimiter, FakeWriter, Harness
 
 
 class _Exporter:
@@ -49,7 +48,10 @@ def _service(
 
 
 async def _deck(h: Harness) -> Deck:
-    return await h.service.create("alice", DeckBrief(prompt="Tides", slide_count=2), None)
+    """A written deck of alice's."""
+    deck = await h.create(prompt="Tides", slide_count=2)
+    await h.generator(FakeWriter(2)).generate(deck.id)
+    return h.store.deck(deck.id)
 
 
 async def test_a_user_past_the_export_rate_is_told_when_to_try_again() -> None:
@@ -58,11 +60,11 @@ async def test_a_user_past_the_export_rate_is_told_when_to_try_again() -> None:
     deck = await _deck(h)
 
     for _ in range(2):
-        await exports.export("alice", deck.id, "txt", partial=True)
+        await exports.export("alice", deck.id, "txt")
     with pytest.raises(ExportRateExceeded) as refused:
-        await exports.export("alice", deck.id, "txt", partial=True)
+        await exports.export("alice", deck.id, "txt")
     h.clock.advance(61)
-    again = await exports.export("alice", deck.id, "txt", partial=True)
+    again = await exports.export("alice", deck.id, "txt")
 
     assert refused.value.retry_after == 60
     assert again.content == deck.title.encode()
@@ -76,7 +78,7 @@ async def test_exports_go_through_while_their_count_is_unavailable() -> None:
     deck = await _deck(h)
 
     for _ in range(3):
-        await exports.export("alice", deck.id, "txt", partial=True)
+        await exports.export("alice", deck.id, "txt")
 
 
 async def test_a_process_draws_a_bounded_number_of_files_at_once() -> None:
@@ -86,9 +88,16 @@ async def test_a_process_draws_a_bounded_number_of_files_at_once() -> None:
     deck = await _deck(h)
 
     async with asyncio.timeout(10):
-        done = await asyncio.gather(
-            *(exports.export("alice", deck.id, "txt", partial=True) for _ in range(6))
-        )
+        done = await asyncio.gather(*(exports.export("alice", deck.id, "txt") for _ in range(6)))
 
     assert len(done) == 6
     assert exporter.most_at_once == 2
+
+
+async def test_a_deck_without_slides_has_nothing_to_export() -> None:
+    h = Harness()
+    exports = _service(h, _Exporter())
+    deck = await h.create(slide_count=2)  # not written yet
+
+    with pytest.raises(DeckEmpty):
+        await exports.export("alice", deck.id, "txt", partial=True)

@@ -7,11 +7,15 @@ import io
 import itertools
 from pathlib import Path
 
+import msgspec
 import pypdfium2 as pdfium
 import pytest
 from pptx import Presentation
+from pptx.enum.text import MSO_AUTO_SIZE
+from pptx.oxml.ns import qn
 
 from presto_deck.domain.content import SlideContent
+from presto_deck.domain.themes import Cover
 from presto_deck.infrastructure.export.layout import arrange
 from presto_deck.infrastructure.export.pdf import deck_to_pdf
 from presto_deck.infrastructure.export.pptx import deck_to_pptx
@@ -179,3 +183,104 @@ def test_the_example_in_the_themes_guide_is_a_theme(tmp_path: Path) -> None:
     assert acme.on(cover=True).gradient == []
     assert acme.colors.gradient == ["#fefce8", "#fde68a"]
     assert "Expected a colour written #rrggbb - at `$.colors.accent`" in guide
+
+
+def test_a_cover_in_its_own_ink_has_titles_in_it_too() -> None:
+    theme = load_themes()["default"]
+    own = msgspec.structs.replace(
+        theme,
+        colors=msgspec.structs.replace(theme.colors, title="#7f1d1d"),
+        cover=Cover(background="#7f1d1d", ink="#ffffff"),
+    )
+
+    assert own.on(cover=True).title_ink == "#ffffff"
+    assert own.on(cover=False).title_ink == "#7f1d1d"
+
+
+@pytest.mark.parametrize(
+    ("text", "message"),
+    [
+        (ACME_THEME.replace('bullet = "dash"', 'bullet = "heart"'), "(one of: disc, square"),
+        (
+            ACME_THEME.replace('heading_generic = "serif"', 'heading_generic = "fantasy"'),
+            "(one of: serif, sans-serif, monospace)",
+        ),
+        (
+            ACME_THEME.replace('accent = "#b91c1c"', 'accent = "#b91c1c"\ngradient = ["#000000"]'),
+            "a gradient needs 2 or 3 colours (or none) - at `$.colors`",
+        ),
+    ],
+    ids=["bullet", "generic family", "one-colour gradient"],
+)
+def test_a_wrong_word_or_gradient_is_explained(tmp_path: Path, text: str, message: str) -> None:
+    with pytest.raises(SettingsError) as refused:
+        load_themes(_folder(tmp_path, **{"acme.toml": text}))
+
+    assert message in str(refused.value)
+
+
+def test_hidden_and_other_files_are_passed_over_and_a_theme_in_two_files_is_refused(
+    tmp_path: Path,
+) -> None:
+    folder = _folder(
+        tmp_path,
+        **{"._acme.toml": "\x00\x01", "notes.txt": "x", "acme.TOML": ACME_THEME},
+    )
+    assert "acme" in load_themes(folder)
+
+    (tmp_path / "acme.json").write_text("{}")
+    with pytest.raises(SettingsError, match=r"the theme acme is also in acme\.TOML; keep one"):
+        load_themes(folder)
+
+
+def test_a_slide_in_a_theme_no_longer_offered_is_drawn_in_the_default() -> None:
+    css = theme_stylesheet(THEME_BOOK.values(), fallback=THEME_BOOK.of(None))
+
+    first_rule = css.split("}", 1)[0]
+    assert first_rule.startswith("/* default, for every slide */\n.slide {")
+    assert f"--slide-accent: {THEME_BOOK['default'].colors.accent};" in first_rule
+
+
+def test_a_two_column_slide_has_two_columns_in_the_pdf_and_the_pptx() -> None:
+    slide = SlideContent(
+        layout="two_column",
+        title="Before and after",
+        body="<p>The old way.</p>",
+        bullets=["Faster", "Cheaper"],
+    )
+    page = arrange(slide, THEME_BOOK["default"])
+    deck = Presentation(io.BytesIO(deck_to_pptx("Deck", [slide], THEME_BOOK["default"])))
+
+    (left, left_width), (right, _) = page.columns
+    assert left == 0
+    assert right == pytest.approx(left_width + 38.4)
+    assert {b.text: b.column for b in page.blocks[1:]} == {
+        "The old way.": 0,
+        "Faster": 1,
+        "Cheaper": 1,
+    }
+    boxes = [s for s in deck.slides[0].shapes if s.has_text_frame and s.text_frame.text]
+    body = sorted((box.left.pt, box.text_frame.text) for box in boxes[1:-1])  # not title, number
+    assert [text for _, text in body] == ["The old way.", "Faster\nCheaper"]
+    assert body[1][0] == pytest.approx(page.left + right, abs=0.1)
+
+
+def test_a_centred_title_has_a_line_as_wide_as_it_not_the_page() -> None:
+    theme = THEME_BOOK["corporate"]
+    cover = arrange(SlideContent(layout="closing", title="Thank you"), theme)
+    inner = arrange(SlideContent(title="Thank you"), theme)
+
+    cover_line, inner_line = cover.shapes[-1], inner.shapes[-1]
+    assert cover_line.width < inner_line.width / 3
+    assert cover_line.left + cover_line.width / 2 == pytest.approx(cover.left + cover.width / 2)
+
+
+def test_the_pptx_shapes_cast_no_shadow_and_text_shrinks_to_its_box() -> None:
+    deck = Presentation(io.BytesIO(deck_to_pptx("Deck", _SLIDES, THEME_BOOK["corporate"])))
+    slide = deck.slides[1]
+
+    drawn = [shape for shape in slide.shapes if not shape.has_text_frame or not shape.text]
+    assert drawn
+    assert all(shape._element.find(qn("p:style")) is None for shape in drawn)
+    body = next(shape for shape in slide.shapes if shape.has_text_frame and "Costs" in shape.text)
+    assert body.text_frame.auto_size == MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE

@@ -25,7 +25,10 @@ _SHELL = """<!doctype html>
 html, body {{ margin: 0; height: 100%; background: #111827; font-family: system-ui, sans-serif; }}
 .deck {{ height: 100%; display: flex; flex-direction: column; }}
 .stage {{ flex: 1; display: flex; align-items: center; justify-content: center; }}
-.stage .slide-frame {{ width: min(100vw, calc(100vh * 16 / 9 - 4rem)); }}
+.stage {{ min-height: 0; }}
+.stage .slide-frame {{ width: min(100vw, calc((100vh - 2.5rem) * 16 / 9)); }}
+.deck:has(.notes:not([hidden])) .stage .slide-frame {{
+  width: min(100vw, calc((100vh - 2.5rem - 25vh) * 16 / 9)); }}
 .slide-frame[hidden] {{ display: none; }}
 .bar {{ display: flex; justify-content: space-between; padding: .5rem 1.5rem; color: #9ca3af;
   font-size: .85rem; }}
@@ -81,7 +84,9 @@ def deck_to_html(title: str, slides: Sequence[tuple[str, str | None]], theme: Th
     notes = [note or "" for _, note in slides]
     page = _SHELL.format(
         title=escape(title),
-        styles=_slide_styles() + "\n" + theme_stylesheet([theme]),
+        # The deck's theme also as every slide's: a slide drawn in a theme since removed shows
+        # in the one the deck is exported in.
+        styles=_slide_styles() + "\n" + theme_stylesheet([theme], fallback=theme),
         slides=frames,
         # JSON in a script: no "<" at all, so no "</script>" or "<!--" can end or bend it.
         notes=json.dumps(notes).replace("<", "\\u003c"),

@@ -11,7 +11,7 @@ from typing import Literal
 
 from presto_deck.domain.content import SlideContent
 from presto_deck.domain.themes import Colours, Theme
-from presto_deck.infrastructure.export.fonts import standard_font, wrapped
+from presto_deck.infrastructure.export.fonts import standard_font, text_width, wrapped
 from presto_deck.infrastructure.export.text import paragraphs, plain, xml_safe
 from presto_deck.infrastructure.writers.stylesheet import BAND_WIDTH
 
@@ -31,13 +31,15 @@ _TOP, _SIDE, _BOTTOM = cqw(5), cqw(7), cqw(6)
 _HEADER_GAP, _SECTION_GAP, _ITEM_GAP = cqw(0.8), cqw(2.4), cqw(1)
 _TITLE_LEADING, _BODY_LEADING, _QUOTE_LEADING = 1.15, 1.4, 1.3
 _BULLET_INDENT = cqw(3)
+_COLUMN_GAP = cqw(4)
 _QUOTE_SCALE = 1.3
 #: The rule under a title: a bar (a gap, then short and thick) or a line (padding, then thin).
 _BAR = (cqw(1), cqw(8), cqw(0.5))
 _LINE = (cqw(1.2), cqw(0.2))
 #: Body sizes tried, largest first, until the slide fits; past the last, the rest is cut.
 _SCALES = (1.0, 0.9, 0.8, 0.7, 0.6, 0.5, 0.45, 0.4, 0.35, 0.3)
-_TITLE_LINES = 3
+#: A title longer than this many lines is cut (with "…") in the PDF.
+_TITLE_LINES = 5
 
 
 @dataclass(frozen=True)
@@ -54,6 +56,8 @@ class Block:
     top: float = 0.0
     indent: float = 0.0
     gap_after: float = 0.0
+    #: Which of the page's columns it is in (two for a two-column slide, else one).
+    column: int = 0
 
     @property
     def height(self) -> float:
@@ -74,6 +78,8 @@ class Page:
     colours: Colours
     left: float  # where the text starts (after a band)
     width: float  # the text's width
+    #: Each column's offset from ``left`` and width: one, or two side by side.
+    columns: tuple[tuple[float, float], ...]
     centred: bool
     blocks: tuple[Block, ...]
     #: The band down the left edge and the rule under the title, where the theme draws them.
@@ -89,14 +95,16 @@ def arrange(content: SlideContent, theme: Theme, *, cut: bool = True) -> Page:
     colours = theme.on(cover=cover)
     band = cqw(BAND_WIDTH) if colours.band else 0.0
     left, width = band + _SIDE, WIDTH - band - 2 * _SIDE
+    columns = _columns(content, width)
     room = HEIGHT - _TOP - _BOTTOM
     rule_height = _rule_height(theme)
     for scale in _SCALES:
         # A title shrinks less than the text under it, and only once that text has shrunk.
         header = _spaced(_header(content, theme, colours, width, max(scale, 0.6), cover=cover))
-        body = list(_body(content, theme, colours, width, scale, cover=cover))
-        height = _stacked_height(header) + rule_height + _stacked_height(body)
-        if body:
+        body = _body(content, theme, colours, columns, scale, cover=cover)
+        body_height = max((_stacked_height(column) for column in body), default=0.0)
+        height = _stacked_height(header) + rule_height + body_height
+        if body_height:
             height += _SECTION_GAP
         if height <= room:
             break
@@ -107,31 +115,50 @@ def arrange(content: SlideContent, theme: Theme, *, cut: bool = True) -> Page:
     shapes = []
     if band:
         shapes.append(Rect(0, 0, band, HEIGHT, colours.band or colours.accent))
-    if rule := _rule(theme, colours, left, width, y, cover=cover):
+    if rule := _rule(theme, colours, left, width, y, header[0], cover=cover):
         shapes.append(rule)
     y += rule_height + _SECTION_GAP
     overflowed = False
-    for block in body:
-        placed = replace(block, top=y)
-        if cut and y + placed.height > HEIGHT - _BOTTOM:
-            overflowed = True
-            count = int((HEIGHT - _BOTTOM - y) // placed.leading)
-            if count > 0:
-                blocks.append(_ending_in_ellipsis(replace(placed, lines=placed.lines[:count])))
-            else:  # not one line of it fits: the cut shows at the end of the block above
-                blocks[-1] = _ending_in_ellipsis(blocks[-1])
-            break
-        blocks.append(placed)
-        y += placed.height + placed.gap_after
+    for column in body:
+        placed, column_cut = _placed(column, y, cut=cut)
+        blocks += placed
+        overflowed |= column_cut
     return Page(
         colours=colours,
         left=left,
         width=width,
+        columns=tuple(columns),
         centred=cover,
         blocks=tuple(blocks),
         shapes=tuple(shapes),
         cut=overflowed,
     )
+
+
+def _columns(content: SlideContent, width: float) -> list[tuple[float, float]]:
+    """One column, or two side by side for a two-column slide (as the stylesheet's grid)."""
+    if content.layout != "two_column":
+        return [(0.0, width)]
+    half = (width - _COLUMN_GAP) / 2
+    return [(0.0, half), (half + _COLUMN_GAP, half)]
+
+
+def _placed(column: list[Block], top: float, *, cut: bool) -> tuple[list[Block], bool]:
+    """A column's blocks stacked from ``top``; with ``cut``, only what fits the page."""
+    placed: list[Block] = []
+    y = top
+    for block in column:
+        block = replace(block, top=y)
+        if cut and y + block.height > HEIGHT - _BOTTOM:
+            count = int((HEIGHT - _BOTTOM - y) // block.leading)
+            if count > 0:
+                placed.append(_ending_in_ellipsis(replace(block, lines=block.lines[:count])))
+            elif placed:  # not one line of it fits: the cut shows at the end of the one above
+                placed[-1] = _ending_in_ellipsis(placed[-1])
+            return placed, True
+        placed.append(block)
+        y += block.height + block.gap_after
+    return placed, False
 
 
 def _spaced(header: Iterator[Block]) -> list[Block]:
@@ -169,59 +196,100 @@ def _body(
     content: SlideContent,
     theme: Theme,
     colours: Colours,
-    width: float,
+    columns: list[tuple[float, float]],
     scale: float,
     *,
     cover: bool,
-) -> Iterator[Block]:
-    """The slide's paragraphs under its header, in the order its layout shows them."""
+) -> list[list[Block]]:
+    """The slide's paragraphs under its header, column by column, in the order its layout
+    shows them."""
     size = cqw(theme.sizes.body) * scale
     regular = standard_font(theme.fonts.body_generic)
     bullets = [text for text in map(plain, content.bullets) if text]
     body = paragraphs(content.body)
 
-    def paragraph(role: Role, text: str, colour: str, *, indent: float = 0.0) -> Block:
-        lines = tuple(wrapped(text, regular, size, width - indent))
+    def paragraph(
+        role: Role, text: str, colour: str, *, indent: float = 0.0, column: int = 0
+    ) -> Block:
+        lines = tuple(wrapped(text, regular, size, columns[column][1] - indent))
         gap = _ITEM_GAP * scale
-        return Block(role, text, lines, regular, size, size * _BODY_LEADING, colour, 0, indent, gap)
+        leading = size * _BODY_LEADING
+        return Block(role, text, lines, regular, size, leading, colour, 0, indent, gap, column)
 
-    def bullet_blocks(items: list[str]) -> list[Block]:
+    def bullet_blocks(items: list[str], column: int = 0) -> list[Block]:
         indent = 0.0 if cover else _BULLET_INDENT * scale
-        return [paragraph("bullet", text, colours.ink, indent=indent) for text in items]
+        return [
+            paragraph("bullet", text, colours.ink, indent=indent, column=column) for text in items
+        ]
 
-    def body_blocks() -> list[Block]:
-        return [paragraph("paragraph", text, colours.muted) for text in body]
+    def body_blocks(column: int = 0) -> list[Block]:
+        return [paragraph("paragraph", text, colours.muted, column=column) for text in body]
 
     match content.layout:
-        case "title" | "text" | "two_column":
-            yield from body_blocks()
-            yield from bullet_blocks(bullets)
+        case "two_column" if body:
+            return [body_blocks(), bullet_blocks(bullets, 1)]
+        case "two_column":
+            half = (len(bullets) + 1) // 2
+            return [bullet_blocks(bullets[:half]), bullet_blocks(bullets[half:], 1)]
+        case "title" | "text":
+            return [body_blocks() + bullet_blocks(bullets)]
         case "quote":
-            quoted = body or bullets[:1]
-            rest = bullets if body else bullets[1:]
-            quote_size = size * _QUOTE_SCALE
-            italic = standard_font(theme.fonts.body_generic, italic=True)
-            for text in quoted:
-                lines = tuple(wrapped(text, italic, quote_size, width - _BULLET_INDENT))
-                leading = quote_size * _QUOTE_LEADING
-                yield Block(
-                    "quote",
-                    text,
-                    lines,
-                    italic,
-                    quote_size,
-                    leading,
-                    colours.ink,
-                    0,
-                    _BULLET_INDENT,
-                    _ITEM_GAP * scale,
-                )
-            if attribution := plain(content.subtitle):
-                yield paragraph("paragraph", attribution, colours.muted, indent=_BULLET_INDENT)
-            yield from bullet_blocks(rest)
+            return [
+                _quote(content, theme, colours, columns[0][1], scale, bullets, body)
+                + bullet_blocks(bullets if body else bullets[1:])
+            ]
         case _:
-            yield from bullet_blocks(bullets)
-            yield from body_blocks()
+            return [bullet_blocks(bullets) + body_blocks()]
+
+
+def _quote(
+    content: SlideContent,
+    theme: Theme,
+    colours: Colours,
+    width: float,
+    scale: float,
+    bullets: list[str],
+    body: list[str],
+) -> list[Block]:
+    """The quote (the body, or the first bullet if the writer put it there), a size up and in
+    italics, and who said it (the subtitle)."""
+    size = cqw(theme.sizes.body) * scale
+    quote_size = size * _QUOTE_SCALE
+    italic = standard_font(theme.fonts.body_generic, italic=True)
+    regular = standard_font(theme.fonts.body_generic)
+    gap = _ITEM_GAP * scale
+    blocks = [
+        Block(
+            "quote",
+            text,
+            tuple(wrapped(text, italic, quote_size, width - _BULLET_INDENT)),
+            italic,
+            quote_size,
+            quote_size * _QUOTE_LEADING,
+            colours.ink,
+            0,
+            _BULLET_INDENT,
+            gap,
+        )
+        for text in (body or bullets[:1])
+    ]
+    if attribution := plain(content.subtitle):
+        lines = tuple(wrapped(attribution, regular, size, width - _BULLET_INDENT))
+        blocks.append(
+            Block(
+                "paragraph",
+                attribution,
+                lines,
+                regular,
+                size,
+                size * _BODY_LEADING,
+                colours.muted,
+                0,
+                _BULLET_INDENT,
+                gap,
+            )
+        )
+    return blocks
 
 
 def _rule_height(theme: Theme) -> float:
@@ -235,13 +303,24 @@ def _rule_height(theme: Theme) -> float:
 
 
 def _rule(
-    theme: Theme, colours: Colours, left: float, width: float, y: float, *, cover: bool
+    theme: Theme,
+    colours: Colours,
+    left: float,
+    width: float,
+    y: float,
+    title: Block,
+    *,
+    cover: bool,
 ) -> Rect | None:
     match theme.title_rule:
         case "bar":
             _, bar_width, bar_height = _BAR
             x = left + (width - bar_width) / 2 if cover else left
             return Rect(x, y + _HEADER_GAP + _BAR[0], bar_width, bar_height, colours.accent)
+        case "line" if cover:  # a centred header is as wide as its widest line
+            line = max(text_width(text, title.font, title.size) for text in title.lines)
+            line = min(width, line)
+            return Rect(left + (width - line) / 2, y + _LINE[0], line, _LINE[1], colours.accent)
         case "line":
             return Rect(left, y + _LINE[0], width, _LINE[1], colours.accent)
         case _:

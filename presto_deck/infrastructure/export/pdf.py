@@ -27,6 +27,8 @@ def deck_to_pdf(title: str, slides: Sequence[SlideContent], theme: Theme) -> byt
     out = io.BytesIO()
     canvas = Canvas(out, pagesize=(WIDTH, HEIGHT), pageCompression=1)
     canvas.setTitle(title)
+    canvas.setSubject(title)
+    canvas.setAuthor("")  # not "anonymous": who wrote the deck is not ours to say
     canvas.setCreator("Presto-Deck")
     for number, content in enumerate(slides, start=1):
         _draw(canvas, arrange(content, theme), theme, number)
@@ -77,22 +79,19 @@ def _background(canvas: Canvas, colours: Colours) -> None:
 
 
 def _block(canvas: Canvas, page: Page, block: Block, bullet: Bullet) -> None:
+    offset, width = page.columns[block.column]
+    left = page.left + offset
     for index, line in enumerate(block.lines):
         top = block.top + index * block.leading
         baseline = HEIGHT - (top + (block.leading - block.size) / 2 + _ASCENT * block.size)
-        x = page.left + block.indent
+        x = left + block.indent
         if page.centred:
-            x = page.left + (page.width - text_width(line, block.font, block.size)) / 2
+            x = left + (width - text_width(line, block.font, block.size)) / 2
         _text(canvas, x, baseline, line, block.font, block.size, block.colour)
         if block.role == "bullet" and index == 0 and block.indent:
             middle = baseline + 0.33 * block.size
             _mark(
-                canvas,
-                bullet,
-                page.left + block.indent * 0.4,
-                middle,
-                block.size,
-                page.colours.accent,
+                canvas, bullet, left + block.indent * 0.4, middle, block.size, page.colours.accent
             )
 
 

@@ -12,6 +12,7 @@ from pptx import Presentation
 from pptx.dml.color import RGBColor
 from pptx.enum.shapes import MSO_SHAPE
 from pptx.enum.text import MSO_ANCHOR, MSO_AUTO_SIZE, PP_ALIGN
+from pptx.oxml.ns import qn
 from pptx.oxml.xmlchemy import OxmlElement
 from pptx.presentation import Presentation as PptxPresentation
 from pptx.slide import Slide as PptxSlide
@@ -57,7 +58,10 @@ def _add_slide(presentation: PptxPresentation, content: SlideContent, theme: The
         shape.fill.solid()
         shape.fill.fore_color.rgb = _rgb(rect.colour)
         shape.line.fill.background()
-        shape.shadow.inherit = False
+        # The default shape style adds a soft shadow (effectRef): a rule or band has none.
+        style = shape._element.find(qn("p:style"))
+        if style is not None:
+            shape._element.remove(style)
     title, *rest = page.blocks
     # The title's box ends where its text does and has a line's room above: a reader whose fonts
     # run wider wraps the title upwards, into the margin, not over what follows it.
@@ -69,11 +73,12 @@ def _add_slide(presentation: PptxPresentation, content: SlideContent, theme: The
     # The subtitle stands with the title, above the rule; the rest is one box below it, down to
     # the page's margin (longer text runs on past it, for its author to see and edit).
     header = [block for block in rest if block.role == "subtitle"]
-    body = [block for block in rest if block.role != "subtitle"]
     if header:
         _text_box(slide, page, header, theme, bottom=header[-1].top + header[-1].height)
-    if body:
-        _text_box(slide, page, body, theme, bottom=max(HEIGHT - cqw(6), body[0].top + 1))
+    for column in range(len(page.columns)):
+        body = [b for b in rest if b.role != "subtitle" and b.column == column]
+        if body:
+            _text_box(slide, page, body, theme, bottom=max(HEIGHT - cqw(6), body[0].top + 1))
     _number(slide, n, theme, page.colours)
     if content.notes.strip():
         slide.notes_slide.notes_text_frame.text = xml_safe(content.notes)
@@ -82,9 +87,15 @@ def _add_slide(presentation: PptxPresentation, content: SlideContent, theme: The
 def _text_box(
     slide: PptxSlide, page: Page, blocks: list[Block], theme: Theme, *, bottom: float
 ) -> None:
+    """A box for ``blocks`` (all in one column), from the first one's top to ``bottom``; text
+    that runs past it (fonts wider than the PDF's) is shrunk to fit by the reader."""
+    offset, width = page.columns[blocks[0].column]
     top = blocks[0].top
-    box = slide.shapes.add_textbox(_emu(page.left), _emu(top), _emu(page.width), _emu(bottom - top))
+    box = slide.shapes.add_textbox(
+        _emu(page.left + offset), _emu(top), _emu(width), _emu(bottom - top)
+    )
     _fill(box.text_frame, blocks, theme, page)
+    box.text_frame.auto_size = MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE
 
 
 def _fill(

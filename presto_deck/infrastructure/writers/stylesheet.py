@@ -18,18 +18,21 @@ BULLET_MARKS = {"disc": "•", "square": "▪", "dash": "\u2013", "arrow": "▸"
 BAND_WIDTH = 2.2
 
 
-def theme_stylesheet(themes: Iterable[Theme]) -> str:
-    return "\n".join(_theme_rules(theme) for theme in themes)
+def theme_stylesheet(themes: Iterable[Theme], *, fallback: Theme | None = None) -> str:
+    """The rules of each theme; with ``fallback``, that theme's also for any slide, so a slide
+    drawn in a theme no longer offered (its file removed) looks like the default, not bare."""
+    rules = [_theme_rules(fallback, ".slide")] if fallback is not None else []
+    return "\n".join(rules + [_theme_rules(theme) for theme in themes])
 
 
-def _theme_rules(theme: Theme) -> str:
-    scope = f".theme--{theme.name}"
+def _theme_rules(theme: Theme, scope: str | None = None) -> str:
+    scope = scope or f".theme--{theme.name}"
     cover = f"{scope}.slide--title, {scope}.slide--closing"
     heading = _font_stack(theme.fonts.heading, theme.fonts.heading_generic)
     body = _font_stack(theme.fonts.body, theme.fonts.body_generic)
     mark = BULLET_MARKS[theme.bullet]
     rules = [
-        f"/* {theme.name} */",
+        f"/* {theme.name}{'' if scope.startswith('.theme--') else ', for every slide'} */",
         f"{scope} {{",
         f"  {_colour_properties(theme.colors)}",
         f"  --slide-heading-font: {heading}; --slide-body-font: {body};",
