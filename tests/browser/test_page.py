@@ -3,18 +3,31 @@ restyle and download a deck."""
 
 from __future__ import annotations
 
+import asyncio
 import html
 import json
 import re
 import uuid
+from pathlib import Path
 
 import httpx
-from playwright.async_api import Locator, Page, Request, Route, WebSocketRoute, expect
+import pytest
+from playwright.async_api import (
+    Browser,
+    Locator,
+    Page,
+    Request,
+    Route,
+    WebSocketRoute,
+    expect,
+)
 from pptx import Presentation
 from pypdf import PdfReader
 
 from presto_deck.api.pages import CONTENT_SECURITY_POLICY
+from presto_deck.settings import Settings
 from tests.browser.conftest import screenshot_path
+from tests.conftest import token_for
 from tests.support.database import execute
 from tests.support.running import RunningApi
 
@@ -633,3 +646,51 @@ async def test_downloads_and_the_theme_wait_for_the_end_of_generation(
     await expect(page.get_by_role("button", name="HTML", exact=True)).to_be_visible()
     await expect(page.get_by_role("button", name="PDF", exact=True)).to_be_visible()
     await expect(page.locator("#deck-theme")).to_be_visible()
+
+
+@pytest.mark.parametrize("viewport", [(1280, 720), (1920, 1080), (800, 900)])
+async def test_the_html_export_fits_each_slide_in_its_frame_and_shows_its_notes_on_screen(
+    app: RunningApi,
+    settings: Settings,
+    browser: Browser,
+    tmp_path: Path,
+    viewport: tuple[int, int],
+) -> None:
+    token = token_for(settings, "alice")
+    async with httpx.AsyncClient(
+        base_url=app.url, headers={"Authorization": f"Bearer {token}"}
+    ) as http:
+        created = await http.post("/api/v1/decks", json={"prompt": "Harbours", "slide_count": 3})
+        deck_id = created.json()["deck_id"]
+        for _ in range(200):
+            if (await http.get(f"/api/v1/decks/{deck_id}")).json()["status"] == "COMPLETED":
+                break
+            await asyncio.sleep(0.05)
+        exported = await http.get(f"/api/v1/decks/{deck_id}/export", params={"format": "html"})
+    path = tmp_path / "deck.html"
+    path.write_bytes(exported.content)
+    width, height = viewport
+    shown = await browser.new_page(viewport={"width": width, "height": height})
+    try:
+        await shown.goto(path.as_uri())
+        await shown.keyboard.press("ArrowRight")
+        frame = await _box(shown, ".slide-frame:not([hidden])")
+        slide = await _box(shown, ".slide-frame:not([hidden]) .slide")
+        assert slide == pytest.approx(frame, abs=1), "the slide overflows its frame"
+        assert frame["y"] + frame["height"] <= height
+
+        await shown.keyboard.press("n")
+        notes = await _box(shown, "#notes")
+        frame = await _box(shown, ".slide-frame:not([hidden])")
+        assert notes["height"] > 20
+        assert notes["y"] + notes["height"] <= height + 1, "the notes are off screen"
+        assert frame["y"] + frame["height"] <= notes["y"] + 1
+        await shown.screenshot(path=screenshot_path(f"html-export-{width}x{height}-notes"))
+    finally:
+        await shown.close()
+
+
+async def _box(page: Page, selector: str) -> dict[str, float]:
+    box = await page.locator(selector).bounding_box()
+    assert box is not None, selector
+    return dict(box)

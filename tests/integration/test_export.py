@@ -389,3 +389,21 @@ async def test_past_the_export_rate_a_user_is_refused_with_429_and_retry_after(
     assert 1 <= int(answers[2].headers["Retry-After"]) <= 60
     assert "Too many exports" in answers[2].json()["detail"]
     assert others.status_code == 200  # one user's rate is not another's
+
+
+async def test_a_theme_named_in_any_case_is_that_theme_and_the_same_one_changes_nothing(
+    alice: DeckClient, worker: None
+) -> None:
+    deck_id = await alice.create("Tides", slide_count=2, theme=" Dark ")
+    deck = await alice.wait_for_status(deck_id, "COMPLETED")
+
+    again = await alice.http.put(f"/api/v1/decks/{deck_id}/theme", json={"theme": "DARK"})
+    after = await alice.deck(deck_id)
+    events = (await alice.http.get(f"/api/v1/decks/{deck_id}/events")).json()
+
+    assert deck["theme"] == "dark"
+    assert all("theme--dark" in slide["html_content"] for slide in deck["slides"])
+    assert again.status_code == 202, again.text
+    assert again.json()["status"] == "APPLIED"
+    assert after["version"] == deck["version"]
+    assert "DeckThemeChanged" not in [event["event_type"] for event in events]
