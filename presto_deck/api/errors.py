@@ -11,6 +11,7 @@ from litestar.status_codes import (
     HTTP_400_BAD_REQUEST,
     HTTP_404_NOT_FOUND,
     HTTP_409_CONFLICT,
+    HTTP_422_UNPROCESSABLE_ENTITY,
     HTTP_429_TOO_MANY_REQUESTS,
     HTTP_500_INTERNAL_SERVER_ERROR,
     HTTP_503_SERVICE_UNAVAILABLE,
@@ -29,6 +30,7 @@ from presto_deck.domain.deck import (
     DeckFull,
     DeckNotFound,
     EditRejected,
+    IdempotencyConflict,
     SlideNotFound,
     TooManyEdits,
 )
@@ -57,6 +59,7 @@ BAD_ORDER: Final = BadOrder.code
 TOO_MANY_EDITS: Final = TooManyEdits.code
 TOO_MANY_SLIDES: Final = DeckFull.code
 DECK_EMPTY: Final = DeckEmpty.code
+IDEMPOTENCY_CONFLICT: Final = IdempotencyConflict.code
 #: The code of an HTTP request the API cannot read: a body or parameter that is not valid.
 INVALID_REQUEST: Final = "invalid_request"
 #: The HTTP status of each refused edit.
@@ -66,6 +69,7 @@ _EDIT_STATUS: Final[dict[str, int]] = {
     BAD_ORDER: HTTP_400_BAD_REQUEST,
     TOO_MANY_EDITS: HTTP_429_TOO_MANY_REQUESTS,
     TOO_MANY_SLIDES: HTTP_409_CONFLICT,
+    IDEMPOTENCY_CONFLICT: HTTP_422_UNPROCESSABLE_ENTITY,
 }
 
 #: A close frame has room for 123 bytes of reason (RFC 6455 §5.5), in UTF-8.

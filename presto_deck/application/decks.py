@@ -26,7 +26,14 @@ from presto_deck.application.ports import (
 )
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.domain.content import DeckBrief
-from presto_deck.domain.deck import TITLE_MAX_LENGTH, Deck, DeckNotFound, DeckStatus, Slide
+from presto_deck.domain.deck import (
+    TITLE_MAX_LENGTH,
+    Deck,
+    DeckNotFound,
+    DeckStatus,
+    IdempotencyConflict,
+    Slide,
+)
 from presto_deck.domain.events import Event
 
 _PLACEHOLDER_TITLE_LENGTH = 80
@@ -83,7 +90,7 @@ class DeckService:
             async with self._uow() as uow:
                 earlier = await uow.decks.find_by_idempotency_key(user_id, idempotency_key)
             if earlier is not None:
-                return earlier
+                return _same_request(earlier, brief, idempotency_key)
         now = self._clock()
         new = Deck(
             id=uuid4(),
@@ -164,7 +171,7 @@ class DeckService:
         if idempotency_key is not None:  # the same key sent twice at once: the first one won
             earlier = await uow.decks.find_by_idempotency_key(new.user_id, idempotency_key)
             if earlier is not None:
-                return earlier
+                return _same_request(earlier, new.brief, idempotency_key)
         if await uow.decks.count_active(new.user_id) >= self._max_active_decks:
             raise ActiveDecksExceeded(
                 f"Too many decks being generated at once (at most {self._max_active_decks}). "
@@ -196,3 +203,13 @@ def _placeholder_title(prompt: str) -> str:
     if len(line) <= _PLACEHOLDER_TITLE_LENGTH:
         return line
     return line[: _PLACEHOLDER_TITLE_LENGTH - 1].rstrip() + "…"
+
+
+def _same_request(earlier: Deck, brief: DeckBrief, key: str) -> Deck:
+    """The deck a key created, if the request is the one that created it."""
+    if earlier.brief != brief:
+        raise IdempotencyConflict(
+            f"The Idempotency-Key {key!r} was used for another request (deck {earlier.id}); "
+            "use a new key for a new deck."
+        )
+    return earlier

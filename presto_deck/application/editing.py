@@ -46,6 +46,7 @@ from presto_deck.domain.deck import (
     DeckFull,
     DeckNotFound,
     Failure,
+    IdempotencyConflict,
     LeaseHeld,
     Slide,
     SlideNotFound,
@@ -120,7 +121,8 @@ class EditService:
 
         Raises ``DeckNotFound``, or an ``EditRejected``: ``DeckBusy`` while the deck is being
         generated, ``SlideNotFound``, ``BadOrder``, ``TooManyEdits``. A request id seen before
-        returns that request's outcome and changes nothing.
+        returns that request's outcome and changes nothing (``IdempotencyConflict`` if it was
+        for another edit).
         """
         request_id = request_id or uuid4().hex
         async with self._uow() as uow:
@@ -129,6 +131,11 @@ class EditService:
                 raise DeckNotFound(str(deck_id))
             earlier = await uow.edits.get(deck_id, request_id)
             if earlier is not None:
+                if earlier.edit != edit:
+                    raise IdempotencyConflict(
+                        f"The request id {request_id!r} was used for another edit of this deck; "
+                        "use a new one for a new edit."
+                    )
                 return EditOutcome.of(earlier)
             deck.require_editable()
             slides = await uow.slides.list(deck_id)

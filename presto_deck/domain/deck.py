@@ -92,6 +92,13 @@ class DeckFull(EditRejected):
     code = "too_many_slides"
 
 
+class IdempotencyConflict(EditRejected):
+    """A request id (``Idempotency-Key``) used before for a different request: replaying it
+    would not be the same request, and carrying it out would break the key's promise."""
+
+    code = "idempotency_conflict"
+
+
 class TooManyEdits(EditRejected):
     """The deck already has as many edits waiting for the model as it may."""
 

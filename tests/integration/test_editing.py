@@ -530,3 +530,35 @@ async def test_a_socket_whose_token_expired_may_no_longer_edit(
 async def _read_until_closed(ws: ClientConnection) -> None:
     while True:
         await next_frame(ws)
+
+
+async def test_a_request_id_reused_for_another_edit_is_refused_over_http_and_the_socket(
+    alice: DeckClient, worker: None
+) -> None:
+    deck = await _written(alice, 2)
+    a, b = _slide_ids(deck)
+    base = f"/api/v1/decks/{deck['id']}/slides"
+    key = {"Idempotency-Key": "edit-1"}
+
+    first = await alice.http.patch(f"{base}/{a}", json={"notes": "One"}, headers=key)
+    same = await alice.http.patch(f"{base}/{a}", json={"notes": "One"}, headers=key)
+    other = await alice.http.patch(f"{base}/{b}", json={"notes": "Two"}, headers=key)
+    async with alice.socket(deck["id"], last_version=first.json()["version"]) as ws:
+        frame = {
+            "type": "UpdateSlide",
+            "request_id": "edit-1",
+            "data": {"slide_id": b, "notes": "x"},
+        }
+        await ws.send(json.dumps(frame))
+        answer = await next_frame(ws)
+        while answer.get("type") != "error":  # past a heartbeat or replayed events
+            answer = await next_frame(ws)
+
+    assert first.status_code == same.status_code == 202
+    assert same.json() == first.json()
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_conflict"
+    assert "'edit-1' was used for another edit" in other.json()["detail"]
+    assert answer["code"] == "idempotency_conflict"
+    assert answer["request_id"] == "edit-1"
+    assert (await alice.deck(deck["id"]))["version"] == first.json()["version"]

@@ -264,6 +264,26 @@ async def test_the_same_idempotency_key_from_different_users_gives_different_dec
     assert await queued_jobs(api) == 2
 
 
+async def test_an_idempotency_key_reused_for_another_request_is_a_422_naming_the_conflict(
+    api: RunningApi, alice: DeckClient
+) -> None:
+    headers = {"Idempotency-Key": "once"}
+    first = await alice.http.post("/api/v1/decks", json={"prompt": "Tides"}, headers=headers)
+    other = await alice.http.post("/api/v1/decks", json={"prompt": "Winds"}, headers=headers)
+    again = await alice.http.post("/api/v1/decks", json={"prompt": "Tides"}, headers=headers)
+
+    assert first.status_code == again.status_code == 202
+    assert again.json()["deck_id"] == first.json()["deck_id"]
+    assert other.status_code == 422
+    assert other.json()["code"] == "idempotency_conflict"
+    assert other.json()["detail"] == (
+        f"The Idempotency-Key 'once' was used for another request (deck "
+        f"{first.json()['deck_id']}); use a new key for a new deck."
+    )
+    assert (await alice.http.get("/api/v1/decks")).json()["total"] == 1
+    assert await queued_jobs(api) == 1
+
+
 # -- authentication and ownership ------------------------------------------------------------------
 
 
