@@ -94,6 +94,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     http_header_timeout_seconds: float = 10.0
     http_max_body_bytes: int = 65536
     themes_dir: str | None = None
+    api_docs_page: bool = False
 
     def __post_init__(self) -> None:
         if not self.database_url.startswith(("postgresql://", "postgresql+psycopg://")):

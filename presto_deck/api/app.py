@@ -11,6 +11,13 @@ from litestar import Litestar
 from litestar.channels import ChannelsPlugin
 from litestar.di import Provide
 from litestar.openapi import OpenAPIConfig
+from litestar.openapi.plugins import (
+    JsonRenderPlugin,
+    OpenAPIRenderPlugin,
+    SwaggerRenderPlugin,
+    YamlRenderPlugin,
+)
+from litestar.openapi.spec import Components, SecurityScheme
 from loguru import logger
 from redis.asyncio import Redis
 
@@ -28,10 +35,41 @@ from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.pubsub import ResilientPubSubBackend
 from presto_deck.infrastructure.messaging.stream import StreamFanout
 from presto_deck.infrastructure.readiness import OK
+from presto_deck.settings import Settings
 
 _SHUTDOWN_STEP_SECONDS = 3.0
 #: How the API's Pub/Sub connection shows in Redis's CLIENT LIST.
 PUBSUB_CLIENT_NAME = "presto-deck-pubsub"
+
+
+#: The Swagger UI the docs page loads (from jsDelivr) when ``PRESTO_API_DOCS_PAGE`` is on.
+_SWAGGER_UI_VERSION = "5.18.2"
+
+
+def _openapi(settings: Settings) -> OpenAPIConfig:
+    """The schema at ``/schema/openapi.json`` (and ``.yaml``), with the bearer token scheme,
+    so a client can Authorize. The interactive page at ``/schema`` loads its scripts from a
+    CDN and shares the origin of the page that keeps a token: it is off unless turned on."""
+    plugins: list[OpenAPIRenderPlugin] = [JsonRenderPlugin(), YamlRenderPlugin()]
+    if settings.api_docs_page:
+        plugins.insert(0, SwaggerRenderPlugin(version=_SWAGGER_UI_VERSION, path="/"))
+    return OpenAPIConfig(
+        title="Presto-Deck",
+        version=__version__,
+        path="/schema",
+        render_plugins=plugins,
+        components=Components(
+            security_schemes={
+                "bearer": SecurityScheme(
+                    type="http",
+                    scheme="bearer",
+                    bearer_format="JWT",
+                    description="A JWT whose sub is the user (presto-deck token USER).",
+                )
+            }
+        ),
+        security=[{"bearer": []}],
+    )
 
 
 async def _say_what_is_not_ready(container: Container) -> None:
@@ -135,7 +173,7 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
         exception_handlers=exception_handlers,
         request_max_body_size=container.settings.http_max_body_bytes,  # 413 beyond
         lifespan=[lifespan],
-        openapi_config=OpenAPIConfig(title="Presto-Deck", version=__version__, path="/schema"),
+        openapi_config=_openapi(container.settings),
         logging_config=None,
         debug=False,
     )

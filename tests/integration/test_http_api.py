@@ -684,6 +684,33 @@ async def test_the_openapi_schema_lists_the_deck_and_editing_routes(
     assert {"patch", "delete"} <= set(paths["/api/v1/decks/{deck_id}/slides/{slide_id}"])
     assert "post" in paths["/api/v1/decks/{deck_id}/slides"]
     assert "put" in paths["/api/v1/decks/{deck_id}/slides/order"]
+    assert "get" in paths["/api/v1/themes"]
+    bearer = response.json()["components"]["securitySchemes"]["bearer"]
+    assert bearer == {
+        "type": "http",
+        "scheme": "bearer",
+        "bearerFormat": "JWT",
+        "description": "A JWT whose sub is the user (presto-deck token USER).",
+    }
+    assert response.json()["security"] == [{"bearer": []}]
+
+
+async def test_the_interactive_docs_page_is_off_unless_a_setting_turns_it_on(
+    anonymous: httpx.AsyncClient, settings: Settings
+) -> None:
+    off = await anonymous.get("/schema")
+    yaml = await anonymous.get("/schema/openapi.yaml")
+    async with (
+        running_api(msgspec.structs.replace(settings, api_docs_page=True)) as api,
+        httpx.AsyncClient(base_url=api.url) as http,
+    ):
+        on = await http.get("/schema")
+
+    assert off.status_code == 200  # the schema itself: JSON, no page, no script
+    assert off.headers["content-type"].startswith("application/vnd.oai.openapi+json")
+    assert yaml.status_code == 200
+    assert on.status_code == 200
+    assert "swagger-ui" in on.text
 
 
 async def test_an_unreachable_database_answers_503_and_closes_sockets_with_1011(
