@@ -694,3 +694,41 @@ async def _box(page: Page, selector: str) -> dict[str, float]:
     box = await page.locator(selector).bounding_box()
     assert box is not None, selector
     return dict(box)
+
+
+async def test_on_a_phone_nothing_overflows_sideways_and_the_presenter_fits(
+    page: Page, alice_url: str
+) -> None:
+    await page.set_viewport_size({"width": 390, "height": 844})
+    await page.goto(alice_url)
+    await _create_deck(page, "Harbours of the North Sea and their long history of trade", 3)
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+
+    assert await page.evaluate("document.documentElement.scrollWidth") == 390
+    await page.click("#present-button")
+    stage = await page.locator("#presenter-slide").bounding_box()
+    assert stage is not None
+    assert stage["x"] >= 0
+    assert stage["x"] + stage["width"] <= 390
+    await page.screenshot(path=screenshot_path("phone-presenting"))
+
+
+async def test_without_a_token_the_page_says_how_to_sign_in(
+    page: Page, app: RunningApi, expected_console_errors: list[str]
+) -> None:
+    expected_console_errors.append("401")  # the refused token's requests
+    await page.goto(app.url)
+
+    await expect(page.locator("#token-panel")).to_be_visible()
+    await expect(page.locator("#token-help")).to_contain_text("You are not signed in.")
+    await expect(page.locator("#token-help")).to_contain_text("presto-deck dev")
+    await page.fill("#prompt", "Anything")
+    await page.click("#create-button")
+    await expect(page.locator("#notice")).to_have_text(
+        "You are not signed in: open the sign-in link or paste a token (see above)."
+    )
+
+    await page.fill("#token-input", "not-a-token")
+    await page.click("#token-form button[type=submit]")
+    await expect(page.locator("#token-why")).to_contain_text("The server refused your token")
+    await expect(page.locator("#notice")).not_to_contain_text("Not enough segments")

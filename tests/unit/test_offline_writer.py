@@ -123,7 +123,7 @@ async def test_each_slide_follows_its_outline_and_its_notes_give_place_topic_and
         assert slide.layout == outline.layout
         assert slide.title == outline.title
         assert slide.bullets or slide.body or slide.layout == "title"
-        assert f"Slide {index + 1} of 8" in slide.notes
+        assert slide.notes.startswith(f"{outline.title}.\n")
         assert "renewable energy adoption in Korea" in slide.notes
         assert "offline writer" in slide.notes
 
@@ -221,7 +221,8 @@ async def test_a_rewrite_keeps_the_layout_and_title_and_writes_about_the_prompt(
     assert slide.bullets
     assert "old" not in slide.bullets
     assert any("Maintenance" in bullet for bullet in slide.bullets)
-    assert "Slide 2 of 5, rewritten as asked" in slide.notes
+    assert slide.notes.startswith("Rewritten as asked: Focus on maintenance budgets")
+    assert "Slide 2" not in slide.notes  # where it stands is the presenter's to say
 
 
 async def test_a_title_line_in_the_prompt_sets_the_title() -> None:
@@ -239,7 +240,7 @@ async def test_a_new_slide_is_titled_after_the_prompt_and_its_markup_is_inert() 
     slide = await OfflineWriter(0).edit_slide(_request("<script>alert(1)</script> budgets", None))
 
     assert slide.layout == "bullets"
-    assert "added as asked" in slide.notes
+    assert slide.notes.startswith("Added as asked: ")
     assert_inert(ThemeRenderer(THEME_BOOK).render(slide, None))
 
 

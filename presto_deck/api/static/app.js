@@ -69,8 +69,16 @@ function setToken(token) {
   state.token = token || null;
   if (state.token) localStorage.setItem(TOKEN_KEY, state.token);
   else localStorage.removeItem(TOKEN_KEY);
-  $("token-panel").hidden = Boolean(state.token);
+  askForToken(state.token ? null : "You are not signed in.");
 }
+
+function askForToken(why) {
+  // The sign-in panel, saying why it is open; null closes it.
+  $("token-panel").hidden = why === null;
+  if (why !== null) $("token-why").textContent = why;
+}
+
+const SIGNED_OUT = "You are not signed in: open the sign-in link or paste a token (see above).";
 
 // -- HTTP ----------------------------------------------------------------------------------
 
@@ -83,6 +91,10 @@ class ApiError extends Error {
 
 async function request(method, path, body, extraHeaders = {}) {
   // The answer when it is a success; an ApiError that says why when it is not.
+  if (!state.token) {
+    askForToken("You are not signed in.");
+    throw new ApiError(401, SIGNED_OUT);
+  }
   const headers = { ...extraHeaders, Authorization: `Bearer ${state.token}` };
   if (body !== undefined) headers["Content-Type"] = "application/json";
   const response = await fetch(path, {
@@ -92,8 +104,11 @@ async function request(method, path, body, extraHeaders = {}) {
   });
   if (!response.ok) {
     const data = await response.json().catch(() => null);
-    if (response.status === 401) $("token-panel").hidden = false;
     const detail = data && (data.detail || data.message);
+    if (response.status === 401) {
+      askForToken(`The server refused your token (${detail || "no reason given"}).`);
+      throw new ApiError(401, "Your token was refused: sign in again (see above).");
+    }
     throw new ApiError(response.status, detail || `Request failed (${response.status})`);
   }
   return response;
@@ -216,7 +231,7 @@ function connect() {
     const reason = FINAL_CLOSE_CODES.get(event.code);
     if (reason) {
       setConnection("closed", `closed: ${reason}`);
-      if (event.code === 4401) $("token-panel").hidden = false;
+      if (event.code === 4401) askForToken(`The server refused your token (${event.reason}).`);
       return;
     }
     scheduleReconnect();

@@ -119,8 +119,7 @@ class OfflineWriter:
         ]
         notes = "\n".join(
             [
-                f"Slide {request.position} of {request.total}, "
-                + ("rewritten" if current is not None else "added")
+                ("Rewritten" if current is not None else "Added")
                 + f" as asked: {_shorten(' '.join(request.prompt.split()), 200)}",
                 f"{_LABEL}; replace these notes with your own.",
             ]
@@ -350,7 +349,8 @@ def _notes(brief: DeckBrief, plan: DeckPlan, index: int) -> str:
     if index == 0:
         purpose = "open the talk: say who you are and what the audience will get from it"
     lines = [
-        f"Slide {index + 1} of {len(plan.slides)}: {outline.title}.",
+        # No "slide 2 of 6": the presenter shows where a slide stands, and edits move slides.
+        f"{outline.title}.",
         f"Deck: {plan.title}. Topic: {_Subject.of(brief.prompt).phrase}.",
         f"Purpose: {purpose or 'go deeper into one part of the topic'}.",
     ]
