@@ -13,13 +13,19 @@ from alembic.runtime.migration import MigrationContext
 from alembic.script import ScriptDirectory
 from sqlalchemy.ext.asyncio import AsyncConnection
 
-_ROOT = Path(__file__).resolve().parents[3]
+_PACKAGE = Path(__file__).resolve().parents[2]
+
+
+def _scripts() -> Path:
+    """The migrations: inside an installed package, or beside it in a source checkout."""
+    inside = _PACKAGE / "migrations"
+    return inside if inside.is_dir() else _PACKAGE.parent / "migrations"
 
 
 def alembic_config(sqlalchemy_url: str) -> Config:
-    """Alembic's configuration for the migrations beside the package."""
-    config = Config(str(_ROOT / "alembic.ini"))
-    config.set_main_option("script_location", str(_ROOT / "migrations"))
+    """Alembic's configuration for the migrations (no ini file: the logs are ours)."""
+    config = Config()
+    config.set_main_option("script_location", str(_scripts()))
     config.attributes["sqlalchemy_url"] = sqlalchemy_url
     return config
 
