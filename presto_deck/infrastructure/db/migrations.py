@@ -59,18 +59,16 @@ def migrate_to_head(sqlalchemy_url: str, *, quiet: bool = False) -> tuple[str | 
     one line instead)."""
     from alembic import command
 
+    alembic_logger = logging.getLogger("alembic")
+    level = alembic_logger.level
+    if quiet:
+        alembic_logger.setLevel(logging.WARNING)
     engine = sa.create_engine(sqlalchemy_url, poolclass=sa.pool.NullPool)
     try:
         with engine.connect() as connection:
             before = MigrationContext.configure(connection).get_current_revision()
-        alembic_logger = logging.getLogger("alembic")
-        level = alembic_logger.level
-        if quiet:
-            alembic_logger.setLevel(logging.WARNING)
-        try:
-            command.upgrade(alembic_config(sqlalchemy_url), "head")
-        finally:
-            alembic_logger.setLevel(level)
+        command.upgrade(alembic_config(sqlalchemy_url), "head")
     finally:
         engine.dispose()
+        alembic_logger.setLevel(level)
     return before, head_revision()
