@@ -110,6 +110,7 @@ def test_migrate_twice_on_a_fresh_database_succeeds_and_the_second_run_changes_n
 def test_both_roles_wait_out_an_unreachable_redis_with_one_warning_and_stop_cleanly(
     deployment: Deployment,
 ) -> None:
+    deployment.stop_all()  # the port is ours alone
     down = {"redis_url": "redis://127.0.0.1:9/0", "log_format": "text"}
     work = deployment.start_work(**down)
     serve = deployment.start_serve("--with-worker", **down)
@@ -133,6 +134,7 @@ def test_both_roles_wait_out_an_unreachable_redis_with_one_warning_and_stop_clea
 async def test_serve_on_a_database_without_the_schema_is_not_ready_and_says_why(
     deployment: Deployment,
 ) -> None:
+    deployment.stop_all()  # the port is ours alone
     with empty_database() as url:
         serve = deployment.start_serve(database_url=url)
         serve.wait_for_log("not ready: database")
