@@ -14,11 +14,19 @@ from collections.abc import Mapping
 from dataclasses import dataclass
 from uuid import UUID
 
-from presto_deck.application.limits import ExportRateExceeded, LimitExceeded, count_action
+from presto_deck.application.limits import (
+    ExportRateExceeded,
+    ExportsBusy,
+    LimitExceeded,
+    count_action,
+)
 from presto_deck.application.ports import DeckExporter, RateLimiter, UnitOfWorkFactory
 from presto_deck.domain.deck import DeckBusy, DeckEmpty, DeckNotFound
 
 _MAX_NAME_LENGTH = 80
+#: The longest an export waits for its turn to be drawn before it is refused (429): the wait
+#: of one user's exports cannot grow without bound behind another's.
+_QUEUE_SECONDS = 10.0
 
 
 @dataclass(frozen=True, kw_only=True)
@@ -53,7 +61,6 @@ class ExportService:
         generated unless ``partial`` (then the slides written so far), ``DeckEmpty`` when it has
         no slides (yet), and ``ExportRateExceeded`` past the user's rate."""
         exporter = self._exporters[format_name]
-        await count_action(self._rate, user_id, _too_many_exports, "export")
         async with self._uow() as uow:
             deck = await uow.decks.get(deck_id, user_id)
             if deck is None:
@@ -66,8 +73,21 @@ class ExportService:
             slides = await uow.slides.list(deck_id)
         if not slides:
             raise DeckEmpty("The deck has no slides to export.")
-        async with self._drawing:
+        # Counted once there is something to draw: asking about a deck still being written
+        # (a 409) costs the user nothing.
+        await count_action(self._rate, user_id, _too_many_exports, "export")
+        try:
+            async with asyncio.timeout(_QUEUE_SECONDS):
+                await self._drawing.acquire()
+        except TimeoutError:
+            raise ExportsBusy(
+                "The server is drawing other exports; try again in a few seconds.",
+                retry_after=_QUEUE_SECONDS,
+            ) from None
+        try:
             content = await asyncio.to_thread(exporter.export, deck, slides)
+        finally:
+            self._drawing.release()
         return ExportedDeck(
             filename=f"{file_stem(deck.title)}.{exporter.extension}",
             media_type=exporter.media_type,

@@ -9,8 +9,8 @@ from collections.abc import Sequence
 import pytest
 
 from presto_deck.application.export import ExportService
-from presto_deck.application.limits import ExportRateExceeded
-from presto_deck.domain.deck import Deck, DeckEmpty, Slide
+from presto_deck.application.limits import ExportRateExceeded, ExportsBusy
+from presto_deck.domain.deck import Deck, DeckBusy, DeckEmpty, Slide
 from tests.unit.fakes import FakeRateLimiter, FakeWriter, Harness
 
 
@@ -101,3 +101,33 @@ async def test_a_deck_without_slides_has_nothing_to_export() -> None:
 
     with pytest.raises(DeckEmpty):
         await exports.export("alice", deck.id, "txt", partial=True)
+
+
+async def test_an_export_that_waits_too_long_for_its_turn_is_refused_with_a_retry_after(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    monkeypatch.setattr("presto_deck.application.export._QUEUE_SECONDS", 0.1)
+    h = Harness()
+    exports = _service(h, _Exporter(seconds=0.5), at_once=1)
+    deck = await _deck(h)
+
+    first = asyncio.create_task(exports.export("alice", deck.id, "txt"))
+    await asyncio.sleep(0.05)
+    with pytest.raises(ExportsBusy) as refused:
+        await exports.export("alice", deck.id, "txt")
+    await first
+
+    assert refused.value.retry_after == 1
+
+
+async def test_asking_for_a_deck_still_being_written_does_not_count_against_the_rate() -> None:
+    h = Harness()
+    rate = FakeRateLimiter(h.clock, limit=1)
+    exports = _service(h, _Exporter(), rate=rate)
+    pending = await h.create(slide_count=2)
+    written = await _deck(h)
+
+    for _ in range(3):
+        with pytest.raises(DeckBusy):
+            await exports.export("alice", pending.id, "txt")
+    await exports.export("alice", written.id, "txt")

@@ -6,7 +6,7 @@ from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
-from functools import cache
+from functools import cache, lru_cache
 
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
@@ -30,23 +30,25 @@ def standard_font(generic: Generic, *, bold: bool = False, italic: bool = False)
 
 def wrapped(text: str, font: str, size: float, width: float) -> Iterator[str]:
     """``text`` in lines no wider than ``width``: broken at spaces, or anywhere in a long word.
-    Each word is measured once, so a long text costs what its length does."""
-    space = text_width(" ", font, size)
+    Widths are measured once per word and font at unit size (and per character inside a word
+    too long for a line), so wrapping the same text again at another size costs little."""
+    room = width / size  # in units of the font size
+    space = _unit_width(" ", font)
     line, used = "", 0.0
     for word in text.split():
-        word_width = text_width(word, font, size)
-        if line and used + space + word_width <= width:
+        word_width = _unit_width(word, font)
+        if line and used + space + word_width <= room:
             line, used = f"{line} {word}", used + space + word_width
             continue
         if line:
             yield line
-        if word_width <= width:
+        if word_width <= room:
             line, used = word, word_width
             continue
         line, used = "", 0.0
         for char in word:  # a word wider than the line (or text without spaces)
-            char_width = text_width(char, font, size)
-            if line and used + char_width > width:
+            char_width = _unit_width(char, font)
+            if line and used + char_width > room:
                 yield line
                 line, used = "", 0.0
             line, used = line + char, used + char_width
@@ -55,7 +57,12 @@ def wrapped(text: str, font: str, size: float, width: float) -> Iterator[str]:
 
 
 def text_width(text: str, font: str, size: float) -> float:
-    return sum(pdfmetrics.stringWidth(run, face, size) for run, face in runs(text, font))
+    return _unit_width(text, font) * size
+
+
+@lru_cache(maxsize=65536)
+def _unit_width(text: str, font: str) -> float:
+    return sum(pdfmetrics.stringWidth(run, face, 1.0) for run, face in runs(text, font))
 
 
 def runs(text: str, font: str) -> Iterator[tuple[str, str]]:
@@ -71,6 +78,7 @@ def runs(text: str, font: str) -> Iterator[tuple[str, str]]:
         yield run, face
 
 
+@lru_cache(maxsize=8192)
 def _face_for(char: str, font: str) -> str:
     try:
         char.encode("cp1252")  # what the standard fonts draw

@@ -98,16 +98,26 @@ def arrange(content: SlideContent, theme: Theme, *, cut: bool = True) -> Page:
     columns = _columns(content, width)
     room = HEIGHT - _TOP - _BOTTOM
     rule_height = _rule_height(theme)
-    for scale in _SCALES:
+    words = _Words.of(content)  # sanitized and measured once, whatever the sizes tried
+
+    def at(scale: float) -> tuple[list[Block], list[list[Block]], float]:
         # A title shrinks less than the text under it, and only once that text has shrunk.
-        header = _spaced(_header(content, theme, colours, width, max(scale, 0.6), cover=cover))
-        body = _body(content, theme, colours, columns, scale, cover=cover)
+        title_scale = max(scale, 0.6)
+        header = _spaced(_header(content, words, theme, colours, width, title_scale, cover=cover))
+        body = _body(content, words, theme, colours, columns, scale, cover=cover)
         body_height = max((_stacked_height(column) for column in body), default=0.0)
         height = _stacked_height(header) + rule_height + body_height
-        if body_height:
-            height += _SECTION_GAP
-        if height <= room:
-            break
+        return header, body, height + (_SECTION_GAP if body_height else 0.0)
+
+    # The largest scale that fits (smaller text is never taller): a binary search.
+    low, high = 0, len(_SCALES) - 1
+    while low < high:
+        middle = (low + high) // 2
+        if at(_SCALES[middle])[2] <= room:
+            high = middle
+        else:
+            low = middle + 1
+    header, body, height = at(_SCALES[low])
     blocks, y = [], _TOP + max(0.0, (room - height) / 2)
     for block in header:
         blocks.append(replace(block, top=y))
@@ -168,8 +178,23 @@ def _spaced(header: Iterator[Block]) -> list[Block]:
     return blocks
 
 
+@dataclass(frozen=True)
+class _Words:
+    """A slide's text as the exports write it: plain, XML-safe, paragraphs apart."""
+
+    subtitle: str
+    bullets: list[str]
+    body: list[str]
+
+    @classmethod
+    def of(cls, content: SlideContent) -> _Words:
+        bullets = [text for text in map(plain, content.bullets) if text]
+        return cls(plain(content.subtitle), bullets, paragraphs(content.body))
+
+
 def _header(
     content: SlideContent,
+    words: _Words,
     theme: Theme,
     colours: Colours,
     width: float,
@@ -184,7 +209,7 @@ def _header(
     font = standard_font(theme.fonts.heading_generic, bold=theme.title_weight >= 600)
     lines = _at_most(_TITLE_LINES, wrapped(title, font, size, width))
     yield Block("title", title, lines, font, size, size * _TITLE_LEADING, colours.title_ink)
-    subtitle = plain(content.subtitle)
+    subtitle = words.subtitle
     if subtitle and content.layout != "quote":  # a quote's subtitle is its attribution
         size = cqw(theme.sizes.subtitle) * scale
         font = standard_font(theme.fonts.body_generic)
@@ -194,6 +219,7 @@ def _header(
 
 def _body(
     content: SlideContent,
+    words: _Words,
     theme: Theme,
     colours: Colours,
     columns: list[tuple[float, float]],
@@ -205,8 +231,7 @@ def _body(
     shows them."""
     size = cqw(theme.sizes.body) * scale
     regular = standard_font(theme.fonts.body_generic)
-    bullets = [text for text in map(plain, content.bullets) if text]
-    body = paragraphs(content.body)
+    bullets, body = words.bullets, words.body
 
     def paragraph(
         role: Role, text: str, colour: str, *, indent: float = 0.0, column: int = 0
@@ -235,7 +260,7 @@ def _body(
             return [body_blocks() + bullet_blocks(bullets)]
         case "quote":
             return [
-                _quote(content, theme, colours, columns[0][1], scale, bullets, body)
+                _quote(words, theme, colours, columns[0][1], scale)
                 + bullet_blocks(bullets if body else bullets[1:])
             ]
         case _:
@@ -243,13 +268,7 @@ def _body(
 
 
 def _quote(
-    content: SlideContent,
-    theme: Theme,
-    colours: Colours,
-    width: float,
-    scale: float,
-    bullets: list[str],
-    body: list[str],
+    words: _Words, theme: Theme, colours: Colours, width: float, scale: float
 ) -> list[Block]:
     """The quote (the body, or the first bullet if the writer put it there), a size up and in
     italics, and who said it (the subtitle)."""
@@ -271,9 +290,9 @@ def _quote(
             _BULLET_INDENT,
             gap,
         )
-        for text in (body or bullets[:1])
+        for text in (words.body or words.bullets[:1])
     ]
-    if attribution := plain(content.subtitle):
+    if attribution := words.subtitle:
         lines = tuple(wrapped(attribution, regular, size, width - _BULLET_INDENT))
         blocks.append(
             Block(
