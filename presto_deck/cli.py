@@ -8,7 +8,6 @@ import os
 import secrets
 import signal
 import socket
-import sys
 from pathlib import Path
 from types import FrameType
 from typing import TYPE_CHECKING, Annotated, NoReturn
@@ -35,9 +34,11 @@ def _fail(message: str) -> NoReturn:
     raise typer.Exit(code=2)
 
 
-def _settings(*, needs_jwt_key: bool = False) -> Settings:
+def _settings(
+    *, needs_jwt_key: bool = False, needs: tuple[str, ...] = ("database_url", "redis_url")
+) -> Settings:
     try:
-        settings = load_settings()
+        settings = load_settings(needs=needs)
         if needs_jwt_key:
             settings.require_jwt_key()
     except SettingsError as exc:
@@ -112,22 +113,18 @@ def work() -> None:
 
 def migrate() -> None:
     """Bring the database schema up to date (safe to run again)."""
-    settings = _settings()
+    settings = _settings(needs=("database_url",))
     from presto_deck.infrastructure.db.migrations import migrate_to_head
     from presto_deck.infrastructure.db.problems import describe_database_error
 
     try:
-        before, after = migrate_to_head(settings.sqlalchemy_url, quiet=_in_a_terminal())
+        before, after = migrate_to_head(settings.sqlalchemy_url, quiet=True)
     except Exception as exc:  # whatever the database did: one line, not a traceback
         _fail(describe_database_error(exc, settings.database_url))
     if before == after:
         typer.echo(f"database is up to date (schema revision {after})")
     else:
         typer.echo(f"database migrated from schema revision {before or 'none'} to {after}")
-
-
-def _in_a_terminal() -> bool:
-    return sys.stderr.isatty()
 
 
 def token(
@@ -148,14 +145,15 @@ def token(
 
     try:
         secret = _dev_secret_of(data_dir) if data_dir else None
-        settings = load_settings(services=False, jwt_secret=secret)
+        settings = load_settings(needs=(), jwt_secret=secret)
         if not settings.jwt_secret and (kept := _dev_secret_of(_default_data_dir(), quiet=True)):
-            settings = load_settings(services=False, jwt_secret=kept)
+            settings = load_settings(needs=(), jwt_secret=kept)
         if not settings.jwt_secret:
             raise SettingsError(
                 "PRESTO_JWT_SECRET is not set: set it to the secret the server checks tokens "
                 "with, or sign with the secret of `presto-deck dev` (--data-dir)"
             )
+        settings.require_jwt_key()  # a token the server would refuse to check is no use
         typer.echo(TokenVerifier(settings).mint(user_id, ttl))
     except (SettingsError, InvalidToken) as exc:
         _fail(str(exc))
@@ -303,7 +301,12 @@ def _serve_dev(settings: Settings, host: str, port: int, data_dir: Path) -> None
     from presto_deck.infrastructure.observability.logging import configure_logging
 
     configure_logging(settings.log_format, settings.log_level)
-    migrate_to_head(settings.sqlalchemy_url, quiet=True)
+    try:
+        migrate_to_head(settings.sqlalchemy_url, quiet=True)
+    except Exception as exc:  # an external database it cannot use: one line, as migrate says it
+        from presto_deck.infrastructure.db.problems import describe_database_error
+
+        _fail(describe_database_error(exc, settings.database_url))
 
     import uvicorn
 

@@ -138,7 +138,10 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
         """Refuse to serve without a way to verify tokens, or (``strong``) with an HMAC secret
         shorter than RFC 7518 asks for (a key as long as the hash: 32 bytes for HS256)."""
         if not (self.jwt_secret or self.jwt_public_key):
-            raise SettingsError("PRESTO_JWT_SECRET is not set (or PRESTO_JWT_PUBLIC_KEY)")
+            raise SettingsError(
+                "PRESTO_JWT_SECRET is not set (make one with: openssl rand -hex 32), "
+                "or PRESTO_JWT_PUBLIC_KEY for tokens signed elsewhere"
+            )
         size = len((self.jwt_secret or "").encode())
         if strong and self.jwt_secret and size < MIN_SECRET_BYTES:
             raise SettingsError(
@@ -148,12 +151,16 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
 
 
 def load_settings(
-    environ: Mapping[str, str] | None = None, *, services: bool = True, **overrides: Any
+    environ: Mapping[str, str] | None = None,
+    *,
+    needs: tuple[str, ...] = ("database_url", "redis_url"),
+    **overrides: Any,
 ) -> Settings:
     """Read defaults, the optional ``PRESTO_CONFIG`` file, the environment and ``overrides``.
 
-    Without ``services`` (a command that reaches neither PostgreSQL nor Redis, as ``token``),
-    their URLs may be missing; they are then set to addresses no one will connect to.
+    ``needs`` names the server URLs the command uses (``migrate`` only the database's,
+    ``token`` neither); one it does not need may be missing, and is then set to an address no
+    one will connect to.
     """
     environ = os.environ if environ is None else environ
     values: dict[str, Any] = _read_toml(_defaults_text())
@@ -172,7 +179,7 @@ def load_settings(
     values.update({k: v for k, v in overrides.items() if v is not None})
     for required, unused in (("database_url", _UNUSED_DATABASE), ("redis_url", _UNUSED_REDIS)):
         if not values.get(required):
-            if services:
+            if required in needs:
                 raise SettingsError(f"{ENV_PREFIX}{required.upper()} is not set")
             values[required] = unused
     try:

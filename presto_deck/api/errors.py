@@ -152,7 +152,11 @@ def _unavailable(request: _AnyRequest, exc: Exception) -> Response[dict[str, Any
     logger.error(
         "backing service unavailable during {} {}: {}", request.method, request.url.path, exc
     )
-    return _error(HTTP_503_SERVICE_UNAVAILABLE, "Service temporarily unavailable; try again.")
+    return _error(
+        HTTP_503_SERVICE_UNAVAILABLE,
+        "Service temporarily unavailable; try again.",
+        code=UNAVAILABLE,
+    )
 
 
 def _storage(request: _AnyRequest, exc: StorageError) -> Response[dict[str, Any]]:

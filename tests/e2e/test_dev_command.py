@@ -185,3 +185,23 @@ async def _status_with_token(url: str, token: str, deck_id: str) -> int:
         return (await client.http.get(f"/api/v1/decks/{deck_id}")).status_code
     finally:
         await client.aclose()
+
+
+def test_dev_on_a_database_it_cannot_use_says_why_in_one_line(dev_runs: DevRuns) -> None:
+    env = clean_environment(
+        {
+            "PRESTO_DATABASE_URL": "postgresql://postgres@127.0.0.1:9/presto",
+            "PRESTO_REDIS_URL": "redis://127.0.0.1:6379/15",
+        }
+    )
+    args = ["dev", "--port", str(dev_runs.port), "--data-dir", str(dev_runs.data_dir)]
+    refused = ManagedProcess.start("dev-no-db", args, env, dev_runs.log_dir)
+    returncode = refused.wait_for_exit(timeout=60)
+
+    lines = [line for line in refused.stderr().splitlines() if line.strip()]
+    assert returncode == 2, refused.output()
+    assert lines[-1] == (
+        "presto-deck: no PostgreSQL answers at 127.0.0.1:9 (connection refused); start it or "
+        "fix PRESTO_DATABASE_URL"
+    )
+    assert "Traceback" not in refused.output()

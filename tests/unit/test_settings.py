@@ -304,11 +304,15 @@ def test_an_hmac_secret_under_32_bytes_is_refused_except_on_a_developers_machine
 
 
 def test_a_command_that_reaches_no_server_needs_no_server_urls() -> None:
-    settings = load_settings(environ={"PRESTO_JWT_SECRET": "x" * 32}, services=False)
+    settings = load_settings(environ={"PRESTO_JWT_SECRET": "x" * 32}, needs=())
 
     assert settings.jwt_secret == "x" * 32
     with pytest.raises(SettingsError, match="PRESTO_DATABASE_URL is not set"):
         load_settings(environ={"PRESTO_JWT_SECRET": "x" * 32})
+    migrating = load_settings(
+        environ={"PRESTO_DATABASE_URL": "postgresql://db/x"}, needs=("database_url",)
+    )
+    assert migrating.database_url == "postgresql://db/x"
 
 
 def test_the_repr_of_the_settings_hides_secrets_and_credentials() -> None:

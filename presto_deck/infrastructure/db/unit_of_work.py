@@ -22,6 +22,8 @@ from presto_deck.infrastructure.db.repositories import (
 #: Failures that may pass when tried again: lost connections, a lock not granted within
 #: ``lock_timeout``, a session ended by the server, a pool with no free connection.
 _TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+#: An undefined table or column: a database not migrated to this version.
+_SCHEMA_MISSING = frozenset({"42P01", "42703"})
 
 
 def create_engine(
@@ -105,6 +107,12 @@ class SqlUnitOfWork:
 
 
 def _storage_error(exc: BaseException) -> StorageError:
+    if getattr(getattr(exc, "orig", None), "sqlstate", None) in _SCHEMA_MISSING:
+        # Not our bug but the operator's step: the service is unavailable until it is taken.
+        return StorageError(
+            "the database's schema is not this version's: run presto-deck migrate",
+            transient=True,
+        )
     transient = isinstance(exc, _TRANSIENT) or (
         isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
     )
