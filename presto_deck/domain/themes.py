@@ -29,10 +29,14 @@ __all__ = [
 ]
 
 #: ``#rrggbb``: what CSS, PowerPoint and PDF all draw alike.
-Colour = Annotated[str, msgspec.Meta(pattern=r"^#[0-9A-Fa-f]{6}$")]
+COLOUR_PATTERN = r"^#[0-9A-Fa-f]{6}\Z"
+Colour = Annotated[str, msgspec.Meta(pattern=COLOUR_PATTERN)]
 #: A font family's name: letters, digits, spaces and hyphens, nothing a stylesheet would read as
 #: syntax.
-FontName = Annotated[str, msgspec.Meta(pattern="^[A-Za-z0-9][A-Za-z0-9 -]{0,47}$")]
+FONT_NAME_PATTERN = r"^[A-Za-z0-9][A-Za-z0-9 -]{0,47}\Z"
+FontName = Annotated[str, msgspec.Meta(pattern=FONT_NAME_PATTERN)]
+#: Words for people: no control characters or direction overrides, not blank.
+WORDS_PATTERN = r"^(?=.*\S)[^\x00-\x1f\x7f\u202a-\u202e\u2066-\u2069]*\Z"
 #: What a reader without the named fonts falls back to; the PDF draws in its standard font.
 Generic = Literal["serif", "sans-serif", "monospace"]
 #: A size in hundredths of the slide's width (the page's ``cqw``): on a 960 pt page, 1 is 9.6 pt.
@@ -95,8 +99,8 @@ class Sizes(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=Tru
 
 class Theme(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=True):
     name: str = ""  # the file's name; set as it is read
-    label: Annotated[str, msgspec.Meta(min_length=1, max_length=40)]
-    description: Annotated[str, msgspec.Meta(max_length=200)] = ""
+    label: Annotated[str, msgspec.Meta(min_length=1, max_length=40, pattern=WORDS_PATTERN)]
+    description: Annotated[str, msgspec.Meta(max_length=200, pattern=WORDS_PATTERN)] = ""
     colors: Colours
     cover: Cover = Cover()
     fonts: Fonts

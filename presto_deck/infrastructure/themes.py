@@ -13,7 +13,17 @@ from typing import get_args
 import msgspec
 from loguru import logger
 
-from presto_deck.domain.themes import Bullet, Generic, Theme, ThemeBook, TitleCase, TitleRule
+from presto_deck.domain.themes import (
+    COLOUR_PATTERN,
+    FONT_NAME_PATTERN,
+    WORDS_PATTERN,
+    Bullet,
+    Generic,
+    Theme,
+    ThemeBook,
+    TitleCase,
+    TitleRule,
+)
 from presto_deck.settings import SettingsError
 
 __all__ = ["load_themes"]
@@ -32,8 +42,9 @@ _CHOICES: dict[str, tuple[str, ...]] = {
 }
 #: What a theme file's author is told instead of a pattern.
 _PATTERNS = {
-    "'^#[0-9A-Fa-f]{6}$'": "a colour written #rrggbb",
-    "'^[A-Za-z0-9][A-Za-z0-9 -]{0,47}$'": "a font name of letters, digits, spaces, hyphens",
+    COLOUR_PATTERN: "a colour written #rrggbb",
+    FONT_NAME_PATTERN: "a font name of letters, digits, spaces, hyphens",
+    WORDS_PATTERN: "words without control characters",
 }
 
 
@@ -66,7 +77,7 @@ def _read_all(folder: Traversable, *, where: str = "") -> Iterable[Theme]:
         if not dot or extension.lower() not in ("toml", "json"):
             logger.warning("{}: not a theme (a theme is a .toml or .json file); ignored", shown)
             continue
-        if not _NAME.match(stem):
+        if not _NAME.fullmatch(stem):
             raise SettingsError(
                 f"{shown}: a theme's file name must be lower-case letters, digits and "
                 "hyphens (at most 40), e.g. acme-blue.toml"
@@ -78,25 +89,31 @@ def _read_all(folder: Traversable, *, where: str = "") -> Iterable[Theme]:
 
 
 def _read(entry: Traversable, name: str, extension: str, shown: str) -> Theme:
+    too_large = SettingsError(f"{shown}: larger than {_MAX_FILE_BYTES // 1024} KiB")
     try:
-        raw = entry.read_bytes()
+        if isinstance(entry, Path) and entry.stat().st_size > _MAX_FILE_BYTES:
+            raise too_large  # before reading it: it may be anything a link points to
+        with entry.open("rb") as file:
+            raw = file.read(_MAX_FILE_BYTES + 1)
     except OSError as exc:
         raise SettingsError(f"{shown}: cannot read it: {exc.strerror or exc}") from None
     if len(raw) > _MAX_FILE_BYTES:
-        raise SettingsError(f"{shown}: larger than {_MAX_FILE_BYTES // 1024} KiB")
+        raise too_large
     decode = msgspec.toml.decode if extension == "toml" else msgspec.json.decode
     try:
         theme = decode(raw, type=Theme)
     except msgspec.ValidationError as exc:
         raise SettingsError(f"{shown}: {_explained(str(exc))}") from None
-    except msgspec.DecodeError as exc:
-        raise SettingsError(f"{shown}: not valid {extension.upper()}: {exc}") from None
+    except (msgspec.DecodeError, UnicodeDecodeError) as exc:
+        raise SettingsError(f"{shown}: not valid {extension.upper()} (UTF-8): {exc}") from None
+    except RecursionError:
+        raise SettingsError(f"{shown}: nested too deeply to be a theme") from None
     return msgspec.structs.replace(theme, name=name)
 
 
 def _explained(problem: str) -> str:
     for pattern, meaning in _PATTERNS.items():
-        problem = problem.replace(f"`str` matching regex {pattern}", meaning)
+        problem = problem.replace(f"`str` matching regex {pattern!r}", meaning)
     where = problem.rpartition(" - at `")[2].rstrip("`")
     if problem.startswith("Invalid enum value") and where in _CHOICES:
         problem += f" (one of: {', '.join(_CHOICES[where])})"

@@ -284,3 +284,51 @@ def test_the_pptx_shapes_cast_no_shadow_and_text_shrinks_to_its_box() -> None:
     assert all(shape._element.find(qn("p:style")) is None for shape in drawn)
     body = next(shape for shape in slide.shapes if shape.has_text_frame and "Costs" in shape.text)
     assert body.text_frame.auto_size == MSO_AUTO_SIZE.TEXT_TO_FIT_SHAPE
+
+
+@pytest.mark.parametrize(
+    ("content", "message"),
+    [
+        (b'label = "Acme \\xe9"\n', "not valid TOML (UTF-8)"),
+        (b"x = " + b"[" * 5000 + b"]" * 5000 + b"\n", "nested too deeply to be a theme"),
+        (
+            ACME_THEME.replace('"#b91c1c"', '"#b91c1c\\n"').encode(),
+            "Expected a colour written #rrggbb - at `$.colors.accent`",
+        ),
+        (
+            ACME_THEME.replace('["Gill Sans"]', '["Gill Sans\\n"]').encode(),
+            "Expected a font name of letters, digits, spaces, hyphens - at `$.fonts.body[0]`",
+        ),
+        (
+            ACME_THEME.replace('label = "Acme"', 'label = "  "').encode(),
+            "Expected words without control characters - at `$.label`",
+        ),
+        (
+            ACME_THEME.replace('label = "Acme"', 'label = "Ac\\u202eme"').encode(),
+            "Expected words without control characters - at `$.label`",
+        ),
+    ],
+    ids=["not UTF-8", "deep nesting", "newline colour", "newline font", "blank label", "RLO"],
+)
+def test_a_theme_file_made_to_break_the_reader_is_refused_in_one_line(
+    tmp_path: Path, content: bytes, message: str
+) -> None:
+    (tmp_path / "acme.toml").write_bytes(content)
+
+    with pytest.raises(SettingsError) as refused:
+        load_themes(str(tmp_path))
+
+    assert message in str(refused.value)
+    assert "\n" not in str(refused.value)
+
+
+def test_a_link_to_a_huge_file_is_refused_before_it_is_read(tmp_path: Path) -> None:
+    huge = tmp_path / "huge.bin"
+    with huge.open("wb") as file:
+        file.truncate(1 << 30)  # sparse: a gigabyte that takes no room
+    folder = tmp_path / "themes"
+    folder.mkdir()
+    (folder / "acme.toml").symlink_to(huge)
+
+    with pytest.raises(SettingsError, match="larger than 64 KiB"):
+        load_themes(str(folder))
