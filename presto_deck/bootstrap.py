@@ -126,6 +126,9 @@ def build_container(settings: Settings) -> Container:
             renderer=renderer,
             clock=utc_now,
             max_queued_edits=settings.limit_queued_edits_per_deck,
+            theme_changes=RedisRateLimiter(
+                redis, limit=settings.limit_theme_changes_per_minute, log=keys.theme_change_log
+            ),
         ),
         editor=SlideEditor(
             uow=uow,

@@ -39,6 +39,7 @@ _AT_LEAST_ONE_FIELDS = (
     "limit_frames_per_second",
     "limit_queued_edits_per_deck",
     "limit_exports_per_minute",
+    "limit_theme_changes_per_minute",
     "limit_concurrent_exports",
     "ws_send_queue",
     "http_max_header_bytes",
@@ -87,6 +88,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     limit_frames_per_second: int = 20
     limit_queued_edits_per_deck: int = 20
     limit_exports_per_minute: int = 30
+    limit_theme_changes_per_minute: int = 10
     limit_concurrent_exports: int = 2
     ws_send_queue: int = 100
     ws_write_timeout_seconds: float = 10.0

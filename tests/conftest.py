@@ -29,6 +29,7 @@ UNREACHED_LIMITS = {
     "limit_sockets_total": 100_000,
     "limit_frames_per_second": 100_000,
     "limit_exports_per_minute": 100_000,
+    "limit_theme_changes_per_minute": 100_000,
 }
 
 

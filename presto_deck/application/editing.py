@@ -17,6 +17,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import math
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
@@ -24,6 +25,7 @@ from uuid import UUID, uuid4
 
 from loguru import logger
 
+from presto_deck.application.limits import LimitExceeded, ThemeChangeRateExceeded, count_action
 from presto_deck.application.ports import (
     Clock,
     DeckWriter,
@@ -31,6 +33,7 @@ from presto_deck.application.ports import (
     LeaseLost,
     LeaseState,
     ModelCallsExhausted,
+    RateLimiter,
     RunStopped,
     SlideRenderer,
     StorageError,
@@ -106,7 +109,11 @@ class EditService:
         renderer: SlideRenderer,
         clock: Clock,
         max_queued_edits: int,
+        theme_changes: RateLimiter | None = None,
     ) -> None:
+        """``theme_changes`` bounds each user's theme changes (each redraws a whole deck and
+        sends every slide again to every open page); None, unbounded."""
+        self._theme_changes = theme_changes
         self._uow = uow
         self._queue = queue
         self._publishing = publishing
@@ -125,6 +132,8 @@ class EditService:
         for another edit).
         """
         request_id = request_id or uuid4().hex
+        if isinstance(edit, ChangeTheme) and self._theme_changes is not None:
+            await count_action(self._theme_changes, user_id, _too_many_theme_changes, "theme")
         async with self._uow() as uow:
             deck = await uow.decks.lock(deck_id)
             if deck is None or deck.user_id != user_id:
@@ -454,3 +463,10 @@ async def _spend_on_edit(
     edit_id: UUID, deck_id: UUID, owner: str, uow: UnitOfWork, until: datetime
 ) -> LeaseState:
     return await uow.edits.spend_model_call(edit_id, deck_id, owner, until)
+
+
+def _too_many_theme_changes(wait: float) -> LimitExceeded:
+    return ThemeChangeRateExceeded(
+        f"Too many theme changes in the last minute; try again in {math.ceil(wait)} s.",
+        retry_after=wait,
+    )

@@ -42,6 +42,10 @@ class ExportRateExceeded(LimitExceeded):
     """The user exported as many files as a minute allows."""
 
 
+class ThemeChangeRateExceeded(LimitExceeded):
+    """The user changed as many decks' themes as a minute allows."""
+
+
 class ExportsBusy(LimitExceeded):
     """The process draws as many exports as it may, and this one waited its turn too long."""
 

@@ -48,6 +48,7 @@ BASE_SETTINGS = {
     "limit_sockets_total": "100000",
     "limit_frames_per_second": "100000",
     "limit_exports_per_minute": "100000",
+    "limit_theme_changes_per_minute": "100000",
 }
 
 StackKind = Literal["separate", "combined"]

@@ -882,6 +882,7 @@ class Harness:
         creations_per_minute: int = 1000,
         max_active_decks: int = 1000,
         max_queued_edits: int = 20,
+        theme_changes_per_minute: int = 1000,
     ) -> None:
         self.store = FakeStore()
         self.clock = clock or FakeClock()
@@ -909,6 +910,7 @@ class Harness:
             renderer=self.renderer,
             clock=self.clock,
             max_queued_edits=max_queued_edits,
+            theme_changes=FakeRateLimiter(self.clock, limit=theme_changes_per_minute),
         )
         self.recovery = Recovery(
             uow=self.store.uow,

@@ -10,6 +10,7 @@ from uuid import UUID, uuid4
 
 import pytest
 
+from presto_deck.application.limits import ThemeChangeRateExceeded
 from presto_deck.domain.deck import (
     BadOrder,
     DeckBusy,
@@ -558,3 +559,19 @@ async def test_a_slide_rewritten_while_the_theme_changed_is_drawn_in_the_new_the
 
     assert all('data-theme="playful"' in s.html_content for s in h.store.slides(deck_id))
     assert _last(h, deck_id).event_type == "SlideUpdated"
+
+
+async def test_a_user_past_the_rate_of_theme_changes_is_told_when_to_try_again() -> None:
+    h = Harness(theme_changes_per_minute=2)
+    deck = await h.create(slide_count=2)
+    await h.generator(FakeWriter(2)).generate(deck.id)
+
+    for theme in ("dark", "playful"):
+        await h.edits.submit("alice", deck.id, ChangeTheme(theme=theme))
+    with pytest.raises(ThemeChangeRateExceeded) as refused:
+        await h.edits.submit("alice", deck.id, ChangeTheme(theme="corporate"))
+    h.clock.advance(61)
+    await h.edits.submit("alice", deck.id, ChangeTheme(theme="corporate"))
+
+    assert refused.value.retry_after == 60
+    assert h.store.deck(deck.id).brief.theme == "corporate"

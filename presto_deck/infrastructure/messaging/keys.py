@@ -44,6 +44,11 @@ def creation_log(user_id: str) -> str:
     return f"presto:limit:creations:{user_id}"
 
 
+def theme_change_log(user_id: str) -> str:
+    """A sorted set of the user's recent theme changes (their rate limit)."""
+    return f"presto:limit:themes:{user_id}"
+
+
 def export_log(user_id: str) -> str:
     """A sorted set of the user's recent exports (the export rate limit)."""
     return f"presto:limit:exports:{user_id}"
