@@ -91,7 +91,9 @@ def create_app(container: Container, *, with_worker: bool = False) -> Litestar:
         client_name=PUBSUB_CLIENT_NAME,
     )
     backend = ResilientPubSubBackend(
-        redis=pubsub_redis, key_prefix=keys.CHANNELS_PREFIX, on_reconnect=live_sockets.catch_up_all
+        redis=pubsub_redis,
+        namespace=keys.channels_prefix(container.settings.redis_url),
+        on_reconnect=live_sockets.catch_up_all,
     )
     channels = ChannelsPlugin(
         backend=backend,

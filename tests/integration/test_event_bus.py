@@ -8,10 +8,12 @@ import asyncio
 import contextlib
 from collections.abc import AsyncIterator, Sequence
 from typing import Any
+from urllib.parse import urlsplit
 from uuid import UUID, uuid4
 
 import msgspec
 import pytest
+from redis.asyncio import Redis
 from redis.exceptions import ConnectionError as RedisConnectionError
 
 from presto_deck.application.ports import PublishError
@@ -26,7 +28,7 @@ from presto_deck.settings import Settings
 from tests.support.client import eventually
 from tests.support.database import execute, rows
 from tests.support.generation import generator_for
-from tests.support.running import running_worker
+from tests.support.running import RunningApi, running_worker
 
 STREAM = keys.EVENT_STREAM
 GROUP = keys.API_CONSUMER_GROUP
@@ -340,3 +342,33 @@ async def test_the_stream_stays_bounded_by_the_configured_maxlen(settings: Setti
         assert decode_event(newest[b"event"]).version == published + 1
     finally:
         await container.close()
+
+
+async def test_the_pubsub_channels_are_those_of_the_redis_db_so_deployments_do_not_mix(
+    api: RunningApi, settings: Settings
+) -> None:
+    db = urlsplit(settings.redis_url).path.strip("/")
+    raw = Redis.from_url(settings.redis_url)
+    try:
+        async with asyncio.timeout(5):
+            while not (channels := await raw.pubsub_channels("presto:*")):
+                await asyncio.sleep(0.05)
+    finally:
+        await raw.aclose()
+
+    names = [channel.decode() for channel in channels]
+    assert names
+    assert all(name.startswith(f"presto:channels:db{db}:") for name in names), names
+
+
+@pytest.mark.parametrize(
+    ("url", "prefix"),
+    [
+        ("redis://127.0.0.1:6379/8", "presto:channels:db8"),
+        ("redis://cache", "presto:channels:db0"),
+        ("rediss://user:pw@cache:6380/3", "presto:channels:db3"),
+        ("unix:///run/redis.sock?db=4", "presto:channels:db4"),
+    ],
+)
+def test_each_redis_db_has_its_own_channels(url: str, prefix: str) -> None:
+    assert keys.channels_prefix(url) == prefix

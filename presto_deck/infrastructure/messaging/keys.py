@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+from urllib.parse import parse_qsl, urlsplit
 from uuid import UUID
 
 #: The arq queue of generation jobs.
@@ -15,7 +16,8 @@ DEAD_LETTER_STREAM = "presto:events:dead"
 #: Pub/Sub channel on which an API instance tells all instances that live events may have been
 #: lost (the stream was recreated), so that every socket catches up from PostgreSQL.
 CATCH_UP_CHANNEL = "presto:catch-up"
-#: Key prefix of the Litestar channels plugin (Pub/Sub fan-out to every API instance).
+#: Key prefix of the Litestar channels plugin (Pub/Sub fan-out to every API instance); see
+#: ``channels_prefix``.
 CHANNELS_PREFIX = "presto:channels"
 #: Held for most of a sweep period by the worker that sweeps in it, so one worker sweeps at a time.
 SWEEP_LOCK = "presto:sweep"
@@ -23,6 +25,16 @@ SWEEP_LOCK = "presto:sweep"
 GENERATE_JOB = "generate_deck"
 #: Name of the arq job that applies a deck's queued edits.
 EDIT_JOB = "edit_deck"
+
+
+def channels_prefix(redis_url: str) -> str:
+    """The Pub/Sub channels' prefix for the Redis db in ``redis_url``: Pub/Sub ignores db
+    numbers, so two deployments on one Redis server (each on its own db) would hear each
+    other's events and catch-up calls without it."""
+    db = urlsplit(redis_url).path.strip("/") or "0"
+    if redis_url.startswith("unix:"):  # unix:///path?db=N
+        db = dict(parse_qsl(urlsplit(redis_url).query)).get("db", "0")
+    return f"{CHANNELS_PREFIX}:db{db}"
 
 
 def generation_job_id(deck_id: UUID) -> str:

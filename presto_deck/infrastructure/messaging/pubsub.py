@@ -27,16 +27,28 @@ _MAX_BACKOFF_SECONDS = 5.0
 
 class ResilientPubSubBackend(RedisChannelsPubSubBackend):
     def __init__(
-        self, *, redis: Redis, key_prefix: str, on_reconnect: Callable[[], object]
+        self, *, redis: Redis, namespace: str, on_reconnect: Callable[[], object]
     ) -> None:
-        """``on_reconnect`` runs each time the listener is back after losing its connection."""
-        super().__init__(redis=redis, key_prefix=key_prefix)
+        """``on_reconnect`` runs each time the listener is back after losing its connection.
+        Every channel's name on the server starts with ``namespace`` (Pub/Sub is one space
+        for the whole server, whatever db a deployment uses)."""
+        super().__init__(redis=redis, key_prefix=namespace)
+        self._namespace = f"{namespace}:"
         self._on_reconnect = on_reconnect
+
+    def _named(self, channels: Iterable[str]) -> list[str]:
+        return [self._namespace + channel for channel in channels]
+
+    async def publish(self, data: bytes, channels: Iterable[str]) -> None:
+        await super().publish(data, self._named(channels))
+
+    async def unsubscribe(self, channels: Iterable[str]) -> None:
+        await super().unsubscribe(self._named(channels))
 
     async def subscribe(self, channels: Iterable[str]) -> None:
         """Subscribe; while Redis is away, note the channels for the listener's reconnection to
         subscribe to (an API instance started during an outage serves once Redis is back)."""
-        names = list(channels)
+        names = self._named(channels)
         try:
             await super().subscribe(names)
         except (RedisError, OSError) as exc:
@@ -51,8 +63,8 @@ class ResilientPubSubBackend(RedisChannelsPubSubBackend):
             await self._has_subscribed.wait()
             if self._pub_sub.connection is not None:
                 try:
-                    async for event in super().stream_events():
-                        yield event
+                    async for channel, data in super().stream_events():
+                        yield channel.removeprefix(self._namespace), data
                 except (RedisError, OSError) as exc:
                     honour_cancellation()
                     logger.warning("Pub/Sub connection lost, reconnecting: {}", exc)
