@@ -710,11 +710,24 @@ async def test_on_a_phone_nothing_overflows_sideways_and_the_presenter_fits(
     assert stage is not None
     assert stage["x"] >= 0
     assert stage["x"] + stage["width"] <= 390
+    # No keys on a phone: buttons, and a tap on either half of the slide.
+    counter = page.locator("#presenter-counter")
+    await expect(counter).to_have_text("1 / 3")
+    await page.click("#presenter-next")
+    await expect(counter).to_have_text("2 / 3")
+    await page.locator("#presenter-slide").click(position={"x": 10, "y": 10})
+    await expect(counter).to_have_text("1 / 3")
+    await page.locator("#presenter-slide").click(position={"x": stage["width"] - 10, "y": 10})
+    await expect(counter).to_have_text("2 / 3")
+    await page.click("#presenter-notes-toggle")
+    await expect(page.locator("#presenter-notes")).to_be_visible()
     await page.screenshot(path=screenshot_path("phone-presenting"))
+    await page.click("#presenter-exit")
+    await expect(page.locator("#presenter")).to_be_hidden()
 
 
 async def test_without_a_token_the_page_says_how_to_sign_in(
-    page: Page, app: RunningApi, expected_console_errors: list[str]
+    page: Page, app: RunningApi, alice_url: str, expected_console_errors: list[str]
 ) -> None:
     expected_console_errors.append("401")  # the refused token's requests
     await page.goto(app.url)
@@ -728,6 +741,15 @@ async def test_without_a_token_the_page_says_how_to_sign_in(
         "You are not signed in: open the sign-in link or paste a token (see above)."
     )
 
+    # A sign-in link pasted into the open tab signs it in.
+    good = alice_url.partition("#")[2]
+    await page.evaluate(f"location.hash = {json.dumps(good)}")
+    await expect(page.locator("#token-panel")).to_be_hidden()
+    assert "token=" not in page.url
+    await _create_deck(page, "Signed in by a link", 1)
+    await expect(page.locator("#deck-status")).to_have_text("completed")
+
+    await page.click("#token-toggle")
     await page.fill("#token-input", "not-a-token")
     await page.click("#token-form button[type=submit]")
     await expect(page.locator("#token-why")).to_contain_text("The server refused your token")

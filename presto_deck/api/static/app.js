@@ -55,6 +55,20 @@ function writeFragment(params) {
   history.replaceState(null, "", location.pathname + location.search + (text ? `#${text}` : ""));
 }
 
+function onFragmentChange() {
+  // A sign-in link or a deck's link pasted into an open tab: act on it as on a fresh load.
+  const before = state.token;
+  takeTokenFromFragment();
+  const token = localStorage.getItem(TOKEN_KEY);
+  if (token !== before) {
+    setToken(token);
+    loadThemes();
+    refreshDeckList();
+  }
+  const deckId = readFragment().get("deck");
+  if (deckId && deckId !== state.deck?.id) openDeck(deckId);
+}
+
 function takeTokenFromFragment() {
   const params = readFragment();
   const token = params.get("token");
@@ -642,13 +656,23 @@ function renderPresenter() {
   $("presenter-notes").textContent = slide.presenter_notes || "No presenter notes.";
 }
 
+function toggleNotes() {
+  $("presenter-notes").hidden = !$("presenter-notes").hidden;
+}
+
+function onPresenterTap(event) {
+  // On a touch screen without keys: a tap on the slide's right half goes on, on its left back.
+  const box = $("presenter-slide").getBoundingClientRect();
+  moveSlide(event.clientX >= box.left + box.width / 2 ? 1 : -1);
+}
+
 function onPresenterKey(event) {
   if (!state.presenting) return;
   const steps = { ArrowRight: 1, ArrowDown: 1, PageDown: 1, " ": 1, ArrowLeft: -1, ArrowUp: -1, PageUp: -1 };
   if (event.key in steps) moveSlide(steps[event.key]);
   else if (event.key === "Home") moveSlide(-Infinity);
   else if (event.key === "End") moveSlide(Infinity);
-  else if (event.key === "n" || event.key === "N") $("presenter-notes").hidden = !$("presenter-notes").hidden;
+  else if (event.key === "n" || event.key === "N") toggleNotes();
   else if (event.key === "Escape") stopPresenting();
   else return;
   event.preventDefault();
@@ -1061,6 +1085,12 @@ function start() {
   }
   $("add-first").append(...editControls(FIRST, FIRST_ACTIONS));
   document.addEventListener("keydown", onPresenterKey);
+  $("presenter-previous").addEventListener("click", () => moveSlide(-1));
+  $("presenter-next").addEventListener("click", () => moveSlide(1));
+  $("presenter-notes-toggle").addEventListener("click", toggleNotes);
+  $("presenter-exit").addEventListener("click", stopPresenting);
+  $("presenter-slide").addEventListener("click", onPresenterTap);
+  window.addEventListener("hashchange", onFragmentChange);
   document.addEventListener("fullscreenchange", () => {
     if (!document.fullscreenElement) stopPresenting(); // Esc in the browser's own full screen
   });
