@@ -26,7 +26,28 @@ app = typer.Typer(
     add_completion=False,
     pretty_exceptions_enable=False,
     rich_markup_mode=None,
+    context_settings={"help_option_names": ["-h", "--help"]},
 )
+
+
+def _version(asked: bool) -> None:
+    if asked:
+        from presto_deck import __version__
+
+        typer.echo(f"presto-deck {__version__}")
+        raise typer.Exit()
+
+
+@app.callback()
+def _main(
+    version: Annotated[
+        bool,
+        typer.Option(
+            "--version", callback=_version, is_eager=True, help="Show the version and exit."
+        ),
+    ] = False,
+) -> None:
+    """Turn a prompt into a presentation deck with an LLM and stream it live."""
 
 
 def _fail(message: str) -> NoReturn:
@@ -128,7 +149,9 @@ def migrate() -> None:
 
 
 def token(
-    user_id: Annotated[str, typer.Argument(help="The user id (the token's sub).")],
+    user_id: Annotated[
+        str, typer.Argument(metavar="USER_ID", help="The user id (the token's sub).")
+    ],
     ttl: Annotated[int, typer.Option(min=1, help="Lifetime in seconds.")] = 3600,
     data_dir: Annotated[
         Path | None,
@@ -174,7 +197,7 @@ def _dev_secret_of(data_dir: Path, *, quiet: bool = False) -> str | None:
 
 
 def watch(
-    deck_id: Annotated[str, typer.Argument(help="The deck to follow.")],
+    deck_id: Annotated[str, typer.Argument(metavar="DECK_ID", help="The deck to follow.")],
     token: Annotated[
         str, typer.Option(envvar="PRESTO_TOKEN", help="JWT (default: $PRESTO_TOKEN).")
     ],
@@ -209,7 +232,8 @@ def watch(
             )
         )
     except WatchError as exc:
-        _fail(str(exc))
+        typer.echo(f"presto-deck watch: {exc}", err=True)
+        raise typer.Exit(code=2) from None
     except KeyboardInterrupt:
         pass
 
@@ -234,7 +258,7 @@ def dev(
 
     PostgreSQL and Redis are embedded (kept in the data dir) unless PRESTO_DATABASE_URL and
     PRESTO_REDIS_URL name servers to use instead; without PRESTO_JWT_SECRET a secret is
-    created once and kept in the data dir (``presto-deck token --data-dir`` signs with it).
+    created once and kept in the data dir ('presto-deck token --data-dir' signs with it).
     """
     # uvicorn re-raises SIGTERM once it has shut down; the default action would kill us before
     # the embedded servers are stopped, so turn it into the same unwinding as Ctrl-C.
