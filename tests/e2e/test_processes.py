@@ -17,6 +17,7 @@ import websockets
 from websockets.asyncio.client import ClientConnection
 from websockets.exceptions import ConnectionClosed, InvalidHandshake
 
+from presto_deck import __version__
 from presto_deck.infrastructure.db.migrations import head_revision
 from tests.e2e.conftest import Deployment, Stack, empty_database, mint
 from tests.support.client import (
@@ -601,3 +602,20 @@ async def wait_for_deck_version(database_url: str, deck_id: str, above: int) -> 
     async with asyncio.timeout(20):
         while await deck_version(database_url, deck_id) <= above:
             await asyncio.sleep(0.05)
+
+
+def test_help_lists_dev_first_without_noise_and_version_names_the_release(
+    tmp_path: Path,
+) -> None:
+    env = clean_environment({})
+    shown = ManagedProcess.start("help", ["-h"], env, tmp_path)
+    version = ManagedProcess.start("version", ["--version"], env, tmp_path)
+    for process in (shown, version):
+        process.wait_for_exit(timeout=60)
+
+    commands = shown.stdout().split("Commands:", 1)[1].split()
+    names = {"dev", "serve", "work", "migrate", "token", "watch"}
+    listed = [word for word in commands if word in names]
+    assert listed[:6] == ["dev", "serve", "work", "migrate", "token", "watch"]
+    assert "<bool>" not in shown.stdout()
+    assert version.stdout().strip() == f"presto-deck {__version__}"

@@ -1,15 +1,18 @@
-"""Measuring text as the PDF draws it: the standard PDF fonts for what cp1252 holds, and the CID
-fonts PDF readers provide for Korean, Japanese and Chinese, so nothing is embedded and nothing
-is needed at run time but the wheel. The PPTX is laid out with the same measures."""
+"""Measuring text as the PDF draws it: the standard PDF fonts for what cp1252 holds; Noto Sans
+(from its wheel, embedded as a subset of the glyphs used) for the rest of the Latin, Greek and
+Cyrillic alphabets; the CID fonts PDF readers provide for Korean, Japanese and Chinese. Nothing
+is needed at run time but wheels. The PPTX is laid out with the same measures."""
 
 from __future__ import annotations
 
 import unicodedata
 from collections.abc import Iterator
 from functools import cache, lru_cache
+from importlib.resources import as_file, files
 
 from reportlab.pdfbase import pdfmetrics
 from reportlab.pdfbase.cidfonts import UnicodeCIDFont
+from reportlab.pdfbase.ttfonts import TTFont
 
 from presto_deck.domain.themes import Generic
 
@@ -21,6 +24,7 @@ STANDARD_FONTS: dict[Generic, tuple[str, str, str]] = {
 }
 #: The CID font for characters the standard fonts lack, by script.
 _HANGUL, _KANA, _HAN = "HYSMyeongJo-Medium", "HeiseiKakuGo-W5", "STSong-Light"
+_NOTO = "NotoSans"
 
 
 def standard_font(generic: Generic, *, bold: bool = False, italic: bool = False) -> str:
@@ -90,7 +94,17 @@ def _face_for(char: str, font: str) -> str:
         return _cid(_HANGUL)
     if name.startswith(("HIRAGANA", "KATAKANA")):
         return _cid(_KANA)
-    return _cid(_HAN)
+    if name.startswith(("CJK", "IDEOGRAPHIC", "FULLWIDTH", "HALFWIDTH", "BOPOMOFO")):
+        return _cid(_HAN)
+    return _noto()  # Latin, Greek, Cyrillic and the like (what it lacks stays blank)
+
+
+@cache
+def _noto() -> str:
+    font = files("fontpkg_noto_sans").joinpath("files", "NotoSans[wdth,wght].ttf")
+    with as_file(font) as path:
+        pdfmetrics.registerFont(TTFont(_NOTO, str(path)))
+    return _NOTO
 
 
 @cache

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+import unicodedata
 from html.parser import HTMLParser
 
 from presto_deck.infrastructure.writers.sanitizer import sanitize_html
@@ -14,8 +15,10 @@ _BLOCK_END = re.compile(r"(?i)</(?:p|div|li|h\d|blockquote)>|<br\s*/?>")
 
 
 def xml_safe(text: str) -> str:
-    """``text`` as an XML document can hold it."""
-    return _NOT_XML.sub("", text.replace("\r\n", "\n").replace("\r", "\n"))
+    """``text`` as an XML document can hold it, composed (NFC: a letter and its accent typed
+    apart become the one character a font has a glyph for)."""
+    text = unicodedata.normalize("NFC", text.replace("\r\n", "\n").replace("\r", "\n"))
+    return _NOT_XML.sub("", text)
 
 
 def plain(markup: str) -> str:
