@@ -26,9 +26,7 @@ _MAX_BACKOFF_SECONDS = 5.0
 
 
 class ResilientPubSubBackend(RedisChannelsPubSubBackend):
-    def __init__(
-        self, *, redis: Redis, namespace: str, on_reconnect: Callable[[], object]
-    ) -> None:
+    def __init__(self, *, redis: Redis, namespace: str, on_reconnect: Callable[[], object]) -> None:
         """``on_reconnect`` runs each time the listener is back after losing its connection.
         Every channel's name on the server starts with ``namespace`` (Pub/Sub is one space
         for the whole server, whatever db a deployment uses)."""
