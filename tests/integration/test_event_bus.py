@@ -351,8 +351,9 @@ async def test_the_pubsub_channels_are_those_of_the_redis_db_so_deployments_do_n
     db = urlsplit(settings.redis_url).path.strip("/")
     raw = Redis.from_url(settings.redis_url)
     try:
+        ours = f"presto:channels:db{db}:presto:catch-up".encode()
         async with asyncio.timeout(5):
-            while not (channels := await raw.pubsub_channels("presto:*")):
+            while ours not in (channels := await raw.pubsub_channels("presto:*")):
                 await asyncio.sleep(0.05)
     finally:
         await raw.aclose()
