@@ -4,6 +4,7 @@ database does wrong leaves it as the port's ``StorageError``."""
 from __future__ import annotations
 
 import contextlib
+import re
 from types import TracebackType
 from typing import Self
 
@@ -22,6 +23,7 @@ from presto_deck.infrastructure.db.repositories import (
 #: Failures that may pass when tried again: lost connections, a lock not granted within
 #: ``lock_timeout``, a session ended by the server, a pool with no free connection.
 _TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+_QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
 #: An undefined table or column: a database not migrated to this version.
 _SCHEMA_MISSING = frozenset({"42P01", "42703"})
 
@@ -49,6 +51,8 @@ def create_engine(
         max_overflow=pool_size,
         pool_pre_ping=True,
         pool_timeout=10,
+        # A statement's parameters (prompts, slide text) never reach an error or a log line.
+        hide_parameters=True,
         json_serializer=lambda value: msgspec.json.encode(value).decode(),
         json_deserializer=msgspec.json.decode,
         connect_args={"connect_timeout": 10, "options": options},
@@ -116,6 +120,8 @@ def _storage_error(exc: BaseException) -> StorageError:
     transient = isinstance(exc, _TRANSIENT) or (
         isinstance(exc, sa_exc.DBAPIError) and exc.connection_invalidated
     )
-    # SQLAlchemy's message goes on with the statement and its parameters: keep the first line.
-    message = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+    # SQLAlchemy's message goes on with the statement (its parameters hidden): keep the first
+    # line, without the values PostgreSQL quotes in it (a prompt, a slide's text).
+    first = next(iter(str(exc).splitlines()), "") or type(exc).__name__
+    message = _QUOTED.sub("…", first)
     return StorageError(message, transient=transient)
