@@ -32,7 +32,12 @@ from presto_deck.infrastructure.messaging.limits import RedisRateLimiter, RedisS
 from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelFlags
 from presto_deck.infrastructure.messaging.redis_client import connect
 from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
-from presto_deck.infrastructure.observability.metrics import LLM_TOKENS
+from presto_deck.infrastructure.observability.instruments import (
+    MeteredPublisher,
+    MeteredWriter,
+    PriceTable,
+    token_counter,
+)
 from presto_deck.infrastructure.readiness import Readiness
 from presto_deck.infrastructure.themes import load_themes
 from presto_deck.infrastructure.writers.offline import OfflineWriter
@@ -89,11 +94,12 @@ def build_container(settings: Settings) -> Container:
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(engine)
 
-    publishing = EventPublishing(uow, RedisStreamPublisher(redis, settings.stream_maxlen), utc_now)
+    publisher = MeteredPublisher(RedisStreamPublisher(redis, settings.stream_maxlen))
+    publishing = EventPublishing(uow, publisher, utc_now)
     queue = ArqJobQueue(redis)
     cancel_flags = RedisCancelFlags(redis)
     worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    writer = build_writer(settings)
+    writer = MeteredWriter(build_writer(settings), settings.llm_model)
     renderer = ThemeRenderer(themes)
     return Container(
         settings=settings,
@@ -187,9 +193,10 @@ def build_writer(settings: Settings) -> DeckWriter:
         return OfflineWriter(slide_delay_ms=settings.offline_slide_delay_ms)
     from presto_deck.infrastructure.writers.langchain import LangChainWriter, TokenUsage
 
+    count = token_counter(PriceTable.load())
+
     def count_tokens(usage: TokenUsage) -> None:
-        LLM_TOKENS.labels(model=usage.model, kind="input").inc(usage.input_tokens)
-        LLM_TOKENS.labels(model=usage.model, kind="output").inc(usage.output_tokens)
+        count(usage.model, usage.input_tokens, usage.output_tokens)
 
     try:
         return LangChainWriter(

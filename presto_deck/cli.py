@@ -110,13 +110,26 @@ _WORKER_SHUTDOWN_SECONDS = 8.0
 _STARTUP_FAILED = 3
 
 
-def work() -> None:
+def work(
+    metrics_port: Annotated[
+        int | None,
+        typer.Option(min=1, max=65535, help="Serve Prometheus metrics on this port (/metrics)."),
+    ] = None,
+    metrics_host: Annotated[str, typer.Option(help="Address of the metrics port.")] = "127.0.0.1",
+) -> None:
     """Run the worker: generation jobs, recovery sweep, outbox relay."""
     settings = _settings()
 
     from presto_deck.worker import DeckWorker
 
     container = _container(settings)
+    if metrics_port is not None:
+        from prometheus_client import start_http_server
+
+        try:
+            start_http_server(metrics_port, addr=metrics_host)
+        except OSError as exc:
+            _fail(f"cannot serve metrics on {metrics_host}:{metrics_port} ({exc.strerror})")
 
     async def run() -> None:
         worker = DeckWorker(container)

@@ -165,7 +165,7 @@ def load_settings(
     one will connect to.
     """
     environ = os.environ if environ is None else environ
-    values: dict[str, Any] = _read_toml(_defaults_text())
+    values: dict[str, Any] = _read_toml(config_text("defaults.toml"))
     if config_file := environ.get(f"{ENV_PREFIX}CONFIG"):
         try:
             values.update(_read_toml(Path(config_file).read_text()))
@@ -194,12 +194,13 @@ _UNUSED_DATABASE = "postgresql://unused.invalid/unused"
 _UNUSED_REDIS = "redis://unused.invalid/0"
 
 
-def _defaults_text() -> str:
-    # A source checkout keeps config/ beside the package; a built wheel carries a copy inside it.
-    beside = Path(__file__).resolve().parent.parent / "config" / "defaults.toml"
+def config_text(name: str) -> str:
+    """A file of ``config/``: a source checkout keeps it beside the package; a built wheel
+    carries a copy inside it."""
+    beside = Path(__file__).resolve().parent.parent / "config" / name
     if beside.is_file():
         return beside.read_text()
-    return (resources.files("presto_deck") / "config" / "defaults.toml").read_text()
+    return (resources.files("presto_deck") / "config" / name).read_text()
 
 
 def _read_toml(text: str) -> dict[str, Any]:

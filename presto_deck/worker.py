@@ -15,6 +15,9 @@ import logging
 import os
 import signal
 import threading
+import time
+from collections.abc import Iterator
+from datetime import datetime
 from typing import Any
 from uuid import UUID
 
@@ -23,12 +26,20 @@ from loguru import logger
 from redis.exceptions import RedisError
 
 from presto_deck.bootstrap import Container
+from presto_deck.domain.events import utc_now
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.redis_client import (
     connect,
     deserialize_job,
     honour_cancellation,
     serialize_job,
+)
+from presto_deck.infrastructure.observability.metrics import (
+    DECKS_FINISHED,
+    EVENTS_RELAYED,
+    JOB_SECONDS,
+    QUEUE_WAIT,
+    SWEEP_TAKEOVERS,
 )
 
 #: Long enough for a 30-slide deck on a slow model; a dead worker's job is freed by the sweep
@@ -46,17 +57,32 @@ OVERDUE_EXIT_STATUS = 70
 
 async def generate_deck(ctx: dict[str, Any], deck_id: str) -> None:
     container: Container = ctx["container"]
-    with logger.contextualize(deck_id=deck_id):
+    with logger.contextualize(deck_id=deck_id), _measured(ctx, keys.GENERATE_JOB):
         status = await container.generator.generate(UUID(deck_id))
+        if status is not None and not status.is_active:
+            DECKS_FINISHED.labels(status=status.value).inc()
         logger.info("generation job ended with the deck {}", status)
 
 
 async def edit_deck(ctx: dict[str, Any], deck_id: str, edit_id: str) -> None:
     """Apply the deck's queued edits, the one this job was queued for among them."""
     container: Container = ctx["container"]
-    with logger.contextualize(deck_id=deck_id):
+    with logger.contextualize(deck_id=deck_id), _measured(ctx, keys.EDIT_JOB):
         handled = await container.editor.run(UUID(deck_id))
         logger.info("edit job for {} ended after {} edit(s)", edit_id, handled)
+
+
+@contextlib.contextmanager
+def _measured(ctx: dict[str, Any], job: str) -> Iterator[None]:
+    """The job's wait in the queue (arq's enqueue time to now) and its own time."""
+    enqueued = ctx.get("enqueue_time")
+    if isinstance(enqueued, datetime):
+        QUEUE_WAIT.labels(job=job).observe(max(0.0, (utc_now() - enqueued).total_seconds()))
+    started = time.perf_counter()
+    try:
+        yield
+    finally:
+        JOB_SECONDS.labels(job=job).observe(time.perf_counter() - started)
 
 
 class DeckWorker:
@@ -147,6 +173,9 @@ class DeckWorker:
             try:
                 if await self._may_sweep():
                     report = await self._container.recovery.sweep()
+                    SWEEP_TAKEOVERS.labels(kind="deck").inc(report.requeued)
+                    SWEEP_TAKEOVERS.labels(kind="edit").inc(report.requeued_edits)
+                    EVENTS_RELAYED.inc(report.relayed)
                     if report.requeued or report.requeued_edits or report.relayed:
                         logger.info(
                             "sweep requeued {} deck(s) and {} edit(s), relayed {} event(s)",

@@ -619,3 +619,20 @@ def test_help_lists_dev_first_without_noise_and_version_names_the_release(
     assert listed[:6] == ["dev", "serve", "work", "migrate", "token", "watch"]
     assert "<bool>" not in shown.stdout()
     assert version.stdout().strip() == f"presto-deck {__version__}"
+
+
+async def test_work_serves_its_metrics_on_its_own_port(
+    deployment: Deployment, separate_stack: Stack
+) -> None:
+    port = free_port()
+    work = deployment.launch("work-metrics", "work", "--metrics-port", str(port))
+    work.wait_for_log("Starting worker")
+    try:
+        async with httpx.AsyncClient() as http:
+            answer = await http.get(f"http://127.0.0.1:{port}/metrics")
+    finally:
+        work.stop()
+
+    assert answer.status_code == 200
+    assert "presto_job_seconds" in answer.text
+    assert "presto_queue_wait_seconds" in answer.text

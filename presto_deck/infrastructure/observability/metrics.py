@@ -1,11 +1,57 @@
-"""Prometheus metrics of this process (the API and the worker each expose their own)."""
+"""Prometheus metrics of this process (the API and the worker each expose their own: the API on
+``/metrics``, the worker on ``presto-deck work --metrics-port``; ``serve --with-worker`` has both
+in its one ``/metrics``)."""
 
 from __future__ import annotations
 
-from prometheus_client import Counter, Gauge
+from prometheus_client import Counter, Gauge, Histogram
 
 OPEN_WEBSOCKETS = Gauge("presto_open_websockets", "WebSocket connections currently open")
 EVENTS_DELIVERED = Counter(
     "presto_events_delivered_total", "Deck events sent to WebSocket clients", ["source"]
 )
 LLM_TOKENS = Counter("presto_llm_tokens_total", "LLM tokens used", ["model", "kind"])
+LLM_COST = Counter(
+    "presto_llm_cost_usd_total",
+    "Estimated cost of the tokens used, from the price table (models it does not list: none)",
+    ["model"],
+)
+LLM_CALLS = Counter(
+    "presto_llm_calls_total",
+    "Writer calls (a plan, a slide, an edit; retries inside one call included in it)",
+    ["model", "outcome"],
+)
+LLM_SECONDS = Histogram(
+    "presto_llm_call_seconds",
+    "Time of one writer call, retries included",
+    ["model"],
+    buckets=(0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60, 120),
+)
+QUEUE_WAIT = Histogram(
+    "presto_queue_wait_seconds",
+    "From a job's enqueue to its start",
+    ["job"],
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2.5, 5, 10, 30, 60, 300),
+)
+JOB_SECONDS = Histogram(
+    "presto_job_seconds",
+    "A generation or edit job, from its start to its end",
+    ["job"],
+    buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
+)
+DECKS_FINISHED = Counter(
+    "presto_decks_finished_total",
+    "Generation jobs that ended with the deck in this status",
+    ["status"],
+)
+SLIDES_GENERATED = Counter(
+    "presto_slides_generated_total", "Slides written and published (SlideAdded events)"
+)
+SWEEP_TAKEOVERS = Counter(
+    "presto_sweep_takeovers_total",
+    "Decks and edits the sweep queued again because no live worker held them",
+    ["kind"],
+)
+EVENTS_RELAYED = Counter(
+    "presto_events_relayed_total", "Events the outbox relay published after a failed publish"
+)
