@@ -38,6 +38,7 @@ from presto_deck.infrastructure.observability.metrics import (
     DECKS_FINISHED,
     EVENTS_RELAYED,
     JOB_SECONDS,
+    OUTBOX_BACKLOG,
     QUEUE_WAIT,
     SWEEP_TAKEOVERS,
 )
@@ -176,6 +177,7 @@ class DeckWorker:
                     SWEEP_TAKEOVERS.labels(kind="deck").inc(report.requeued)
                     SWEEP_TAKEOVERS.labels(kind="edit").inc(report.requeued_edits)
                     EVENTS_RELAYED.inc(report.relayed)
+                    OUTBOX_BACKLOG.set(report.relayed)
                     if report.requeued or report.requeued_edits or report.relayed:
                         logger.info(
                             "sweep requeued {} deck(s) and {} edit(s), relayed {} event(s)",

@@ -34,6 +34,7 @@ from presto_deck.domain.deck import (
     SlideNotFound,
     TooManyEdits,
 )
+from presto_deck.infrastructure.observability.metrics import ERRORS
 
 #: WebSocket close codes of the contract.
 CLOSE_BAD_REQUEST: Final = 4400
@@ -149,6 +150,8 @@ def _http(_: _AnyRequest, exc: HTTPException) -> Response[dict[str, Any]]:
 
 
 def _unavailable(request: _AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
+    storage = isinstance(exc, StorageError | SQLAlchemyError)
+    ERRORS.labels(kind="storage" if storage else "redis").inc()
     logger.error(
         "backing service unavailable during {} {}: {}", request.method, request.url.path, exc
     )

@@ -13,6 +13,7 @@ import asyncio
 import contextlib
 import time
 from collections import Counter
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID, uuid4
 
@@ -39,8 +40,12 @@ from presto_deck.application.ports import StorageError
 from presto_deck.application.replay import DeliveryCursor, EventDelivery
 from presto_deck.domain.deck import DeckNotFound, EditRejected
 from presto_deck.domain.edits import EditStatus, SlideEdit
-from presto_deck.domain.events import encode_event, heartbeat
-from presto_deck.infrastructure.observability.metrics import EVENTS_DELIVERED, OPEN_WEBSOCKETS
+from presto_deck.domain.events import Event, encode_event, heartbeat
+from presto_deck.infrastructure.observability.metrics import (
+    EVENTS_DELIVERED,
+    EVENTS_REPLAYED,
+    OPEN_WEBSOCKETS,
+)
 from presto_deck.settings import Settings
 
 _AnySocket = WebSocket[Any, Any, Any]
@@ -95,13 +100,18 @@ class SocketSession:
         self._catch_up_now = asyncio.Event()
         self._delivery = EventDelivery(
             DeliveryCursor(0),
-            history=lambda version, limit: self._decks.history(self._deck_id, version, limit),
+            history=self._history,
             send=self._send_event,
             page=self._history_page,
         )
         #: Request ids of this socket's edits whose event has not been sent yet, with how many
         #: times each was sent: every frame gets its answer.
         self._awaiting: Counter[str] = Counter()
+
+    async def _history(self, after_version: int, limit: int) -> Sequence[Event]:
+        events = await self._decks.history(self._deck_id, after_version, limit)
+        EVENTS_REPLAYED.inc(len(events))
+        return events
 
     def catch_up_soon(self) -> None:
         """Live events may have been lost: read the database now, not at the next heartbeat."""

@@ -32,7 +32,10 @@ async def test_a_deck_moves_every_series_of_its_work(
 ) -> None:
     before = await _scrape(api)
     deck_id = await alice.create("Tides and towns", slide_count=3)
-    await alice.wait_for_status(deck_id, "COMPLETED")
+    deck = await alice.wait_for_status(deck_id, "COMPLETED")
+    async with alice.socket(deck_id, last_version=1) as ws:  # replayed from PostgreSQL
+        for _ in range(deck["version"] - 1):
+            await ws.recv()
     after = await _scrape(api)
 
     job = {"job": "generate_deck"}
@@ -44,3 +47,7 @@ async def test_a_deck_moves_every_series_of_its_work(
     calls = {"model": "offline"}
     assert _moved(before, after, "presto_llm_calls_total", outcome="ok", **calls) == 4
     assert _moved(before, after, "presto_llm_call_seconds_count", **calls) == 4
+    assert _moved(before, after, "presto_events_replayed_total") >= deck["version"] - 1
+    # The stream's gauges are there from the start (nothing pending once delivered).
+    assert ("presto_stream_pending_entries", ()) in after
+    assert ("presto_stream_lag_entries", ()) in after

@@ -5,7 +5,12 @@ from __future__ import annotations
 import pytest
 from prometheus_client import REGISTRY
 
-from presto_deck.infrastructure.observability.instruments import PriceTable, token_counter
+from presto_deck.infrastructure.observability.instruments import (
+    MeteredPublisher,
+    MeteredWriter,
+    PriceTable,
+    token_counter,
+)
 
 
 def _value(name: str, **labels: str) -> float:
@@ -38,3 +43,35 @@ def test_tokens_are_counted_by_kind_and_cost_only_where_there_is_a_price() -> No
     )
     assert _value("presto_llm_cost_usd_total", model="p:unpriced") == before["unpriced"]
     assert _value("presto_llm_tokens_total", model="p:unpriced", kind="completion") >= 10
+
+
+class _Failing:
+    name = "failing"
+
+    async def plan(self, brief: object, budget: object) -> object:
+        raise RuntimeError("the model is down")
+
+    async def write_slide(self, *args: object) -> object:
+        raise NotImplementedError
+
+    async def edit_slide(self, *args: object) -> object:
+        raise NotImplementedError
+
+    async def publish(self, events: object) -> None:
+        raise RuntimeError("Redis is down")
+
+
+async def test_failed_writer_calls_and_publishes_are_counted_as_errors_by_kind() -> None:
+    before = {kind: _value("presto_errors_total", kind=kind) for kind in ("llm", "publish")}
+    calls = _value("presto_llm_calls_total", model="m:failing", outcome="error")
+    writer = MeteredWriter(_Failing(), "m:failing")  # type: ignore[arg-type]
+    publisher = MeteredPublisher(_Failing())  # type: ignore[arg-type]
+
+    with pytest.raises(RuntimeError):
+        await writer.plan(None, None)  # type: ignore[arg-type]
+    with pytest.raises(RuntimeError):
+        await publisher.publish([])
+
+    assert _value("presto_errors_total", kind="llm") == before["llm"] + 1
+    assert _value("presto_errors_total", kind="publish") == before["publish"] + 1
+    assert _value("presto_llm_calls_total", model="m:failing", outcome="error") == calls + 1

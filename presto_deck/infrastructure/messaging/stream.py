@@ -23,6 +23,7 @@ from presto_deck.application.ports import PublishError
 from presto_deck.domain.events import Event, encode_event, peek_version
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.redis_client import honour_cancellation
+from presto_deck.infrastructure.observability.metrics import STREAM_LAG, STREAM_PENDING
 
 _FIELD = b"event"
 
@@ -97,6 +98,7 @@ class StreamFanout:
                     honour_cancellation()
                     if loop.time() >= next_claim:
                         await self.claim_stale()
+                        await self._measure()
                         next_claim = loop.time() + claim_every
                     await self._read_new()
                     if backoff:
@@ -108,6 +110,16 @@ class StreamFanout:
                     logger.warning("event stream unavailable, retrying until it is back: {}", exc)
                 backoff = min(max(backoff * 2, 0.1), 5.0)
                 await asyncio.sleep(backoff)
+
+    async def _measure(self) -> None:
+        """The group's pending entries and lag, for the metrics."""
+        for group in await self._redis.xinfo_groups(keys.EVENT_STREAM):
+            name = group.get("name")
+            if (name.decode() if isinstance(name, bytes) else name) != keys.API_CONSUMER_GROUP:
+                continue
+            STREAM_PENDING.set(int(group.get("pending") or 0))
+            if (lag := group.get("lag")) is not None:
+                STREAM_LAG.set(int(lag))
 
     async def _ensure_group(self) -> None:
         try:

@@ -13,6 +13,7 @@ from presto_deck.application.ports import DeckWriter, EventPublisher, ModelCallB
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideRequest
 from presto_deck.domain.events import Event
 from presto_deck.infrastructure.observability.metrics import (
+    ERRORS,
     LLM_CALLS,
     LLM_COST,
     LLM_SECONDS,
@@ -52,7 +53,9 @@ class MeteredWriter:
             outcome = "ok"
             return answer
         except BaseException as exc:
-            if not isinstance(exc, Exception):
+            if isinstance(exc, Exception):
+                ERRORS.labels(kind="llm").inc()
+            else:
                 outcome = "cancelled"
             raise
         finally:
@@ -67,7 +70,11 @@ class MeteredPublisher:
         self._publisher = publisher
 
     async def publish(self, events: Sequence[Event]) -> None:
-        await self._publisher.publish(events)
+        try:
+            await self._publisher.publish(events)
+        except Exception:
+            ERRORS.labels(kind="publish").inc()
+            raise
         if added := sum(event.event_type == "SlideAdded" for event in events):
             SLIDES_GENERATED.inc(added)
 

@@ -55,3 +55,14 @@ SWEEP_TAKEOVERS = Counter(
 EVENTS_RELAYED = Counter(
     "presto_events_relayed_total", "Events the outbox relay published after a failed publish"
 )
+EVENTS_REPLAYED = Counter(
+    "presto_events_replayed_total", "Events read from PostgreSQL for a socket (replay, backfill)"
+)
+STREAM_PENDING = Gauge(
+    "presto_stream_pending_entries", "Event stream entries delivered to an API instance, not acked"
+)
+STREAM_LAG = Gauge("presto_stream_lag_entries", "Event stream entries no API instance has read yet")
+OUTBOX_BACKLOG = Gauge(
+    "presto_outbox_backlog_events", "Committed events the last sweep found never published"
+)
+ERRORS = Counter("presto_errors_total", "Errors by kind: llm, storage, publish", ["kind"])
