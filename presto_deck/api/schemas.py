@@ -136,8 +136,8 @@ class Message(msgspec.Struct, kw_only=True):
 def known_theme(themes: ThemeBook, theme: str) -> str:
     """``theme`` by the name it is offered under (case and spaces aside); a 400 that lists
     the themes if it is not one of them."""
-    name = theme.strip().lower()
-    if name not in themes:
+    name = themes.named(theme)
+    if name is None:
         raise ValidationException(
             f"theme: {theme!r} is not a theme; the themes are {', '.join(themes)}."
         )

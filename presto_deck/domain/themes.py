@@ -145,7 +145,11 @@ class ThemeBook(Mapping[str, Theme]):
     def __len__(self) -> int:
         return len(self._themes)
 
+    def named(self, name: str) -> str | None:
+        """The name ``name`` is offered under (case and spaces aside), or None if none is."""
+        key = name.strip().lower()
+        return key if key in self._themes else None
+
     def of(self, name: str | None) -> Theme:
         """The theme named ``name``, or the default for None or a name no longer known."""
-        key = (name or "").strip().lower()
-        return self._themes.get(key) or self._themes[DEFAULT_THEME]
+        return self._themes[self.named(name or "") or DEFAULT_THEME]

@@ -13,7 +13,7 @@ from pptx.dml.color import RGBColor
 from pptx.enum.shapes import MSO_SHAPE
 from pptx.enum.text import MSO_ANCHOR, MSO_AUTO_SIZE, PP_ALIGN
 from pptx.oxml.ns import qn
-from pptx.oxml.xmlchemy import OxmlElement
+from pptx.oxml.xmlchemy import BaseOxmlElement, OxmlElement
 from pptx.presentation import Presentation as PptxPresentation
 from pptx.slide import Slide as PptxSlide
 from pptx.text.text import TextFrame, _Paragraph
@@ -148,9 +148,7 @@ def _indent(paragraph: _Paragraph, block: Block, mark: str | None, colour: str) 
         return
     properties.set("indent", str(-_emu(block.indent)))
     bullet_colour = OxmlElement("a:buClr")
-    srgb = OxmlElement("a:srgbClr")
-    srgb.set("val", colour.removeprefix("#").upper())
-    bullet_colour.append(srgb)
+    bullet_colour.append(_srgb(colour))
     bullet = OxmlElement("a:buChar")
     bullet.set("char", mark)
     for child in (bullet_colour, bullet):
@@ -172,9 +170,7 @@ def _background(slide: PptxSlide, colours: Colours) -> None:
     for index, colour in enumerate(colours.gradient):
         stop = OxmlElement("a:gs")
         stop.set("pos", str(round(100_000 * index / last)))
-        srgb = OxmlElement("a:srgbClr")
-        srgb.set("val", colour.removeprefix("#").upper())
-        stop.append(srgb)
+        stop.append(_srgb(colour))
         stops.append(stop)
 
 
@@ -187,6 +183,13 @@ def _number(slide: PptxSlide, n: int, theme: Theme, colours: Colours) -> None:
     run.font.size = Pt(11)
     run.font.name = theme.fonts.body[0]
     run.font.color.rgb = _rgb(colours.muted)
+
+
+def _srgb(colour: str) -> BaseOxmlElement:
+    """``#rrggbb`` as DrawingML's colour element."""
+    element = OxmlElement("a:srgbClr")
+    element.set("val", colour.removeprefix("#").upper())
+    return element
 
 
 def _emu(points: float) -> Emu:
