@@ -1,24 +1,44 @@
-"""The composition root: the one place that picks adapters and wires the use cases to them."""
+"""The composition root: the one place that picks adapters and wires the use cases to them.
+
+A process plays the API role, the worker role or both. Each role is built from the settings
+here, and only what it uses: an API builds no writer (no LLM client), a worker no Pub/Sub.
+The wiring of the use cases to their ports (``api_services``, ``worker_services``) is the same
+for the real adapters and for the fakes of the unit tests.
+"""
 
 from __future__ import annotations
 
 import asyncio
 import contextlib
+import enum
+import functools
 import os
 import socket
 import uuid
-from dataclasses import dataclass, field
+from collections.abc import Callable, Mapping
+from dataclasses import dataclass
 
 from arq.connections import ArqRedis
 from sqlalchemy.ext.asyncio import AsyncEngine
 
-from presto_deck.api.auth import TokenVerifier
 from presto_deck.application.decks import DeckService
 from presto_deck.application.editing import EditService, SlideEditor
 from presto_deck.application.export import ExportService
 from presto_deck.application.generation import DeckGenerator
 from presto_deck.application.limits import SocketAdmission
-from presto_deck.application.ports import DeckWriter
+from presto_deck.application.ports import (
+    CancelFlags,
+    Clock,
+    DeckExporter,
+    DeckWriter,
+    EventPublisher,
+    GenerationMeter,
+    JobQueue,
+    RateLimiter,
+    SlideRenderer,
+    SocketQuota,
+    UnitOfWorkFactory,
+)
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.recovery import Recovery
 from presto_deck.domain.events import utc_now
@@ -29,17 +49,22 @@ from presto_deck.infrastructure.export.pdf import PdfExporter
 from presto_deck.infrastructure.export.pptx import PptxExporter
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.limits import RedisRateLimiter, RedisSocketQuota
+from presto_deck.infrastructure.messaging.live import LiveEvents
 from presto_deck.infrastructure.messaging.queue import ArqJobQueue, RedisCancelFlags
 from presto_deck.infrastructure.messaging.redis_client import connect
 from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
 from presto_deck.infrastructure.observability.instruments import (
     MeteredPublisher,
+    MeteredRenderer,
     MeteredWriter,
     PriceTable,
+    PrometheusGenerationMeter,
     token_counter,
 )
+from presto_deck.infrastructure.observability.tracing import Tracing, install_tracing
 from presto_deck.infrastructure.readiness import Readiness
 from presto_deck.infrastructure.themes import load_themes
+from presto_deck.infrastructure.tokens import TokenVerifier
 from presto_deck.infrastructure.writers.offline import OfflineWriter
 from presto_deck.infrastructure.writers.rendering import ThemeRenderer
 from presto_deck.settings import Settings, SettingsError
@@ -47,144 +72,263 @@ from presto_deck.settings import Settings, SettingsError
 #: Refresh periods a socket's seat outlives: an instance killed with its sockets open holds
 #: their seats this many heartbeat periods at most.
 _SEAT_PERIODS = 3
-
-
 #: The longest wait for each backing service to close its connections at shutdown.
 _CLOSE_STEP_SECONDS = 2.0
 #: Rounds of the writer's attempts an edit may spend, however many workers try it.
 _EDIT_CALL_ROUNDS = 2
 
 
+#: The service a process's spans are of, unless OTEL_SERVICE_NAME names another.
+_SERVICE_NAMES = {
+    "api": "presto-deck-api",
+    "worker": "presto-deck-worker",
+    "both": "presto-deck",
+}
+
+
+class Role(enum.Enum):
+    API = "api"
+    WORKER = "worker"
+    BOTH = "both"
+
+    @property
+    def serves_api(self) -> bool:
+        return self is not Role.WORKER
+
+    @property
+    def works(self) -> bool:
+        return self is not Role.API
+
+
+@dataclass(kw_only=True)
+class Ports:
+    """The adapters the use cases talk to: built from the settings here, fakes in unit tests."""
+
+    uow: UnitOfWorkFactory
+    publisher: EventPublisher
+    queue: JobQueue
+    cancel_flags: CancelFlags
+    renderer: SlideRenderer
+    clock: Clock
+    creations: RateLimiter
+    theme_changes: RateLimiter
+    export_rate: RateLimiter
+    exporters: Mapping[str, DeckExporter]
+    socket_quota: SocketQuota
+    meter: GenerationMeter
+
+
+@dataclass(kw_only=True)
+class ApiServices:
+    decks: DeckService
+    edits: EditService
+    exports: ExportService
+    sockets: SocketAdmission
+
+
+@dataclass(kw_only=True)
+class WorkerServices:
+    generator: DeckGenerator
+    editor: SlideEditor
+    recovery: Recovery
+    worker_id: str
+
+
+@dataclass(kw_only=True)
+class ApiRole:
+    services: ApiServices
+    verifier: TokenVerifier
+    live: LiveEvents
+
+
+@dataclass(kw_only=True)
+class WorkerRole:
+    services: WorkerServices
+    #: A connection pool for arq's own use: arq closes its pool when it stops.
+    job_redis: Callable[[], ArqRedis]
+
+
+def api_services(settings: Settings, ports: Ports) -> ApiServices:
+    publishing = EventPublishing(ports.uow, ports.publisher, ports.clock)
+    return ApiServices(
+        decks=DeckService(
+            uow=ports.uow,
+            queue=ports.queue,
+            cancel_flags=ports.cancel_flags,
+            publishing=publishing,
+            clock=ports.clock,
+            creations=ports.creations,
+            max_active_decks=settings.limit_active_decks_per_user,
+        ),
+        edits=EditService(
+            uow=ports.uow,
+            queue=ports.queue,
+            publishing=publishing,
+            renderer=ports.renderer,
+            clock=ports.clock,
+            max_queued_edits=settings.limit_queued_edits_per_deck,
+            theme_changes=ports.theme_changes,
+        ),
+        exports=ExportService(
+            uow=ports.uow,
+            exporters=ports.exporters,
+            rate=ports.export_rate,
+            concurrency=settings.limit_concurrent_exports,
+        ),
+        # Seats refreshed on every heartbeat period, lapsing after three missed refreshes.
+        sockets=SocketAdmission(ports.socket_quota, refresh_seconds=settings.ws_heartbeat_seconds),
+    )
+
+
+def worker_services(
+    settings: Settings, ports: Ports, writer: DeckWriter, worker_id: str
+) -> WorkerServices:
+    publishing = EventPublishing(ports.uow, ports.publisher, ports.clock)
+    return WorkerServices(
+        generator=DeckGenerator(
+            uow=ports.uow,
+            writer=writer,
+            renderer=ports.renderer,
+            publishing=publishing,
+            cancel_flags=ports.cancel_flags,
+            clock=ports.clock,
+            worker_id=worker_id,
+            lease_seconds=settings.worker_lease_seconds,
+            max_model_calls=settings.llm_max_calls_per_deck,
+            meter=ports.meter,
+        ),
+        editor=SlideEditor(
+            uow=ports.uow,
+            writer=writer,
+            renderer=ports.renderer,
+            publishing=publishing,
+            clock=ports.clock,
+            worker_id=worker_id,
+            lease_seconds=settings.worker_lease_seconds,
+            # An edit is one slide: the writer's attempts, and as many again after a takeover.
+            max_model_calls=_EDIT_CALL_ROUNDS * settings.llm_max_attempts,
+        ),
+        recovery=Recovery(
+            uow=ports.uow,
+            queue=ports.queue,
+            publishing=publishing,
+            clock=ports.clock,
+            lease_seconds=settings.worker_lease_seconds,
+        ),
+        worker_id=worker_id,
+    )
+
+
 @dataclass(kw_only=True)
 class Container:
-    """Everything one process needs, built once from the settings."""
+    """Everything one process needs, built once from the settings for its role."""
 
     settings: Settings
+    role: Role
     engine: AsyncEngine
     redis: ArqRedis
-    decks: DeckService
-    generator: DeckGenerator
-    edits: EditService
-    editor: SlideEditor
-    exports: ExportService
     themes: ThemeBook
-    recovery: Recovery
-    verifier: TokenVerifier
-    sockets: SocketAdmission
     readiness: Readiness
-    worker_id: str = field(default="")
+    api: ApiRole | None = None
+    worker: WorkerRole | None = None
+    #: The OpenTelemetry SDK, when spans have somewhere to go.
+    tracing: Tracing | None = None
+
+    def api_role(self) -> ApiRole:
+        if self.api is None:
+            raise RuntimeError(f"this process was built for the {self.role.value} role")
+        return self.api
+
+    def worker_role(self) -> WorkerRole:
+        if self.worker is None:
+            raise RuntimeError(f"this process was built for the {self.role.value} role")
+        return self.worker
 
     async def close(self) -> None:
-        """Close the connections; each step is bounded, as a backing service may be down."""
+        """Close the connections and export the last spans; each step is bounded, as a backing
+        service or the trace collector may be down."""
         for closing in (self.redis.aclose(close_connection_pool=True), self.engine.dispose()):
             with contextlib.suppress(TimeoutError, Exception):
                 async with asyncio.timeout(_CLOSE_STEP_SECONDS):
                     await closing
+        if self.tracing is not None:
+            self.tracing.shutdown(_CLOSE_STEP_SECONDS)
 
 
-def build_container(settings: Settings) -> Container:
+def build_container(settings: Settings, role: Role = Role.BOTH) -> Container:
     themes = load_themes(settings.themes_dir)  # first: a bad theme file is a start-up error
+    writer = build_writer(settings) if role.works else None  # then a model that cannot work
+    tracing = install_tracing(_SERVICE_NAMES[role.value])  # then OTEL_* variables that cannot work
     engine = create_engine(
         settings.sqlalchemy_url,
         lock_timeout_seconds=settings.db_lock_timeout_seconds,
         idle_transaction_timeout_seconds=settings.db_idle_transaction_timeout_seconds,
     )
     redis = connect(settings.redis_url)
+    ports = build_ports(settings, engine, redis, themes)
+    container = Container(
+        settings=settings,
+        role=role,
+        engine=engine,
+        redis=redis,
+        themes=themes,
+        readiness=Readiness(
+            engine, redis, database_url=settings.database_url, redis_url=settings.redis_url
+        ),
+        tracing=tracing,
+    )
+    if role.serves_api:
+        container.api = ApiRole(
+            services=api_services(settings, ports),
+            verifier=TokenVerifier(settings),
+            live=LiveEvents(settings, redis),
+        )
+    if writer is not None:
+        worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
+        container.worker = WorkerRole(
+            services=worker_services(
+                settings, ports, MeteredWriter(writer, settings.llm_model), worker_id
+            ),
+            job_redis=functools.partial(connect, settings.redis_url),
+        )
+    return container
+
+
+def build_ports(
+    settings: Settings, engine: AsyncEngine, redis: ArqRedis, themes: ThemeBook
+) -> Ports:
+    """The real adapters, on PostgreSQL and Redis."""
 
     def uow() -> SqlUnitOfWork:
         return SqlUnitOfWork(engine)
 
-    publisher = MeteredPublisher(RedisStreamPublisher(redis, settings.stream_maxlen))
-    publishing = EventPublishing(uow, publisher, utc_now)
-    queue = ArqJobQueue(redis)
-    cancel_flags = RedisCancelFlags(redis)
-    worker_id = f"{socket.gethostname()}-{os.getpid()}-{uuid.uuid4().hex[:8]}"
-    writer = MeteredWriter(build_writer(settings), settings.llm_model)
-    renderer = ThemeRenderer(themes)
-    return Container(
-        settings=settings,
-        engine=engine,
-        redis=redis,
-        decks=DeckService(
-            uow=uow,
-            queue=queue,
-            cancel_flags=cancel_flags,
-            publishing=publishing,
-            clock=utc_now,
-            creations=RedisRateLimiter(redis, limit=settings.limit_deck_creations_per_minute),
-            max_active_decks=settings.limit_active_decks_per_user,
+    return Ports(
+        uow=uow,
+        publisher=MeteredPublisher(RedisStreamPublisher(redis, settings.stream_maxlen)),
+        queue=ArqJobQueue(redis),
+        cancel_flags=RedisCancelFlags(redis),
+        renderer=MeteredRenderer(ThemeRenderer(themes)),
+        clock=utc_now,
+        creations=RedisRateLimiter(redis, limit=settings.limit_deck_creations_per_minute),
+        theme_changes=RedisRateLimiter(
+            redis, limit=settings.limit_theme_changes_per_minute, log=keys.theme_change_log
         ),
-        generator=DeckGenerator(
-            uow=uow,
-            writer=writer,
-            renderer=renderer,
-            publishing=publishing,
-            cancel_flags=cancel_flags,
-            clock=utc_now,
-            worker_id=worker_id,
-            lease_seconds=settings.worker_lease_seconds,
-            max_model_calls=settings.llm_max_calls_per_deck,
+        export_rate=RedisRateLimiter(
+            redis, limit=settings.limit_exports_per_minute, log=keys.export_log
         ),
-        edits=EditService(
-            uow=uow,
-            queue=queue,
-            publishing=publishing,
-            renderer=renderer,
-            clock=utc_now,
-            max_queued_edits=settings.limit_queued_edits_per_deck,
-            theme_changes=RedisRateLimiter(
-                redis, limit=settings.limit_theme_changes_per_minute, log=keys.theme_change_log
-            ),
+        exporters={
+            "html": HtmlExporter(themes),
+            "pdf": PdfExporter(themes),
+            "pptx": PptxExporter(themes),
+        },
+        socket_quota=RedisSocketQuota(
+            redis,
+            per_user=settings.limit_sockets_per_user,
+            total=settings.limit_sockets_total,
+            seat_seconds=_SEAT_PERIODS * settings.ws_heartbeat_seconds,
         ),
-        editor=SlideEditor(
-            uow=uow,
-            writer=writer,
-            renderer=renderer,
-            publishing=publishing,
-            clock=utc_now,
-            worker_id=worker_id,
-            lease_seconds=settings.worker_lease_seconds,
-            # An edit is one slide: the writer's attempts, and as many again after a takeover.
-            max_model_calls=_EDIT_CALL_ROUNDS * settings.llm_max_attempts,
-        ),
-        exports=ExportService(
-            uow=uow,
-            exporters={
-                "html": HtmlExporter(themes),
-                "pdf": PdfExporter(themes),
-                "pptx": PptxExporter(themes),
-            },
-            rate=RedisRateLimiter(
-                redis, limit=settings.limit_exports_per_minute, log=keys.export_log
-            ),
-            concurrency=settings.limit_concurrent_exports,
-        ),
-        themes=themes,
-        recovery=Recovery(
-            uow=uow,
-            queue=queue,
-            publishing=publishing,
-            clock=utc_now,
-            lease_seconds=settings.worker_lease_seconds,
-        ),
-        verifier=TokenVerifier(settings),
-        sockets=_socket_admission(settings, redis),
-        readiness=Readiness(
-            engine, redis, database_url=settings.database_url, redis_url=settings.redis_url
-        ),
-        worker_id=worker_id,
+        meter=PrometheusGenerationMeter(),
     )
-
-
-def _socket_admission(settings: Settings, redis: ArqRedis) -> SocketAdmission:
-    """Seats refreshed on every heartbeat period, lapsing after three missed refreshes."""
-    quota = RedisSocketQuota(
-        redis,
-        per_user=settings.limit_sockets_per_user,
-        total=settings.limit_sockets_total,
-        seat_seconds=_SEAT_PERIODS * settings.ws_heartbeat_seconds,
-    )
-    return SocketAdmission(quota, refresh_seconds=settings.ws_heartbeat_seconds)
 
 
 def build_writer(settings: Settings) -> DeckWriter:

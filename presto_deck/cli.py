@@ -10,7 +10,7 @@ import signal
 import socket
 from pathlib import Path
 from types import FrameType
-from typing import TYPE_CHECKING, Annotated, NoReturn
+from typing import TYPE_CHECKING, Annotated, Literal, NoReturn
 
 import typer
 
@@ -70,12 +70,12 @@ def _settings(
     return settings
 
 
-def _container(settings: Settings) -> Container:
-    """Everything the process needs; a setting that cannot work stops it with one line."""
-    from presto_deck.bootstrap import build_container
+def _container(settings: Settings, role: Literal["api", "worker", "both"]) -> Container:
+    """Everything the process's role needs; a setting that cannot work stops it with one line."""
+    from presto_deck.bootstrap import Role, build_container
 
     try:
-        return build_container(settings)
+        return build_container(settings, Role(role))
     except SettingsError as exc:
         _fail(str(exc))
 
@@ -95,7 +95,7 @@ def serve(
     from presto_deck.api.app import create_app
     from presto_deck.api.server import server_config
 
-    app = create_app(_container(settings), with_worker=with_worker)
+    app = create_app(_container(settings, "both" if with_worker else "api"))
     server = uvicorn.Server(server_config(app, settings, host=host, port=port))
     with contextlib.suppress(KeyboardInterrupt):
         server.run()
@@ -122,7 +122,7 @@ def work(
 
     from presto_deck.worker import DeckWorker
 
-    container = _container(settings)
+    container = _container(settings, "worker")
     if metrics_port is not None:
         from prometheus_client import start_http_server
 
@@ -177,7 +177,7 @@ def token(
     default data dir of `presto-deck dev`) it is the one `presto-deck dev` created there.
     Neither PostgreSQL nor Redis is needed.
     """
-    from presto_deck.api.auth import InvalidToken, TokenVerifier
+    from presto_deck.infrastructure.tokens import InvalidToken, TokenVerifier
 
     try:
         secret = _dev_secret_of(data_dir) if data_dir else None
@@ -333,9 +333,9 @@ def _run_dev(host: str, port: int, data_dir: Path) -> None:
 
 
 def _serve_dev(settings: Settings, host: str, port: int, data_dir: Path) -> None:
-    from presto_deck.api.auth import TokenVerifier
     from presto_deck.infrastructure.db.migrations import migrate_to_head
     from presto_deck.infrastructure.observability.logging import configure_logging
+    from presto_deck.infrastructure.tokens import TokenVerifier
 
     configure_logging(settings.log_format, settings.log_level)
     try:
@@ -371,7 +371,7 @@ def _serve_dev(settings: Settings, host: str, port: int, data_dir: Path) -> None
             typer.echo(f"data: {data_dir}")
             typer.echo("Press Ctrl-C to stop.")
 
-    app = create_app(_container(settings), with_worker=True)
+    app = create_app(_container(settings, "both"))
     _AnnouncingServer(server_config(app, settings, host=host, port=port)).run()
 
 

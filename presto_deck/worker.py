@@ -23,21 +23,24 @@ from uuid import UUID
 
 from arq import Worker, func
 from loguru import logger
+from opentelemetry import trace
+from opentelemetry.trace import NonRecordingSpan, SpanKind
 from redis.exceptions import RedisError
 
-from presto_deck.bootstrap import Container
+from presto_deck.application.tracing import deck_span, root_of
+from presto_deck.bootstrap import Container, WorkerServices
 from presto_deck.domain.events import utc_now
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.redis_client import (
-    connect,
     deserialize_job,
     honour_cancellation,
     serialize_job,
 )
 from presto_deck.infrastructure.observability.metrics import (
-    DECKS_FINISHED,
+    DECKS_ACTIVE,
     EVENTS_RELAYED,
     JOB_SECONDS,
+    OLDEST_ACTIVE_DECK,
     OUTBOX_BACKLOG,
     QUEUE_WAIT,
     SWEEP_TAKEOVERS,
@@ -56,20 +59,31 @@ _CLOSE_SECONDS = 2.0
 OVERDUE_EXIT_STATUS = 70
 
 
-async def generate_deck(ctx: dict[str, Any], deck_id: str) -> None:
-    container: Container = ctx["container"]
-    with logger.contextualize(deck_id=deck_id), _measured(ctx, keys.GENERATE_JOB):
-        status = await container.generator.generate(UUID(deck_id))
-        if status is not None and not status.is_active:
-            DECKS_FINISHED.labels(status=status.value).inc()
+async def generate_deck(
+    ctx: dict[str, Any], deck_id: str, trace: dict[str, str] | None = None
+) -> None:
+    """Generate the deck; ``trace`` is the span that queued the job, in the deck's trace."""
+    services: WorkerServices = ctx["services"]
+    with (
+        logger.contextualize(deck_id=deck_id),
+        deck_span("job generate", UUID(deck_id), carrier=trace, kind=SpanKind.CONSUMER),
+        _measured(ctx, keys.GENERATE_JOB),
+    ):
+        status = await services.generator.generate(UUID(deck_id))
         logger.info("generation job ended with the deck {}", status)
 
 
-async def edit_deck(ctx: dict[str, Any], deck_id: str, edit_id: str) -> None:
+async def edit_deck(
+    ctx: dict[str, Any], deck_id: str, edit_id: str, trace: dict[str, str] | None = None
+) -> None:
     """Apply the deck's queued edits, the one this job was queued for among them."""
-    container: Container = ctx["container"]
-    with logger.contextualize(deck_id=deck_id), _measured(ctx, keys.EDIT_JOB):
-        handled = await container.editor.run(UUID(deck_id))
+    services: WorkerServices = ctx["services"]
+    with (
+        logger.contextualize(deck_id=deck_id),
+        deck_span("job edit", UUID(deck_id), carrier=trace, kind=SpanKind.CONSUMER),
+        _measured(ctx, keys.EDIT_JOB),
+    ):
+        handled = await services.editor.run(UUID(deck_id))
         logger.info("edit job for {} ended after {} edit(s)", edit_id, handled)
 
 
@@ -78,7 +92,9 @@ def _measured(ctx: dict[str, Any], job: str) -> Iterator[None]:
     """The job's wait in the queue (arq's enqueue time to now) and its own time."""
     enqueued = ctx.get("enqueue_time")
     if isinstance(enqueued, datetime):
-        QUEUE_WAIT.labels(job=job).observe(max(0.0, (utc_now() - enqueued).total_seconds()))
+        waited = max(0.0, (utc_now() - enqueued).total_seconds())
+        QUEUE_WAIT.labels(job=job).observe(waited)
+        logger.info("{} job started after {:.2f}s in the queue", job, waited)
     started = time.perf_counter()
     try:
         yield
@@ -91,17 +107,18 @@ class DeckWorker:
 
     def __init__(self, container: Container, *, handle_signals: bool = True) -> None:
         settings = container.settings
-        self._container = container
+        role = container.worker_role()
+        self._recovery = role.services.recovery
+        self._redis = container.redis
         self._sweep_seconds = settings.worker_sweep_seconds
         self.arq = _ResilientWorker(
             functions=[
                 func(generate_deck, name=keys.GENERATE_JOB),
                 func(edit_deck, name=keys.EDIT_JOB),
             ],
-            # arq closes its pool when it stops, so it gets its own rather than the container's.
-            redis_pool=connect(settings.redis_url),
+            redis_pool=role.job_redis(),
             queue_name=keys.QUEUE,
-            ctx={"container": container},
+            ctx={"services": role.services},
             handle_signals=handle_signals,
             max_jobs=settings.worker_max_jobs,
             job_timeout=_JOB_TIMEOUT_SECONDS,
@@ -173,11 +190,13 @@ class DeckWorker:
         while True:
             try:
                 if await self._may_sweep():
-                    report = await self._container.recovery.sweep()
+                    report = await self._recovery.sweep()
                     SWEEP_TAKEOVERS.labels(kind="deck").inc(report.requeued)
                     SWEEP_TAKEOVERS.labels(kind="edit").inc(report.requeued_edits)
                     EVENTS_RELAYED.inc(report.relayed)
                     OUTBOX_BACKLOG.set(report.relayed)
+                    DECKS_ACTIVE.set(report.active)
+                    OLDEST_ACTIVE_DECK.set(report.oldest_active_seconds)
                     if report.requeued or report.requeued_edits or report.relayed:
                         logger.info(
                             "sweep requeued {} deck(s) and {} edit(s), relayed {} event(s)",
@@ -197,7 +216,7 @@ class DeckWorker:
 
     async def _may_sweep(self) -> bool:
         """One sweep per period across all workers: whoever sets the key first."""
-        claimed = await self._container.redis.set(
+        claimed = await self._redis.set(
             keys.SWEEP_LOCK, b"1", nx=True, px=max(round(self._sweep_seconds * 900), 1)
         )
         return bool(claimed)
@@ -215,6 +234,28 @@ def _task_stacks(loop: asyncio.AbstractEventLoop) -> str:
 
 
 _ARQ_LOG = logging.getLogger("arq.worker")
+
+
+@contextlib.contextmanager
+def _about_its_deck(job_id: str) -> Iterator[None]:
+    """arq's own lines about a generation job carry its deck's id and trace, as ours do."""
+    deck_id = keys.deck_of_job(job_id)
+    if deck_id is None:
+        yield
+        return
+    with (
+        logger.contextualize(deck_id=str(deck_id)),
+        trace.use_span(NonRecordingSpan(root_of(deck_id)), end_on_exit=False),
+    ):
+        yield
+
+
+class _WithoutJobArguments(logging.Filter):
+    """arq's line at a job's start shows its arguments (the trace context among them): the
+    job's own first line says what matters instead."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        return not (isinstance(record.msg, str) and record.msg.startswith("%6.2fs → "))
 
 
 class _AnnouncedOnce(logging.Filter):
@@ -241,8 +282,9 @@ class _ResilientWorker(Worker):
         self._backoff = 0.0
 
     async def main(self) -> None:
-        again = _AnnouncedOnce()
+        again, quiet = _AnnouncedOnce(), _WithoutJobArguments()
         _ARQ_LOG.addFilter(again)
+        _ARQ_LOG.addFilter(quiet)
         try:
             while True:
                 try:
@@ -253,6 +295,7 @@ class _ResilientWorker(Worker):
                     await self._wait_out(exc)
         finally:
             _ARQ_LOG.removeFilter(again)
+            _ARQ_LOG.removeFilter(quiet)
 
     def handle_sig(self, signum: signal.Signals) -> None:
         if signum != signal.SIGUSR1:
@@ -296,7 +339,8 @@ class _ResilientWorker(Worker):
 
     async def run_job(self, job_id: str, score: int) -> None:
         try:
-            await super().run_job(job_id, score)
+            with _about_its_deck(job_id):
+                await super().run_job(job_id, score)
         except _OUTAGE as exc:
             logger.warning("could not record job {} in Redis: {}", job_id, exc)
 

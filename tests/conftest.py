@@ -6,7 +6,7 @@ from collections.abc import AsyncIterator, Iterator
 
 import pytest
 
-from presto_deck.api.auth import TokenVerifier
+from presto_deck.infrastructure.tokens import TokenVerifier
 from presto_deck.settings import Settings, load_settings
 from tests.support.client import DeckClient
 from tests.support.llm import no_retry_backoff

@@ -23,7 +23,6 @@ from litestar.exceptions import WebSocketDisconnect
 from loguru import logger
 from redis.exceptions import RedisError
 
-from presto_deck.api.auth import Identity
 from presto_deck.api.errors import DECK_NOT_FOUND, INVALID_FRAME, RATE_LIMITED, UNAVAILABLE
 from presto_deck.api.frames import (
     InvalidFrame,
@@ -38,6 +37,7 @@ from presto_deck.application.decks import DeckService
 from presto_deck.application.editing import EditOutcome, EditService
 from presto_deck.application.ports import StorageError
 from presto_deck.application.replay import DeliveryCursor, EventDelivery
+from presto_deck.application.tracing import deck_span
 from presto_deck.domain.deck import DeckNotFound, EditRejected
 from presto_deck.domain.edits import EditStatus, SlideEdit
 from presto_deck.domain.events import Event, encode_event, heartbeat
@@ -46,6 +46,7 @@ from presto_deck.infrastructure.observability.metrics import (
     EVENTS_REPLAYED,
     OPEN_WEBSOCKETS,
 )
+from presto_deck.infrastructure.tokens import Identity
 from presto_deck.settings import Settings
 
 _AnySocket = WebSocket[Any, Any, Any]
@@ -109,8 +110,14 @@ class SocketSession:
         self._awaiting: Counter[str] = Counter()
 
     async def _history(self, after_version: int, limit: int) -> Sequence[Event]:
+        started = time.time_ns()
         events = await self._decks.history(self._deck_id, after_version, limit)
-        EVENTS_REPLAYED.inc(len(events))
+        if events:  # a look that found nothing (most heartbeats) is not worth a span
+            attributes = {"deck.after_version": after_version, "events.count": len(events)}
+            with deck_span(
+                "socket replay", self._deck_id, attributes=attributes, start_time=started
+            ):
+                EVENTS_REPLAYED.inc(len(events))
         return events
 
     def catch_up_soon(self) -> None:

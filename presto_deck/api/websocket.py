@@ -14,7 +14,7 @@ from loguru import logger
 from redis.exceptions import RedisError
 from sqlalchemy.exc import SQLAlchemyError
 
-from presto_deck.api.auth import Identity, InvalidToken, TokenVerifier, bearer_token
+from presto_deck.api.auth import bearer_token
 from presto_deck.api.errors import (
     CLOSE_BAD_REQUEST,
     CLOSE_FORBIDDEN_ORIGIN,
@@ -24,7 +24,6 @@ from presto_deck.api.errors import (
     CLOSE_UNAVAILABLE,
     close_reason,
 )
-from presto_deck.api.live_sockets import LiveSockets
 from presto_deck.api.socket_session import DISCONNECTED, SocketSession, TokenExpired
 from presto_deck.application.decks import DeckService
 from presto_deck.application.editing import EditService
@@ -32,6 +31,8 @@ from presto_deck.application.limits import LimitExceeded, SocketAdmission
 from presto_deck.application.ports import StorageError
 from presto_deck.domain.deck import DeckNotFound
 from presto_deck.infrastructure.messaging.keys import deck_channel
+from presto_deck.infrastructure.messaging.live import LiveSockets
+from presto_deck.infrastructure.tokens import Identity, InvalidToken, TokenVerifier
 from presto_deck.settings import Settings
 
 _AnySocket = WebSocket[Any, Any, Any]

@@ -25,6 +25,7 @@ from presto_deck.application.ports import (
     UnitOfWorkFactory,
 )
 from presto_deck.application.publishing import EventPublishing
+from presto_deck.application.tracing import deck_root_span
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.deck import (
     TITLE_MAX_LENGTH,
@@ -102,11 +103,12 @@ class DeckService:
             created_at=now,
             updated_at=now,
         )
-        async with self._uow() as uow:
-            deck = await self._add_within_limits(uow, new, idempotency_key)
-            await uow.commit()
-        if deck.id == new.id:
-            await self._enqueue(deck.id)
+        with deck_root_span("deck.create", new.id, {"deck.slide_count": brief.slide_count}):
+            async with self._uow() as uow:
+                deck = await self._add_within_limits(uow, new, idempotency_key)
+                await uow.commit()
+            if deck.id == new.id:
+                await self._enqueue(deck.id)  # the job carries the trace on
         return deck
 
     async def get(self, user_id: str, deck_id: UUID) -> DeckView:

@@ -43,6 +43,7 @@ from presto_deck.application.ports import (
 )
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.runs import CountedCalls, Leases, with_storage_retries, writing
+from presto_deck.application.tracing import deck_span
 from presto_deck.domain.content import DEFAULT_THEME, SlideContent, SlideRequest, cleaned
 from presto_deck.domain.deck import (
     Deck,
@@ -131,7 +132,12 @@ class EditService:
         returns that request's outcome and changes nothing (``IdempotencyConflict`` if it was
         for another edit).
         """
-        request_id = request_id or uuid4().hex
+        with deck_span("deck.edit", deck_id, attributes={"edit.kind": type(edit).__name__}):
+            return await self._submit(user_id, deck_id, edit, request_id or uuid4().hex)
+
+    async def _submit(
+        self, user_id: str, deck_id: UUID, edit: SlideEdit, request_id: str
+    ) -> EditOutcome:
         if isinstance(edit, ChangeTheme) and self._theme_changes is not None:
             await count_action(self._theme_changes, user_id, _too_many_theme_changes, "theme")
         async with self._uow() as uow:

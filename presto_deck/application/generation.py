@@ -22,6 +22,7 @@ Every way a run can go wrong ends within a bound:
 from __future__ import annotations
 
 import asyncio
+import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
@@ -35,6 +36,7 @@ from presto_deck.application.ports import (
     CancelRequested,
     Clock,
     DeckWriter,
+    GenerationMeter,
     LeaseLost,
     LeaseState,
     ModelCallsExhausted,
@@ -47,6 +49,7 @@ from presto_deck.application.ports import (
 )
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.runs import CountedCalls, Leases, with_storage_retries, writing
+from presto_deck.application.tracing import tracer
 from presto_deck.domain.content import DeckPlan, SlideContent, cleaned
 from presto_deck.domain.deck import Deck, DeckStatus, Failure, LeaseHeld, Slide
 
@@ -67,9 +70,11 @@ class DeckGenerator:
         worker_id: str,
         lease_seconds: float,
         max_model_calls: int,
+        meter: GenerationMeter,
     ) -> None:
         self._uow = uow
         self._writer = writer
+        self._meter = meter
         self._renderer = renderer
         self._publishing = publishing
         self._cancel_flags = cancel_flags
@@ -139,8 +144,9 @@ class DeckGenerator:
         )
         plan = deck.plan
         if plan is None:
-            plan = cleaned(await writing(self._writer.plan(deck.brief, budget)))
-            updated = await self._step(deck.id, _set_plan(plan, self._clock), owner)
+            with tracer.start_as_current_span("deck.plan"):
+                plan = cleaned(await writing(self._writer.plan(deck.brief, budget)))
+                updated = await self._step(deck.id, _set_plan(plan, self._clock), owner)
             if updated is None or updated.status is not DeckStatus.GENERATING:
                 return _status(updated)
             deck = updated
@@ -153,16 +159,21 @@ class DeckGenerator:
                 flagged = await self._step(deck.id, _nothing, owner)  # cancels, as PostgreSQL says
                 if flagged is None or flagged.status is not DeckStatus.GENERATING:
                     return _status(flagged)
-            content = cleaned(
-                await writing(self._writer.write_slide(deck.brief, plan, index, budget))
-            )
-            html = await writing(
-                asyncio.to_thread(self._renderer.render, content, deck.brief.theme)
-            )
-            updated = await self._step(deck.id, self._add_slide(index, html, content), owner)
+            with tracer.start_as_current_span("deck.slide", attributes={"slide.index": index}):
+                started = time.perf_counter()
+                updated = await self._write_slide(deck, plan, index, budget, owner)
+                self._meter.slide_generated(time.perf_counter() - started)
             if updated is None or updated.status is not DeckStatus.GENERATING:
                 return _status(updated)
         return _status(await self._step(deck.id, self._complete(total), owner))
+
+    async def _write_slide(
+        self, deck: Deck, plan: DeckPlan, index: int, budget: CountedCalls, owner: str
+    ) -> Deck | None:
+        """Write, draw, store and publish slide ``index``; the deck as the step left it."""
+        content = cleaned(await writing(self._writer.write_slide(deck.brief, plan, index, budget)))
+        html = await writing(asyncio.to_thread(self._renderer.render, content, deck.brief.theme))
+        return await self._step(deck.id, self._add_slide(index, html, content), owner)
 
     async def _cancel_flagged(self, deck_id: UUID) -> bool:
         """The fast check of Redis's flag; PostgreSQL's request is seen by every step anyway."""
@@ -197,6 +208,9 @@ class DeckGenerator:
                 return deck
             await uow.decks.save(deck)
             await uow.commit()
+        if not deck.status.is_active:  # this step ended it
+            age = (self._clock() - deck.created_at).total_seconds()
+            self._meter.deck_finished(deck.status, max(age, 0.0))
         await self._publishing.publish(deck.take_events())
         return deck
 

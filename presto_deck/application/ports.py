@@ -14,7 +14,7 @@ from typing import Protocol, Self
 from uuid import UUID
 
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideRequest
-from presto_deck.domain.deck import Deck, Failure, Slide
+from presto_deck.domain.deck import Deck, DeckStatus, Failure, Slide
 from presto_deck.domain.edits import EditRecord, EditStatus
 from presto_deck.domain.events import Event
 
@@ -70,6 +70,11 @@ class DeckRepository(Protocol):
 
     async def stalled(self, now: datetime, grace_seconds: float, limit: int) -> list[UUID]:
         """Active decks with no live worker: the lease lapsed, or none was taken within grace."""
+        ...
+
+    async def active(self) -> tuple[int, datetime | None]:
+        """How many decks are still being generated (or wait to be), and when the oldest of
+        them was created."""
         ...
 
     async def lock_user(self, user_id: str) -> None:
@@ -298,6 +303,18 @@ class DeckWriter(Protocol):
 class SlideRenderer(Protocol):
     def render(self, content: SlideContent, theme: str | None) -> str:
         """Sanitized HTML of one slide, through a theme template."""
+        ...
+
+
+class GenerationMeter(Protocol):
+    """What generation measures for the operator."""
+
+    def slide_generated(self, seconds: float) -> None:
+        """A slide was written, drawn, stored and published in ``seconds``."""
+        ...
+
+    def deck_finished(self, status: DeckStatus, seconds: float) -> None:
+        """A run ended the deck in ``status``, ``seconds`` after the deck was created."""
         ...
 
 

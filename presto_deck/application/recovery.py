@@ -4,6 +4,7 @@ outbox."""
 from __future__ import annotations
 
 from dataclasses import dataclass
+from datetime import datetime
 
 from loguru import logger
 
@@ -16,6 +17,9 @@ class SweepReport:
     requeued: int
     relayed: int
     requeued_edits: int = 0
+    #: Decks still being generated or waiting to be, and the age of the oldest of them.
+    active: int = 0
+    oldest_active_seconds: float = 0.0
 
 
 class Recovery:
@@ -36,8 +40,10 @@ class Recovery:
 
     async def sweep(self, batch: int = 100) -> SweepReport:
         """Requeue active decks with no live worker, then publish events left unpublished."""
+        now = self._clock()
         async with self._uow() as uow:
-            stalled = await uow.decks.stalled(self._clock(), self._lease_seconds, batch)
+            stalled = await uow.decks.stalled(now, self._lease_seconds, batch)
+            active, oldest = await uow.decks.active()
         requeued = 0
         for deck_id in stalled:
             logger.info("requeueing deck {}: no live worker holds it", deck_id)
@@ -48,7 +54,15 @@ class Recovery:
                 logger.warning("could not requeue deck {}: {}", deck_id, exc)
         requeued_edits = await self._requeue_edits(batch)
         relayed = await self._publishing.relay()
-        return SweepReport(requeued=requeued, relayed=relayed, requeued_edits=requeued_edits)
+        return SweepReport(
+            requeued=requeued,
+            relayed=relayed,
+            requeued_edits=requeued_edits,
+            active=active,
+            oldest_active_seconds=0.0
+            if oldest is None
+            else max((now - oldest).total_seconds(), 0.0),
+        )
 
     async def _requeue_edits(self, batch: int) -> int:
         """Queue again the edits whose worker died, or whose job Redis lost."""
@@ -63,3 +77,7 @@ class Recovery:
             except Exception as exc:
                 logger.warning("could not requeue edit {}: {}", edit_id, exc)
         return requeued
+
+
+def _seconds_since(then: datetime | None, now: datetime) -> float:
+    return 0.0 if then is None else max((now - then).total_seconds(), 0.0)

@@ -7,7 +7,7 @@ import os
 import time
 import uuid
 from collections import Counter
-from collections.abc import AsyncIterator, Iterator
+from collections.abc import AsyncIterator, Iterator, Mapping
 from contextlib import contextmanager
 from dataclasses import dataclass
 from pathlib import Path
@@ -127,12 +127,19 @@ class Deployment:
         }
         return {f"PRESTO_{k.upper()}": v for k, v in values.items() if v is not None}
 
-    def launch(self, name: str, *args: str, **overrides: str | None) -> ManagedProcess:
-        """Start ``presto-deck ARGS`` without waiting for anything."""
+    def launch(
+        self,
+        name: str,
+        *args: str,
+        environment: Mapping[str, str] | None = None,
+        **overrides: str | None,
+    ) -> ManagedProcess:
+        """Start ``presto-deck ARGS`` without waiting for anything; ``environment`` adds
+        variables other than settings (``OTEL_*``)."""
         self._names[name] += 1
         if self._names[name] > 1:
             name = f"{name}-{self._names[name]}"
-        env = clean_environment(self.settings(**overrides))
+        env = clean_environment({**self.settings(**overrides), **(environment or {})})
         process = ManagedProcess.start(name, args, env, self.log_dir)
         self._processes.append(process)
         return process

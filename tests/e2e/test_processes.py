@@ -181,28 +181,34 @@ def test_migrate_against_a_database_it_cannot_use_says_why_in_one_line(
 def failed_startups(
     deployment: Deployment, tmp_path_factory: pytest.TempPathFactory
 ) -> dict[str, ManagedProcess]:
-    """``serve`` with one bad setting each, all started at once (each import takes seconds)."""
+    """A process with one bad setting each, all started at once (each import takes seconds):
+    ``serve``, or ``work`` for the model's settings (only a process that writes builds a model
+    client)."""
     bad_themes = tmp_path_factory.mktemp("themes")
     (bad_themes / "acme.toml").write_text('label = "Acme"\n[colors]\nbackground = "red"\n')
-    cases: dict[str, dict[str, str | None]] = {
-        "PRESTO_DATABASE_URL": {"database_url": None},
-        "PRESTO_WS_HEARTBEAT_SECONDS": {"ws_heartbeat_seconds": "abc"},
-        "PRESTO_JWT_SECRET": {"jwt_secret": None},
-        "PRESTO_JWT_SECRET=short": {"jwt_secret": "only-twenty-one-bytes"},
-        "PRESTO_LLM_MODEL=gpt4": {"llm_model": "gpt4"},
-        "PRESTO_LLM_MODEL=anthropic": {"llm_model": "anthropic:claude-x"},
-        "PRESTO_LLM_MODEL=openai": {"llm_model": "openai:gpt-4o-mini", "llm_api_key": None},
-        "PRESTO_THEMES_DIR": {"themes_dir": str(bad_themes)},
+    cases: dict[str, tuple[str, dict[str, str | None]]] = {
+        "PRESTO_DATABASE_URL": ("serve", {"database_url": None}),
+        "PRESTO_WS_HEARTBEAT_SECONDS": ("serve", {"ws_heartbeat_seconds": "abc"}),
+        "PRESTO_JWT_SECRET": ("serve", {"jwt_secret": None}),
+        "PRESTO_JWT_SECRET=short": ("serve", {"jwt_secret": "only-twenty-one-bytes"}),
+        "PRESTO_LLM_MODEL=gpt4": ("serve", {"llm_model": "gpt4"}),
+        "PRESTO_LLM_MODEL=anthropic": ("work", {"llm_model": "anthropic:claude-x"}),
+        "PRESTO_LLM_MODEL=openai": (
+            "work",
+            {"llm_model": "openai:gpt-4o-mini", "llm_api_key": None},
+        ),
+        "PRESTO_THEMES_DIR": ("serve", {"themes_dir": str(bad_themes)}),
+        "OTEL_TRACES_EXPORTER=zipkin": ("serve", {}),
     }
     processes = {
         case: deployment.launch(
-            f"serve-bad-{case.lower().replace('=', '-')}",
-            "serve",
-            "--port",
-            str(free_port()),
+            f"{command}-bad-{case.lower().replace('=', '-')}",
+            command,
+            *(["--port", str(free_port())] if command == "serve" else []),
+            environment=dict([case.split("=", 1)]) if case.startswith("OTEL_") else None,
             **overrides,
         )
-        for case, overrides in cases.items()
+        for case, (command, overrides) in cases.items()
     }
     for process in processes.values():
         process.wait_for_exit(timeout=60)
@@ -220,9 +226,10 @@ def failed_startups(
         "PRESTO_LLM_MODEL=anthropic",  # a provider whose package is not installed
         "PRESTO_LLM_MODEL=openai",  # a hosted provider without a key
         "PRESTO_THEMES_DIR",  # a theme file with a bad colour
+        "OTEL_TRACES_EXPORTER=zipkin",  # an exporter this version does not have
     ],
 )
-def test_serve_with_a_missing_or_invalid_setting_exits_with_one_line_naming_it(
+def test_a_process_with_a_missing_or_invalid_setting_exits_with_one_line_naming_it(
     failed_startups: dict[str, ManagedProcess], case: str
 ) -> None:
     process = failed_startups[case]

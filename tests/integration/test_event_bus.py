@@ -29,7 +29,7 @@ from presto_deck.settings import Settings
 from tests.support.client import eventually
 from tests.support.database import execute, rows
 from tests.support.generation import generator_for
-from tests.support.running import RunningApi, running_worker
+from tests.support.running import RunningApi, api_of, running_worker, worker_of
 
 STREAM = keys.EVENT_STREAM
 GROUP = keys.API_CONSUMER_GROUP
@@ -118,7 +118,7 @@ async def container(container: Container) -> Container:
 async def test_events_committed_while_the_stream_was_down_are_relayed_by_the_worker_sweep(
     settings: Settings, container: Container
 ) -> None:
-    deck = await container.decks.create("alice", DeckBrief(prompt="Outbox", slide_count=2))
+    deck = await api_of(container).decks.create("alice", DeckBrief(prompt="Outbox", slide_count=2))
 
     cut_off = generator_for(
         container, OfflineWriter(slide_delay_ms=0), "cut-off", publisher=UnreachablePublisher()
@@ -148,8 +148,10 @@ async def test_events_committed_while_the_stream_was_down_are_relayed_by_the_wor
 async def test_an_event_marked_unpublished_is_published_again_by_the_sweep(
     container: Container,
 ) -> None:
-    deck = await container.decks.create("alice", DeckBrief(prompt="Lost entry", slide_count=1))
-    assert await container.generator.generate(deck.id) is DeckStatus.COMPLETED
+    deck = await api_of(container).decks.create(
+        "alice", DeckBrief(prompt="Lost entry", slide_count=1)
+    )
+    assert await worker_of(container).generator.generate(deck.id) is DeckStatus.COMPLETED
     await container.redis.delete(STREAM)  # the entry was lost with Redis
     await execute(
         container,
@@ -158,7 +160,7 @@ async def test_an_event_marked_unpublished_is_published_again_by_the_sweep(
         id=deck.id,
     )
 
-    report = await container.recovery.sweep()
+    report = await worker_of(container).recovery.sweep()
 
     assert report.relayed == 1
     [(_, fields)] = await container.redis.xrange(STREAM)
@@ -324,7 +326,9 @@ async def test_the_stream_stays_bounded_by_the_configured_maxlen(settings: Setti
         config = await container.redis.config_get("stream-node-max-entries")
         node = int(config["stream-node-max-entries"])
         published = bounded.stream_maxlen + 2 * node + 50
-        deck = await container.decks.create("alice", DeckBrief(prompt="Bounded", slide_count=1))
+        deck = await api_of(container).decks.create(
+            "alice", DeckBrief(prompt="Bounded", slide_count=1)
+        )
         # A backlog of committed events, all relayed at once through the wired publisher.
         await execute(
             container,
@@ -335,7 +339,7 @@ async def test_the_stream_stays_bounded_by_the_configured_maxlen(settings: Setti
             last=published + 1,
         )
 
-        assert (await container.recovery.sweep()).relayed == published
+        assert (await worker_of(container).recovery.sweep()).relayed == published
 
         # MAXLEN ~ trims whole radix-tree nodes, so the stream may exceed maxlen by one node.
         assert await container.redis.xlen(STREAM) <= bounded.stream_maxlen + node

@@ -10,16 +10,16 @@ from __future__ import annotations
 import asyncio
 from collections.abc import Iterator, Sequence
 from pathlib import Path
-from uuid import UUID
+from uuid import UUID, uuid4
 
 import msgspec
 import pytest
 
-from presto_deck.api.app import PUBSUB_CLIENT_NAME
 from presto_deck.bootstrap import build_container
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.events import TERMINAL_EVENTS, Event
 from presto_deck.infrastructure.messaging import keys
+from presto_deck.infrastructure.messaging.live import PUBSUB_CLIENT_NAME
 from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher, StreamFanout
 from presto_deck.infrastructure.writers.offline import OfflineWriter
 from presto_deck.settings import Settings
@@ -27,7 +27,7 @@ from tests.support.client import assert_contiguous, eventually, is_terminal, rec
 from tests.support.deck_http import client_of
 from tests.support.generation import generator_for
 from tests.support.redis_server import DisposableRedis, disposable_redis
-from tests.support.running import running_api, running_worker
+from tests.support.running import api_of, running_api, running_worker
 from tests.support.sockets import take, wait_until_live
 
 #: Far longer than any test here waits: a delivery within the bound cannot be a heartbeat's.
@@ -59,27 +59,27 @@ async def test_a_worker_rides_out_a_redis_restart_and_every_deck_completes(
     try:
         async with running_worker(local) as worker:
             brief = DeckBrief(prompt="Tea through the ages", slide_count=8)
-            before = [(await container.decks.create("alice", brief)).id for _ in range(2)]
+            before = [(await api_of(container).decks.create("alice", brief)).id for _ in range(2)]
 
             async def started() -> bool:
-                view = await container.decks.get("alice", before[0])
+                view = await api_of(container).decks.get("alice", before[0])
                 return len(view.slides) >= 1
 
             await eventually(started, timeout=10)
             await asyncio.to_thread(own_redis.restart, 1.0)
-            after = (await container.decks.create("alice", brief)).id
+            after = (await api_of(container).decks.create("alice", brief)).id
 
             async def all_completed() -> bool:
-                views = [await container.decks.get("alice", d) for d in (*before, after)]
+                views = [await api_of(container).decks.get("alice", d) for d in (*before, after)]
                 return all(v.deck.status == "COMPLETED" for v in views)
 
             await eventually(all_completed, timeout=30)
             assert worker.arq.main_task is not None
             assert not worker.arq.main_task.done()  # the worker never exited
         for deck_id in (*before, after):
-            view = await container.decks.get("alice", deck_id)
+            view = await api_of(container).decks.get("alice", deck_id)
             assert [s.order for s in view.slides] == list(range(1, 9))
-            events = await container.decks.events_after("alice", deck_id, 0)
+            events = await api_of(container).decks.events_after("alice", deck_id, 0)
             assert [e.version for e in events] == list(range(2, 13))
     finally:
         await container.close()
@@ -164,7 +164,7 @@ async def test_entries_appended_after_the_stream_vanished_are_still_broadcast(
     try:
         await eventually(lambda: _has_group(container.redis), timeout=5)
         entry = msgspec.json.encode(
-            {"event_type": "DeckStarted", "deck_id": "d", "version": 7, "timestamp": "t"}
+            {"event_type": "DeckStarted", "deck_id": str(uuid4()), "version": 7, "timestamp": "t"}
         )
         async with container.redis.pipeline(transaction=True) as pipe:
             pipe.delete(keys.EVENT_STREAM)  # a flush: the stream and its group are gone ...

@@ -17,7 +17,6 @@ from uuid import UUID
 import msgspec
 import pytest
 import websockets
-from litestar.channels import ChannelsPlugin
 from litestar.channels.subscriber import Subscriber
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
@@ -28,7 +27,7 @@ from tests.support.client import DeckClient, assert_contiguous, eventually, rece
 from tests.support.deck_http import client_of
 from tests.support.flood import flood
 from tests.support.raw_http import address
-from tests.support.running import RunningApi, running_api
+from tests.support.running import RunningApi, api_of, running_api
 
 SEND_QUEUE = 20
 WRITE_TIMEOUT = 2.0
@@ -58,7 +57,7 @@ def settings(settings: Settings) -> Settings:
 
 def subscribers(api: RunningApi, deck_id: str) -> set[Subscriber]:
     """The deck's live subscribers in the API (the channels plugin has no public listing)."""
-    channels = api.server.config.app.plugins.get(ChannelsPlugin)
+    channels = api.container.api_role().live.channels
     return set(channels._channels.get(deck_channel(UUID(deck_id)), set()))
 
 
@@ -114,7 +113,7 @@ async def largest_backlog(api: RunningApi, deck_id: str, until: asyncio.Task[int
 def record_history_pages(api: RunningApi, monkeypatch: pytest.MonkeyPatch) -> list[int]:
     """The sizes of the history pages the API's sockets ask for, from now on: a page is held in
     memory until its last event is sent, so it counts towards a stalled socket's backlog."""
-    decks = api.container.decks
+    decks = api_of(api.container).decks
     read_history = decks.history
     pages: list[int] = []
 

@@ -14,7 +14,7 @@ import pytest
 from sqlalchemy.exc import IntegrityError
 
 from presto_deck.application.ports import ModelCallBudget
-from presto_deck.bootstrap import Container, build_container
+from presto_deck.bootstrap import Container, Role, build_container
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
 from presto_deck.domain.deck import DeckStatus
 from presto_deck.domain.events import utc_now
@@ -32,7 +32,7 @@ from tests.support.generation import (
     kill_mid_deck,
     worker_writing_with,
 )
-from tests.support.running import running_worker
+from tests.support.running import api_of, running_worker, worker_of
 
 # -- helpers ---------------------------------------------------------------------------------------
 
@@ -58,7 +58,9 @@ async def wait_for_status(
 async def new_deck(
     container: Container, slide_count: int, prompt: str = "The history of tea"
 ) -> UUID:
-    deck = await container.decks.create("alice", DeckBrief(prompt=prompt, slide_count=slide_count))
+    deck = await api_of(container).decks.create(
+        "alice", DeckBrief(prompt=prompt, slide_count=slide_count)
+    )
     return deck.id
 
 
@@ -118,7 +120,7 @@ async def test_the_event_log_refuses_a_second_event_with_the_same_version(
     settings: Settings, container: Container
 ) -> None:
     deck_id = await new_deck(container, 1)
-    assert await container.generator.generate(deck_id) is DeckStatus.COMPLETED
+    assert await worker_of(container).generator.generate(deck_id) is DeckStatus.COMPLETED
 
     with pytest.raises(IntegrityError, match="uq_deck_events_deck_version"):
         await execute(
@@ -170,10 +172,10 @@ async def test_runs_of_one_deck_at_the_same_time_leave_it_to_one_and_write_every
 
 async def test_running_a_finished_deck_again_changes_nothing(container: Container) -> None:
     deck_id = await new_deck(container, 4)
-    assert await container.generator.generate(deck_id) is DeckStatus.COMPLETED
+    assert await worker_of(container).generator.generate(deck_id) is DeckStatus.COMPLETED
     before = await deck_row(container, deck_id)
 
-    assert await container.generator.generate(deck_id) is DeckStatus.COMPLETED
+    assert await worker_of(container).generator.generate(deck_id) is DeckStatus.COMPLETED
     other = generator_for(container, OfflineWriter(slide_delay_ms=0), "another-worker")
     assert await other.generate(deck_id) is DeckStatus.COMPLETED
 
@@ -185,7 +187,7 @@ async def test_a_redelivered_job_for_a_completed_deck_does_nothing(
     settings: Settings, container: Container
 ) -> None:
     deck_id = await new_deck(container, 3)  # its job stays queued: no worker runs yet
-    assert await container.generator.generate(deck_id) is DeckStatus.COMPLETED
+    assert await worker_of(container).generator.generate(deck_id) is DeckStatus.COMPLETED
     before = await deck_row(container, deck_id)
     assert not await job_finished(container, deck_id)
 
@@ -274,7 +276,7 @@ async def test_a_writer_that_crashes_fails_the_deck_instead_of_leaving_it_to_the
     assert "KeyError" not in events[-1].payload["error"]  # the detail is in the log
     deck = await deck_row(container, deck_id)
     assert (deck.status, deck.version, deck.lease_owner) == ("FAILED", 6, None)
-    assert (await container.recovery.sweep()).requeued == 0
+    assert (await worker_of(container).recovery.sweep()).requeued == 0
 
 
 # -- a dead worker loses nothing ------------------------------------------------------------------
@@ -319,9 +321,10 @@ async def test_a_worker_stopped_mid_deck_leaves_it_for_the_next_worker(
     settings: Settings, container: Container
 ) -> None:
     deck_id = await new_deck(container, 5)
-    stopping = build_container(settings)
+    stopping = build_container(settings, Role.WORKER)
     writer = HeldWriter(hold_slide=2)
-    stopping.generator = generator_for(stopping, writer, stopping.worker_id)
+    services = worker_of(stopping)
+    services.generator = generator_for(stopping, writer, services.worker_id)
     worker = DeckWorker(stopping, handle_signals=False)
     task = asyncio.create_task(worker.run())
     try:
@@ -364,7 +367,7 @@ async def test_a_deck_whose_worker_is_alive_is_not_queued_again(container: Conta
 
         await eventually(first_lease_lapsed, timeout=10)
 
-        report = await container.recovery.sweep()
+        report = await worker_of(container).recovery.sweep()
 
         assert report.requeued == 0
         assert (await deck_row(container, deck_id)).lease_owner.startswith("alive/")

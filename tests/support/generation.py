@@ -6,6 +6,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import dataclasses
 from collections.abc import AsyncIterator
 from typing import Any
 from uuid import UUID
@@ -15,16 +16,10 @@ from arq.constants import in_progress_key_prefix, retry_key_prefix
 
 from presto_deck.application.generation import DeckGenerator
 from presto_deck.application.ports import EventPublisher, ModelCallBudget
-from presto_deck.application.publishing import EventPublishing
-from presto_deck.bootstrap import Container, build_container
+from presto_deck.bootstrap import Container, Role, build_container, build_ports, worker_services
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
-from presto_deck.domain.events import utc_now
-from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork
 from presto_deck.infrastructure.messaging import keys
-from presto_deck.infrastructure.messaging.queue import RedisCancelFlags
-from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
 from presto_deck.infrastructure.writers.offline import OfflineWriter
-from presto_deck.infrastructure.writers.rendering import ThemeRenderer
 from presto_deck.settings import Settings
 from presto_deck.worker import DeckWorker
 from tests.support.database import execute
@@ -88,30 +83,18 @@ def generator_for(
     """A generator wired as bootstrap wires it, with our own writer and worker id (and, if
     given, our own stream publisher instead of the container's Redis stream)."""
     settings = container.settings
-
-    def uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(container.engine)
-
-    if publisher is None:
-        publisher = RedisStreamPublisher(container.redis, settings.stream_maxlen)
-    return DeckGenerator(
-        uow=uow,
-        writer=writer,
-        renderer=ThemeRenderer(THEME_BOOK),
-        publishing=EventPublishing(uow, publisher, utc_now),
-        cancel_flags=RedisCancelFlags(container.redis),
-        clock=utc_now,
-        worker_id=worker_id,
-        lease_seconds=settings.worker_lease_seconds,
-        max_model_calls=settings.llm_max_calls_per_deck,
-    )
+    ports = build_ports(settings, container.engine, container.redis, THEME_BOOK)
+    if publisher is not None:
+        ports = dataclasses.replace(ports, publisher=publisher)
+    return worker_services(settings, ports, writer, worker_id).generator
 
 
 @contextlib.asynccontextmanager
 async def worker_writing_with(settings: Settings, writer: HeldWriter) -> AsyncIterator[DeckWorker]:
     """The real worker, whose generator writes with ``writer``."""
-    container = build_container(settings)
-    container.generator = generator_for(container, writer, container.worker_id)
+    container = build_container(settings, Role.WORKER)
+    services = container.worker_role().services
+    services.generator = generator_for(container, writer, services.worker_id)
     worker = DeckWorker(container, handle_signals=False)
     task = asyncio.create_task(worker.run())
     try:

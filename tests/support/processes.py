@@ -65,8 +65,11 @@ def free_port() -> int:
 
 
 def clean_environment(settings: Mapping[str, str]) -> dict[str, str]:
-    """This process's environment without any ``PRESTO_*`` variable, plus ``settings``."""
-    env = {key: value for key, value in os.environ.items() if not key.startswith("PRESTO_")}
+    """This process's environment without any ``PRESTO_*`` or ``OTEL_*`` variable, plus
+    ``settings``."""
+    env = {
+        key: value for key, value in os.environ.items() if not key.startswith(("PRESTO_", "OTEL_"))
+    }
     env["PYTHONUNBUFFERED"] = "1"  # log lines reach the files as they are written
     env.update(settings)
     return env

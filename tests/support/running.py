@@ -11,7 +11,7 @@ import uvicorn
 
 from presto_deck.api.app import create_app
 from presto_deck.api.server import server_config
-from presto_deck.bootstrap import Container, build_container
+from presto_deck.bootstrap import ApiServices, Container, Role, WorkerServices, build_container
 from presto_deck.settings import Settings
 from presto_deck.worker import DeckWorker
 
@@ -28,8 +28,8 @@ class RunningApi:
 async def running_api(
     settings: Settings, *, with_worker: bool = False
 ) -> AsyncIterator[RunningApi]:
-    container = build_container(settings)
-    app = create_app(container, with_worker=with_worker)
+    container = build_container(settings, Role.BOTH if with_worker else Role.API)
+    app = create_app(container)
     server = uvicorn.Server(server_config(app, settings, host="127.0.0.1", port=0))
     task = asyncio.create_task(server.serve())
     async with asyncio.timeout(15):
@@ -48,7 +48,7 @@ async def running_api(
 
 @contextlib.asynccontextmanager
 async def running_worker(settings: Settings) -> AsyncIterator[DeckWorker]:
-    container = build_container(settings)
+    container = build_container(settings, Role.WORKER)
     worker = DeckWorker(container, handle_signals=False)
     task = asyncio.create_task(worker.run())
     try:
@@ -56,3 +56,13 @@ async def running_worker(settings: Settings) -> AsyncIterator[DeckWorker]:
     finally:
         await worker.stop(task)
         await container.close()
+
+
+def api_of(container: Container) -> ApiServices:
+    """The API role's use cases of a container built with that role."""
+    return container.api_role().services
+
+
+def worker_of(container: Container) -> WorkerServices:
+    """The worker role's use cases of a container built with that role."""
+    return container.worker_role().services

@@ -22,8 +22,9 @@ from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Self
 from uuid import UUID, uuid4
 
-from presto_deck.application.decks import DeckService
-from presto_deck.application.editing import EditService, SlideEditor
+import msgspec
+
+from presto_deck.application.editing import SlideEditor
 from presto_deck.application.generation import DeckGenerator
 from presto_deck.application.ports import (
     LeaseState,
@@ -35,7 +36,7 @@ from presto_deck.application.ports import (
     WriterError,
 )
 from presto_deck.application.publishing import EventPublishing
-from presto_deck.application.recovery import Recovery
+from presto_deck.bootstrap import Ports, WorkerServices, api_services, worker_services
 from presto_deck.domain.content import (
     DeckBrief,
     DeckPlan,
@@ -46,6 +47,7 @@ from presto_deck.domain.content import (
 from presto_deck.domain.deck import Deck, DeckStatus, Failure, Lease, Slide
 from presto_deck.domain.edits import EditRecord, EditStatus
 from presto_deck.domain.events import Event
+from presto_deck.settings import Settings
 
 #: Far longer than any unit test needs a deck lock; a test that waits this long has deadlocked.
 _LOCK_TIMEOUT_SECONDS = 5.0
@@ -462,6 +464,14 @@ class FakeDeckRepository:
         rows.sort(key=lambda row: row.deck.updated_at)
         return [row.deck.id for row in rows[:limit]]
 
+    async def active(self) -> tuple[int, datetime | None]:
+        created = [
+            row.deck.created_at
+            for row in self._uow.read().decks.values()
+            if row.deck.status in _ACTIVE
+        ]
+        return len(created), min(created, default=None)
+
     async def lock_user(self, user_id: str) -> None:
         await self._uow.acquire_user(user_id)
 
@@ -859,6 +869,20 @@ class UnlimitedBudget:
         return None
 
 
+class FakeMeter:
+    """Remembers what generation measured."""
+
+    def __init__(self) -> None:
+        self.slides: list[float] = []
+        self.decks: list[tuple[DeckStatus, float]] = []
+
+    def slide_generated(self, seconds: float) -> None:
+        self.slides.append(seconds)
+
+    def deck_finished(self, status: DeckStatus, seconds: float) -> None:
+        self.decks.append((status, seconds))
+
+
 class FakeRenderer:
     """Renders a slide as a tiny, deterministic piece of HTML."""
 
@@ -871,7 +895,8 @@ class FakeRenderer:
 
 
 class Harness:
-    """The use cases on fakes: one store, clock, publisher, queue and set of flags."""
+    """The use cases on fakes: one store, clock, publisher, queue and set of flags, wired by
+    the same functions that wire the real adapters."""
 
     def __init__(
         self,
@@ -890,62 +915,52 @@ class Harness:
         self.queue = FakeJobQueue()
         self.flags = FakeCancelFlags()
         self.creations = FakeRateLimiter(self.clock, limit=creations_per_minute)
+        self.renderer = FakeRenderer()
+        self.meter = FakeMeter()
         self.lease_seconds = lease_seconds
-        self.max_model_calls = max_model_calls
-        self.publishing = EventPublishing(self.store.uow, self.publisher, self.clock)
-        self.service = DeckService(
+        self.settings = Settings(
+            database_url="postgresql://fake/fake",
+            redis_url="redis://fake/0",
+            worker_lease_seconds=lease_seconds,
+            llm_max_calls_per_deck=max_model_calls,
+            limit_active_decks_per_user=max_active_decks,
+            limit_queued_edits_per_deck=max_queued_edits,
+        )
+        self.ports = Ports(
             uow=self.store.uow,
+            publisher=self.publisher,
             queue=self.queue,
             cancel_flags=self.flags,
-            publishing=self.publishing,
+            renderer=self.renderer,
             clock=self.clock,
             creations=self.creations,
-            max_active_decks=max_active_decks,
-        )
-        self.renderer = FakeRenderer()
-        self.edits = EditService(
-            uow=self.store.uow,
-            queue=self.queue,
-            publishing=self.publishing,
-            renderer=self.renderer,
-            clock=self.clock,
-            max_queued_edits=max_queued_edits,
             theme_changes=FakeRateLimiter(self.clock, limit=theme_changes_per_minute),
+            export_rate=FakeRateLimiter(self.clock, limit=1000),
+            exporters={},
+            socket_quota=FakeSocketQuota(),
+            meter=self.meter,
         )
-        self.recovery = Recovery(
-            uow=self.store.uow,
-            queue=self.queue,
-            publishing=self.publishing,
-            clock=self.clock,
-            lease_seconds=lease_seconds,
-        )
+        api = api_services(self.settings, self.ports)
+        self.service = api.decks
+        self.edits = api.edits
+        self.recovery = self.worker().recovery
+        #: The outbox relay, as the sweep runs it.
+        self.publishing = EventPublishing(self.store.uow, self.publisher, self.clock)
+
+    def worker(
+        self, writer: FakeWriter | None = None, worker_id: str = "w1", llm_max_attempts: int = 2
+    ) -> WorkerServices:
+        settings = msgspec.structs.replace(self.settings, llm_max_attempts=llm_max_attempts)
+        return worker_services(settings, self.ports, writer or FakeWriter(), worker_id)
 
     def generator(self, writer: FakeWriter | None = None, worker_id: str = "w1") -> DeckGenerator:
-        return DeckGenerator(
-            uow=self.store.uow,
-            writer=writer or FakeWriter(),
-            renderer=FakeRenderer(),
-            publishing=self.publishing,
-            cancel_flags=self.flags,
-            clock=self.clock,
-            worker_id=worker_id,
-            lease_seconds=self.lease_seconds,
-            max_model_calls=self.max_model_calls,
-        )
+        return self.worker(writer, worker_id).generator
 
     def editor(
-        self, writer: FakeWriter | None = None, worker_id: str = "w1", max_model_calls: int = 4
+        self, writer: FakeWriter | None = None, worker_id: str = "w1", llm_max_attempts: int = 2
     ) -> SlideEditor:
-        return SlideEditor(
-            uow=self.store.uow,
-            writer=writer or FakeWriter(),
-            renderer=self.renderer,
-            publishing=self.publishing,
-            clock=self.clock,
-            worker_id=worker_id,
-            lease_seconds=self.lease_seconds,
-            max_model_calls=max_model_calls,
-        )
+        """An editor that may call the writer twice ``llm_max_attempts`` times."""
+        return self.worker(writer, worker_id, llm_max_attempts).editor
 
     async def create(
         self,

@@ -16,7 +16,8 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from presto_deck.api.auth import InvalidToken, TokenVerifier, bearer_token
+from presto_deck.api.auth import bearer_token
+from presto_deck.infrastructure.tokens import InvalidToken, TokenVerifier
 from presto_deck.settings import Settings, load_settings
 
 SECRET = "unit-test-secret-" + "x" * 64  # long enough for HS512 too

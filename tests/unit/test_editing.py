@@ -415,7 +415,7 @@ async def test_an_edit_spends_at_most_its_model_calls_however_often_its_worker_d
     dying = _dying_writer()
     for _ in range(6):  # each time: the worker dies, its lease lapses, the sweep requeues
         with contextlib.suppress(WorkerKilled):
-            await h.editor(dying, worker_id=f"w{_}", max_model_calls=4).run(deck_id)
+            await h.editor(dying, worker_id=f"w{_}").run(deck_id)
         h.clock.advance(31)
         await h.recovery.sweep()
 

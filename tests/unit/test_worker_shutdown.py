@@ -13,14 +13,14 @@ from presto_deck.worker import OVERDUE_EXIT_STATUS
 _STUCK_WORKER = textwrap.dedent(
     """
     import asyncio, signal, time
-    from types import SimpleNamespace
+    from presto_deck.bootstrap import Role, build_container
+    from presto_deck.settings import Settings
     from presto_deck.worker import DeckWorker
 
     async def main():
-        settings = SimpleNamespace(
-            worker_sweep_seconds=5, redis_url="redis://127.0.0.1:1/0", worker_max_jobs=1
-        )
-        worker = DeckWorker(SimpleNamespace(settings=settings), handle_signals=False)
+        settings = Settings(database_url="postgresql://nowhere/x", redis_url="redis://127.0.0.1:1/0")
+        container = build_container(settings, Role.WORKER)
+        worker = DeckWorker(container, handle_signals=False)
         worker.exit_within(0.5)
         worker.arq.on_stop(signal.SIGTERM)
         await asyncio.sleep(0)

@@ -159,6 +159,16 @@ class SqlDeckRepository:
         )
         return list(rows.scalars())
 
+    async def active(self) -> tuple[int, datetime | None]:
+        row = (
+            await self._conn.execute(
+                sa.select(sa.func.count(), sa.func.min(decks.c.created_at)).where(
+                    decks.c.status.in_(_ACTIVE)
+                )
+            )
+        ).one()
+        return int(row[0]), row[1]
+
     async def lock_user(self, user_id: str) -> None:
         # A transaction-scoped advisory lock on the user (hashed; a collision only serializes
         # two users' creations). The two-key form keeps clear of the migrations' one-key lock.

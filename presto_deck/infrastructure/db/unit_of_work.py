@@ -9,10 +9,13 @@ from types import TracebackType
 from typing import Self
 
 import msgspec
+from opentelemetry import trace
+from opentelemetry.trace import Span, SpanKind, StatusCode
 from sqlalchemy import exc as sa_exc
 from sqlalchemy.ext.asyncio import AsyncConnection, AsyncEngine, create_async_engine
 
 from presto_deck.application.ports import StorageError
+from presto_deck.application.tracing import tracer
 from presto_deck.infrastructure.db.repositories import (
     SqlDeckRepository,
     SqlEditRepository,
@@ -26,6 +29,7 @@ _TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutErro
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
 #: An undefined table or column: a database not migrated to this version.
 _SCHEMA_MISSING = frozenset({"42P01", "42703"})
+_DB_ATTRIBUTES = {"db.system.name": "postgresql"}
 
 
 def create_engine(
@@ -68,13 +72,22 @@ class SqlUnitOfWork:
     def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
         self._conn: AsyncConnection | None = None
+        self._span: Span | None = None
+        self._committed = False
 
     async def __aenter__(self) -> Self:
+        # A transaction of a deck's work is a span of its trace; one with no trace (the sweep's,
+        # a health check's) would be a trace of its own every few seconds: it is not traced.
+        if trace.get_current_span().is_recording():
+            self._span = tracer.start_span(
+                "db transaction", kind=SpanKind.CLIENT, attributes=_DB_ATTRIBUTES
+            )
         try:
             self._conn = await self._engine.connect()
             await self._conn.begin()
         except (sa_exc.SQLAlchemyError, OSError) as exc:
             await self._close()
+            self._end_span(exc)
             raise _storage_error(exc) from exc
         self.decks = SqlDeckRepository(self._conn)
         self.slides = SqlSlideRepository(self._conn)
@@ -96,12 +109,23 @@ class SqlUnitOfWork:
             failure = failure or rollback_error  # the first error is the one worth seeing
         finally:
             await self._close()
+            self._end_span(failure)
         if isinstance(failure, sa_exc.SQLAlchemyError | OSError):
             raise _storage_error(failure) from failure
+
+    def _end_span(self, failure: BaseException | None) -> None:
+        if self._span is None:
+            return
+        span, self._span = self._span, None
+        span.set_attribute("db.transaction.committed", self._committed)
+        if failure is not None:
+            span.set_status(StatusCode.ERROR, type(failure).__name__)
+        span.end()
 
     async def commit(self) -> None:
         assert self._conn is not None
         await self._conn.commit()
+        self._committed = True
 
     async def _close(self) -> None:
         if self._conn is not None:

@@ -42,6 +42,17 @@ def generation_job_id(deck_id: UUID) -> str:
     return f"generate:{deck_id}"
 
 
+def deck_of_job(job_id: str) -> UUID | None:
+    """The deck of a generation job's id; None for another job."""
+    kind, _, deck = job_id.partition(":")
+    if kind != "generate":
+        return None
+    try:
+        return UUID(deck)
+    except ValueError:
+        return None
+
+
 def edit_job_id(edit_id: UUID) -> str:
     """One job id per edit: a repeated enqueue collapses, and no edit's job absorbs another's."""
     return f"edit:{edit_id}"

@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+from typing import Any
 from uuid import UUID
 
 from arq.connections import ArqRedis
 from arq.constants import in_progress_key_prefix
 
+from presto_deck.application.tracing import carrier_of_current
 from presto_deck.infrastructure.messaging import keys
 
 _CANCEL_FLAG_TTL_SECONDS = 24 * 3600
@@ -20,6 +22,7 @@ class ArqJobQueue:
         await self._redis.enqueue_job(
             keys.GENERATE_JOB,
             str(deck_id),
+            **_trace(),
             _job_id=keys.generation_job_id(deck_id),
             _queue_name=keys.QUEUE,
         )
@@ -35,6 +38,7 @@ class ArqJobQueue:
             keys.EDIT_JOB,
             str(deck_id),
             str(edit_id),
+            **_trace(),
             _job_id=keys.edit_job_id(edit_id),
             _queue_name=keys.QUEUE,
         )
@@ -42,6 +46,12 @@ class ArqJobQueue:
     async def requeue_edit(self, deck_id: UUID, edit_id: UUID) -> None:
         await self._redis.delete(in_progress_key_prefix + keys.edit_job_id(edit_id))
         await self.enqueue_edit(deck_id, edit_id)
+
+
+def _trace() -> dict[str, Any]:
+    """The job's ``trace`` argument: the enqueuing span, for the job's span to be its child."""
+    carrier = carrier_of_current()
+    return {"trace": carrier} if carrier else {}
 
 
 class RedisCancelFlags:

@@ -13,19 +13,24 @@ import socket
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
+from uuid import UUID
 
 import msgspec
 from arq.connections import ArqRedis
 from loguru import logger
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError, ResponseError
 
 from presto_deck.application.ports import PublishError
+from presto_deck.application.tracing import carrier_of_current, deck_span
 from presto_deck.domain.events import Event, encode_event, peek_version
 from presto_deck.infrastructure.messaging import keys
 from presto_deck.infrastructure.messaging.redis_client import honour_cancellation
 from presto_deck.infrastructure.observability.metrics import STREAM_LAG, STREAM_PENDING
 
 _FIELD = b"event"
+#: The span that published the entry, as a W3C ``traceparent``; absent when nothing is traced.
+_TRACE_FIELD = b"traceparent"
 
 #: Called with the Pub/Sub channel and the encoded event; returns once Redis accepted it.
 Broadcast = Callable[[str, bytes], Awaitable[None]]
@@ -39,12 +44,13 @@ class RedisStreamPublisher:
         self._maxlen = maxlen
 
     async def publish(self, events: Sequence[Event]) -> None:
+        traced: dict[Any, Any] = {_TRACE_FIELD: tp.encode()} if (tp := _traceparent()) else {}
         try:
             async with self._redis.pipeline(transaction=False) as pipe:
                 for event in events:
                     pipe.xadd(
                         keys.EVENT_STREAM,
-                        {_FIELD: encode_event(event)},
+                        {_FIELD: encode_event(event), **traced},
                         maxlen=self._maxlen,
                         approximate=True,
                     )
@@ -195,12 +201,20 @@ class StreamFanout:
             data = fields.get(_FIELD)
             try:
                 head = peek_version(data) if data is not None else None
-            except msgspec.DecodeError:
-                head = None
-            if head is None:
+                deck_id = UUID(head.deck_id) if head is not None else None
+            except (msgspec.DecodeError, ValueError):
+                head = deck_id = None
+            if head is None or deck_id is None:
                 await self._dead_letter(entry_id, fields, "not an event")
                 continue
-            await self._broadcast(keys.deck_channel(head.deck_id), data or b"")
+            with deck_span(
+                "stream fan-out",
+                deck_id,
+                carrier=_carrier(fields),
+                kind=SpanKind.CONSUMER,
+                attributes={"deck.version": head.version},
+            ):
+                await self._broadcast(keys.deck_channel(head.deck_id), data or b"")
             done.append(entry_id)
         if done:
             await self._redis.xack(keys.EVENT_STREAM, keys.API_CONSUMER_GROUP, *done)
@@ -219,3 +233,12 @@ class StreamFanout:
             )
             pipe.xack(keys.EVENT_STREAM, keys.API_CONSUMER_GROUP, entry_id)
             await pipe.execute()
+
+
+def _traceparent() -> str | None:
+    return carrier_of_current().get("traceparent")
+
+
+def _carrier(fields: dict[bytes, bytes]) -> dict[str, str] | None:
+    traceparent = fields.get(_TRACE_FIELD)
+    return {"traceparent": traceparent.decode(errors="replace")} if traceparent else None

@@ -1,6 +1,7 @@
-"""The ports, measured: a writer whose calls are counted and timed, a publisher that counts the
-slides it publishes, and the price table that turns tokens into an estimated cost. Bootstrap
-wraps the real adapters in these; the use cases do not know they are measured."""
+"""The ports, measured and traced: a writer whose calls are counted, timed and traced, a
+publisher that counts the slides it publishes and traces each publish, a renderer whose failures
+are counted, the meter of generation, and the price table that turns tokens into an estimated
+cost. Bootstrap wraps the real adapters in these; the use cases do not know they are measured."""
 
 from __future__ import annotations
 
@@ -9,15 +10,28 @@ import tomllib
 from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
-from presto_deck.application.ports import DeckWriter, EventPublisher, ModelCallBudget
+from opentelemetry import trace
+from opentelemetry.trace import SpanKind
+
+from presto_deck.application.ports import (
+    DeckWriter,
+    EventPublisher,
+    ModelCallBudget,
+    SlideRenderer,
+)
+from presto_deck.application.tracing import tracer
 from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent, SlideRequest
+from presto_deck.domain.deck import DeckStatus
 from presto_deck.domain.events import Event
 from presto_deck.infrastructure.observability.metrics import (
+    DECK_SECONDS,
+    DECKS_FINISHED,
     ERRORS,
     LLM_CALLS,
     LLM_COST,
     LLM_SECONDS,
     LLM_TOKENS,
+    SLIDE_SECONDS,
     SLIDES_GENERATED,
 )
 from presto_deck.settings import config_text
@@ -35,32 +49,41 @@ class MeteredWriter:
         self.name = writer.name
 
     async def plan(self, brief: DeckBrief, budget: ModelCallBudget) -> DeckPlan:
-        return await self._measured(self._writer.plan(brief, budget))
+        return await self._measured("plan", lambda: self._writer.plan(brief, budget))
 
     async def write_slide(
         self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
     ) -> SlideContent:
-        return await self._measured(self._writer.write_slide(brief, plan, index, budget))
+        return await self._measured(
+            "write_slide", lambda: self._writer.write_slide(brief, plan, index, budget)
+        )
 
     async def edit_slide(self, request: SlideRequest, budget: ModelCallBudget) -> SlideContent:
-        return await self._measured(self._writer.edit_slide(request, budget))
+        return await self._measured("edit_slide", lambda: self._writer.edit_slide(request, budget))
 
-    async def _measured(self, call: Awaitable[_T]) -> _T:
+    async def _measured(self, operation: str, call: Callable[[], Awaitable[_T]]) -> _T:
         started = time.perf_counter()
         outcome = "error"
-        try:
-            answer = await call
-            outcome = "ok"
-            return answer
-        except BaseException as exc:
-            if isinstance(exc, Exception):
-                ERRORS.labels(kind="llm").inc()
-            else:
-                outcome = "cancelled"
-            raise
-        finally:
-            LLM_CALLS.labels(model=self._model, outcome=outcome).inc()
-            LLM_SECONDS.labels(model=self._model).observe(time.perf_counter() - started)
+        # The model's token counts are added to this span as its answers come (token_counter).
+        with tracer.start_as_current_span(
+            f"llm {operation}",
+            kind=SpanKind.CLIENT,
+            attributes={"gen_ai.operation.name": operation, "gen_ai.request.model": self._model},
+        ) as span:
+            try:
+                answer = await call()
+                outcome = "ok"
+                return answer
+            except BaseException as exc:
+                if isinstance(exc, Exception):
+                    ERRORS.labels(kind="llm").inc()
+                else:
+                    outcome = "cancelled"
+                raise
+            finally:
+                span.set_attribute("presto.outcome", outcome)
+                LLM_CALLS.labels(model=self._model, outcome=outcome).inc()
+                LLM_SECONDS.labels(model=self._model).observe(time.perf_counter() - started)
 
 
 class MeteredPublisher:
@@ -70,13 +93,44 @@ class MeteredPublisher:
         self._publisher = publisher
 
     async def publish(self, events: Sequence[Event]) -> None:
-        try:
-            await self._publisher.publish(events)
-        except Exception:
-            ERRORS.labels(kind="publish").inc()
-            raise
+        # Each stream entry carries this span, for the API's fan-out span to be its child.
+        with tracer.start_as_current_span(
+            "events publish",
+            kind=SpanKind.PRODUCER,
+            attributes={"messaging.batch.message_count": len(events)},
+        ):
+            try:
+                await self._publisher.publish(events)
+            except Exception:
+                ERRORS.labels(kind="publish").inc()
+                raise
         if added := sum(event.event_type == "SlideAdded" for event in events):
             SLIDES_GENERATED.inc(added)
+
+
+class MeteredRenderer:
+    """A ``SlideRenderer`` whose failures (the sanitizer's, mostly) are counted."""
+
+    def __init__(self, renderer: SlideRenderer) -> None:
+        self._renderer = renderer
+
+    def render(self, content: SlideContent, theme: str | None) -> str:
+        try:
+            return self._renderer.render(content, theme)
+        except Exception:
+            ERRORS.labels(kind="sanitizer").inc()
+            raise
+
+
+class PrometheusGenerationMeter:
+    """The ``GenerationMeter`` of a worker: Prometheus histograms and counters."""
+
+    def slide_generated(self, seconds: float) -> None:
+        SLIDE_SECONDS.observe(seconds)
+
+    def deck_finished(self, status: DeckStatus, seconds: float) -> None:
+        DECKS_FINISHED.labels(status=status.value).inc()
+        DECK_SECONDS.labels(status=status.value).observe(seconds)
 
 
 class PriceTable:
@@ -104,6 +158,13 @@ def token_counter(prices: PriceTable) -> Callable[[str, int, int], None]:
     """Count one response's tokens, and its estimated cost where the model has a price."""
 
     def count(model: str, prompt_tokens: int, completion_tokens: int) -> None:
+        trace.get_current_span().set_attributes(
+            {
+                "gen_ai.response.model": model,
+                "gen_ai.usage.input_tokens": prompt_tokens,
+                "gen_ai.usage.output_tokens": completion_tokens,
+            }
+        )
         LLM_TOKENS.labels(model=model, kind="prompt").inc(prompt_tokens)
         LLM_TOKENS.labels(model=model, kind="completion").inc(completion_tokens)
         if (cost := prices.cost(model, prompt_tokens, completion_tokens)) is not None:

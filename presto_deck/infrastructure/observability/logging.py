@@ -11,6 +11,7 @@ from urllib.parse import unquote_plus
 
 import msgspec
 from loguru import logger
+from opentelemetry import trace
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -50,6 +51,16 @@ def _patch(record: Record) -> None:
     record["message"] = redact(record["message"])
 
 
+def _patch_with_span(record: Record) -> None:
+    """Redact, and name the span the line was written in: a deck's lines carry its trace id
+    (its deck id's hex), to be found beside its spans."""
+    _patch(record)
+    context = trace.get_current_span().get_span_context()
+    if context.is_valid:
+        record["extra"]["trace_id"] = trace.format_trace_id(context.trace_id)
+        record["extra"]["span_id"] = trace.format_span_id(context.span_id)
+
+
 def _json_sink(message: Message) -> None:
     record = message.record
     line: dict[str, Any] = {
@@ -84,7 +95,8 @@ def _text_format(record: Record) -> str:
 
 def configure_logging(log_format: str, level: str) -> None:
     logger.remove()
-    logger.configure(patcher=_patch)
+    # A person reading the text has the deck id; a program reading JSON gets the span's ids too.
+    logger.configure(patcher=_patch_with_span if log_format == "json" else _patch)
     if log_format == "json":
         logger.add(_json_sink, level=level, backtrace=False, diagnose=False)
     else:

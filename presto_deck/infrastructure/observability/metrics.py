@@ -40,9 +40,25 @@ JOB_SECONDS = Histogram(
     buckets=(0.1, 0.5, 1, 2.5, 5, 10, 30, 60, 120, 300, 600, 1800),
 )
 DECKS_FINISHED = Counter(
-    "presto_decks_finished_total",
-    "Generation jobs that ended with the deck in this status",
+    "presto_decks_finished_total", "Decks a worker ended, by their final status", ["status"]
+)
+DECK_SECONDS = Histogram(
+    "presto_deck_generation_seconds",
+    "From a deck's creation to the end of its generation (completed, failed or cancelled)",
     ["status"],
+    buckets=(1, 2.5, 5, 10, 20, 30, 60, 120, 300, 600, 1200, 3600),
+)
+SLIDE_SECONDS = Histogram(
+    "presto_slide_generation_seconds",
+    "One slide written by the model, drawn, stored and published",
+    buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
+)
+DECKS_ACTIVE = Gauge(
+    "presto_decks_active", "Decks being generated or waiting to be, as the last sweep counted"
+)
+OLDEST_ACTIVE_DECK = Gauge(
+    "presto_oldest_active_deck_seconds",
+    "Age of the oldest deck still being generated or waiting to be, as the last sweep saw it",
 )
 SLIDES_GENERATED = Counter(
     "presto_slides_generated_total", "Slides written and published (SlideAdded events)"
@@ -65,4 +81,8 @@ STREAM_LAG = Gauge("presto_stream_lag_entries", "Event stream entries no API ins
 OUTBOX_BACKLOG = Gauge(
     "presto_outbox_backlog_events", "Committed events the last sweep found never published"
 )
-ERRORS = Counter("presto_errors_total", "Errors by kind: llm, storage, publish", ["kind"])
+ERRORS = Counter(
+    "presto_errors_total",
+    "Errors by kind: llm, storage, publish, redis, sanitizer",
+    ["kind"],
+)
