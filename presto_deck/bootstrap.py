@@ -196,6 +196,8 @@ def worker_services(
             lease_seconds=settings.worker_lease_seconds,
             max_model_calls=settings.llm_max_calls_per_deck,
             meter=ports.meter,
+            slides_per_deck=settings.llm_concurrent_slides_per_deck,
+            slide_slots=asyncio.Semaphore(settings.llm_concurrent_slides_per_worker),
         ),
         editor=SlideEditor(
             uow=ports.uow,

@@ -32,6 +32,8 @@ _AT_LEAST_ONE_FIELDS = (
     "worker_max_jobs",
     "stream_maxlen",
     "llm_max_calls_per_deck",
+    "llm_concurrent_slides_per_deck",
+    "llm_concurrent_slides_per_worker",
     "limit_deck_creations_per_minute",
     "limit_active_decks_per_user",
     "limit_sockets_per_user",
@@ -79,6 +81,8 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     worker_max_jobs: int = 10
     stream_maxlen: int = 100000
     llm_max_calls_per_deck: int = 60
+    llm_concurrent_slides_per_deck: int = 4
+    llm_concurrent_slides_per_worker: int = 16
     db_lock_timeout_seconds: float = 5.0
     db_idle_transaction_timeout_seconds: float = 10.0
     limit_deck_creations_per_minute: int = 30

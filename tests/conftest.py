@@ -62,6 +62,10 @@ def settings(database_url: str) -> Iterator[Settings]:
         worker_sweep_seconds=1,
         log_format="text",
         log_level="WARNING",
+        # One slide at a time: the tests that hold or script the writer count on its calls
+        # coming in the slides' order. Slides written at once have tests of their own, and the
+        # end-to-end and fault suites run the processes with the defaults.
+        llm_concurrent_slides_per_deck=1,
         **UNREACHED_LIMITS,
     )
     flush_redis(TEST_REDIS_URL)

@@ -1,4 +1,8 @@
-"""Generate a deck: plan it, write its slides one by one, finish it.
+"""Generate a deck: plan it, write its slides, finish it.
+
+Once the plan is stored, the model writes several slides at once (a few per deck, a cap per
+worker); each is stored as soon as it is written and the slides before it are stored, so the
+slides and their events keep their order while the model's time overlaps.
 
 Each step is one transaction on the locked deck row: the data, the version bump and the event
 are committed together and published afterwards. A step first re-reads the deck, so the job is
@@ -71,10 +75,15 @@ class DeckGenerator:
         lease_seconds: float,
         max_model_calls: int,
         meter: GenerationMeter,
+        slides_per_deck: int = 1,
+        slide_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self._uow = uow
         self._writer = writer
         self._meter = meter
+        self._slides_per_deck = slides_per_deck
+        #: Slides this worker has written at once, all its decks together.
+        self._slide_slots = slide_slots or asyncio.Semaphore(slides_per_deck)
         self._renderer = renderer
         self._publishing = publishing
         self._cancel_flags = cancel_flags
@@ -154,34 +163,67 @@ class DeckGenerator:
         async with self._uow() as uow:
             written = await uow.slides.count(deck.id)
         total = len(plan.slides)
-        for index in range(written, total):
-            if await self._cancel_flagged(deck.id):
-                flagged = await self._step(deck.id, _nothing, owner)  # cancels, as PostgreSQL says
-                if flagged is None or flagged.status is not DeckStatus.GENERATING:
-                    return _status(flagged)
-            with tracer.start_as_current_span("deck.slide", attributes={"slide.index": index}):
-                started = time.perf_counter()
-                updated = await self._write_slide(deck, plan, index, budget, owner)
-                self._meter.slide_generated(time.perf_counter() - started)
-            if updated is None or updated.status is not DeckStatus.GENERATING:
-                return _status(updated)
+        drafts = _Drafts(
+            partial(self._draft, deck, plan, budget),
+            range(written, total),
+            ahead=self._slides_per_deck,
+            slots=self._slide_slots,
+        )
+        async with drafts:
+            for index in range(written, total):
+                draft = await self._draft_unless_cancelled(deck.id, drafts, index)
+                if draft is None:  # flagged in Redis: the step cancels, as PostgreSQL says
+                    flagged = await self._step(deck.id, _nothing, owner)
+                    if flagged is None or flagged.status is not DeckStatus.GENERATING:
+                        return _status(flagged)
+                    draft = await drafts.take(index)
+                stored = {"slide.index": index}
+                with tracer.start_as_current_span("deck.slide.commit", attributes=stored):
+                    updated = await self._step(deck.id, self._add_slide(index, *draft.slide), owner)
+                self._meter.slide_generated(time.perf_counter() - draft.started)
+                if updated is None or updated.status is not DeckStatus.GENERATING:
+                    return _status(updated)
+                drafts.stored()
         return _status(await self._step(deck.id, self._complete(total), owner))
 
-    async def _write_slide(
-        self, deck: Deck, plan: DeckPlan, index: int, budget: CountedCalls, owner: str
-    ) -> Deck | None:
-        """Write, draw, store and publish slide ``index``; the deck as the step left it."""
-        content = cleaned(await writing(self._writer.write_slide(deck.brief, plan, index, budget)))
-        html = await writing(asyncio.to_thread(self._renderer.render, content, deck.brief.theme))
-        return await self._step(deck.id, self._add_slide(index, html, content), owner)
+    async def _draft(
+        self, deck: Deck, plan: DeckPlan, budget: CountedCalls, index: int
+    ) -> tuple[str, SlideContent]:
+        """Slide ``index`` written by the model and drawn, not stored yet."""
+        with tracer.start_as_current_span("deck.slide", attributes={"slide.index": index}):
+            content = cleaned(
+                await writing(self._writer.write_slide(deck.brief, plan, index, budget))
+            )
+            html = await writing(
+                asyncio.to_thread(self._renderer.render, content, deck.brief.theme)
+            )
+        return html, content
+
+    async def _draft_unless_cancelled(
+        self, deck_id: UUID, drafts: _Drafts, index: int
+    ) -> _Draft | None:
+        """Slide ``index`` once it is written; None if the user asked to cancel the deck first
+        (looked up in Redis now and then while the model writes, so that a cancellation stops
+        the calls in flight at once)."""
+        while True:
+            if await self._cancel_flagged(deck_id):
+                return None
+            draft = await drafts.wait(index, _CANCEL_LOOK_SECONDS)
+            if draft is not None:
+                return draft
 
     async def _cancel_flagged(self, deck_id: UUID) -> bool:
         """The fast check of Redis's flag; PostgreSQL's request is seen by every step anyway."""
         try:
-            return await self._cancel_flags.is_requested(deck_id)
+            flagged = await self._cancel_flags.is_requested(deck_id)
         except Exception as exc:
             logger.debug("could not read the cancellation flag of deck {}: {}", deck_id, exc)
-            return False
+            flagged = False
+        # A client library may swallow a cancellation that raced its command (an error, or the
+        # command tried again): this run was told to stop all the same.
+        if (run := asyncio.current_task()) is not None and run.cancelling():
+            raise asyncio.CancelledError
+        return flagged
 
     # -- steps: each runs under the deck's row lock, in one transaction ---------------------------
 
@@ -267,6 +309,80 @@ class DeckGenerator:
             # Even the reason could not be stored: end the deck with one that surely can be.
             plain = _Failure("The deck could not be stored.", _STORAGE, failure.detail)
             return _status(await self._step(deck_id, _failing(plain, ref, self._clock), owner))
+
+
+#: How often a run waiting for the model looks whether the user cancelled the deck.
+_CANCEL_LOOK_SECONDS = 0.5
+
+
+@dataclass(frozen=True)
+class _Draft:
+    """A slide written and drawn, waiting for its turn to be stored: ``slide`` is its HTML and
+    content, ``started`` when its writing began (``time.perf_counter``)."""
+
+    slide: tuple[str, SlideContent]
+    started: float
+
+
+class _Drafts:
+    """The slides of one run written ahead of their commit and taken in order: ``ahead`` at
+    most between the start of their writing and their commit (fewer while the worker's ``slots``
+    are taken by other decks).
+
+    Leaving the block cancels what is still being written: a cancelled, failed or taken-over run
+    makes no call past its end.
+    """
+
+    def __init__(
+        self,
+        write: Callable[[int], Awaitable[tuple[str, SlideContent]]],
+        indexes: range,
+        *,
+        ahead: int,
+        slots: asyncio.Semaphore,
+    ) -> None:
+        self._write = write
+        self._pending = iter(indexes)
+        self._ahead = ahead
+        self._slots = slots
+        self._tasks: dict[int, asyncio.Task[_Draft]] = {}
+
+    async def __aenter__(self) -> _Drafts:
+        for _ in range(self._ahead):
+            self._start_next()
+        return self
+
+    async def __aexit__(self, *exc_info: object) -> None:
+        for task in self._tasks.values():
+            task.cancel()
+        # Their failures are the run's only through take(); here they are just gone.
+        await asyncio.gather(*self._tasks.values(), return_exceptions=True)
+        self._tasks.clear()
+
+    async def wait(self, index: int, seconds: float) -> _Draft | None:
+        """Slide ``index`` if it is written within ``seconds``; None otherwise."""
+        done, _ = await asyncio.wait({self._tasks[index]}, timeout=seconds)
+        return await self.take(index) if done else None
+
+    async def take(self, index: int) -> _Draft:
+        """Slide ``index`` once written, or what went wrong writing it."""
+        draft = await self._tasks[index]
+        del self._tasks[index]
+        return draft
+
+    def stored(self) -> None:
+        """A slide taken has been stored: the next one's writing may start."""
+        self._start_next()
+
+    def _start_next(self) -> None:
+        index = next(self._pending, None)
+        if index is not None:
+            self._tasks[index] = asyncio.create_task(self._drafted(index))
+
+    async def _drafted(self, index: int) -> _Draft:
+        async with self._slots:
+            started = time.perf_counter()
+            return _Draft(await self._write(index), started)
 
 
 @dataclass(frozen=True)

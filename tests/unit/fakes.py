@@ -908,7 +908,10 @@ class Harness:
         max_active_decks: int = 1000,
         max_queued_edits: int = 20,
         theme_changes_per_minute: int = 1000,
+        slides_per_deck: int = 1,
     ) -> None:
+        """``slides_per_deck`` is 1 unless a test says otherwise: one slide written at a time
+        makes the order of the writer's calls that of the slides."""
         self.store = FakeStore()
         self.clock = clock or FakeClock()
         self.publisher = FakeEventPublisher()
@@ -925,6 +928,7 @@ class Harness:
             llm_max_calls_per_deck=max_model_calls,
             limit_active_decks_per_user=max_active_decks,
             limit_queued_edits_per_deck=max_queued_edits,
+            llm_concurrent_slides_per_deck=slides_per_deck,
         )
         self.ports = Ports(
             uow=self.store.uow,

@@ -10,6 +10,7 @@ from arq.constants import in_progress_key_prefix
 
 from presto_deck.application.tracing import carrier_of_current
 from presto_deck.infrastructure.messaging import keys
+from presto_deck.infrastructure.messaging.redis_client import honour_cancellation
 
 _CANCEL_FLAG_TTL_SECONDS = 24 * 3600
 
@@ -62,4 +63,7 @@ class RedisCancelFlags:
         await self._redis.set(keys.cancel_flag(deck_id), b"1", ex=_CANCEL_FLAG_TTL_SECONDS)
 
     async def is_requested(self, deck_id: UUID) -> bool:
-        return bool(await self._redis.exists(keys.cancel_flag(deck_id)))
+        try:
+            return bool(await self._redis.exists(keys.cancel_flag(deck_id)))
+        finally:
+            honour_cancellation()  # a cancel that redis-py swallowed (an error, or a retry)

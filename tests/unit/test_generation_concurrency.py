@@ -1,0 +1,144 @@
+"""After the plan, the model writes several slides of a deck at once; they are stored and
+published in order all the same, each once, and a failure, a cancellation or a dying worker
+stops every call still in flight."""
+
+from __future__ import annotations
+
+import asyncio
+from collections.abc import Sequence
+
+import pytest
+
+from presto_deck.application.ports import ModelCallBudget
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
+from presto_deck.domain.deck import DeckStatus
+from presto_deck.domain.events import Event
+from tests.unit.event_checks import assert_ends_with, assert_one_normal_life, types_of
+from tests.unit.fakes import FakeWriter, Harness, WorkerKilled
+
+AHEAD = 4
+
+
+class SlowWriter(FakeWriter):
+    """A fake writer whose slides take ``seconds`` each, in any order: slide 0 is the slowest,
+    so that later slides are ready before it. Counts the calls in flight at once."""
+
+    def __init__(self, slides: int, seconds: float = 0.02, **kwargs: object) -> None:
+        super().__init__(slides, **kwargs)  # type: ignore[arg-type]
+        self._seconds = seconds
+        self.in_flight = 0
+        self.peak = 0
+        self.cancelled: list[int] = []
+
+    async def write_slide(
+        self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
+    ) -> SlideContent:
+        self.in_flight += 1
+        self.peak = max(self.peak, self.in_flight)
+        try:
+            await asyncio.sleep(self._seconds * (3 if index == 0 else 1))
+            return await super().write_slide(brief, plan, index, budget)
+        except asyncio.CancelledError:
+            self.cancelled.append(index)
+            raise
+        finally:
+            self.in_flight -= 1
+
+
+@pytest.fixture
+def h() -> Harness:
+    return Harness(slides_per_deck=AHEAD)
+
+
+async def test_slides_are_written_four_at_a_time_and_stored_in_order_each_once(
+    h: Harness,
+) -> None:
+    deck = await h.create(slide_count=10)
+    writer = SlowWriter(10)
+
+    assert await h.generator(writer).generate(deck.id) is DeckStatus.COMPLETED
+
+    assert writer.peak == AHEAD
+    assert sorted(writer.slide_calls) == list(range(10))
+    assert_one_normal_life(h, deck.id, 10)  # contiguous versions, slides 1..10 in order
+    assert len(h.meter.slides) == 10
+
+
+async def test_the_workers_cap_holds_across_its_decks(h: Harness) -> None:
+    slots = asyncio.Semaphore(3)
+    decks = [await h.create(slide_count=6), await h.create(slide_count=6)]
+    writer = SlowWriter(6)
+    generator = h.generator(writer)
+    generator._slide_slots = slots  # as bootstrap shares one among a worker's decks
+
+    statuses = await asyncio.gather(*(generator.generate(deck.id) for deck in decks))
+
+    assert statuses == [DeckStatus.COMPLETED, DeckStatus.COMPLETED]
+    assert writer.peak == 3
+    for deck in decks:
+        assert_one_normal_life(h, deck.id, 6)
+
+
+async def test_a_slide_that_fails_fails_the_deck_and_cancels_the_slides_in_flight(
+    h: Harness,
+) -> None:
+    deck = await h.create(slide_count=10)
+    writer = SlowWriter(10, fail_slide={2: "the model refused"})
+
+    assert await h.generator(writer).generate(deck.id) is DeckStatus.FAILED
+
+    assert [s.order for s in h.store.slides(deck.id)] == [1, 2]  # those before it, in order
+    assert writer.cancelled  # the calls in flight when it failed were stopped ...
+    assert max(writer.slide_calls) < 2 + AHEAD  # ... and none started after
+    assert writer.in_flight == 0
+    events = assert_ends_with(h, deck.id, "DeckFailed")
+    assert types_of(events).count("SlideAdded") == 2
+
+
+async def test_a_cancel_stops_the_calls_in_flight_within_a_second(h: Harness) -> None:
+    deck = await h.create(slide_count=10)
+    writer = SlowWriter(10, seconds=30)  # calls that would run for half a minute
+
+    async def cancel_soon() -> None:
+        while writer.in_flight < AHEAD:
+            await asyncio.sleep(0.01)
+        await h.service.cancel("alice", deck.id)
+
+    async with asyncio.timeout(2):
+        status, _ = await asyncio.gather(h.generator(writer).generate(deck.id), cancel_soon())
+
+    assert status is DeckStatus.CANCELLED
+    assert sorted(writer.cancelled) == list(range(AHEAD))
+    assert writer.in_flight == 0
+    assert h.store.slides(deck.id) == []
+    assert_ends_with(h, deck.id, "DeckCancelled")
+
+
+async def test_a_worker_dying_with_slides_in_flight_is_followed_by_a_run_that_writes_each_once(
+    h: Harness,
+) -> None:
+    deck = await h.create(slide_count=8)
+    dying = SlowWriter(8, crash_slide={3: WorkerKilled()})
+    with pytest.raises(WorkerKilled):
+        await h.generator(dying, worker_id="w1").generate(deck.id)
+    kept = [s.order for s in h.store.slides(deck.id)]
+    assert kept == [1, 2, 3]
+    assert dying.in_flight == 0  # nothing of the dead run keeps calling the model
+    successor = SlowWriter(8)
+
+    assert await h.generator(successor, worker_id="w2").generate(deck.id) is DeckStatus.COMPLETED
+
+    assert sorted(successor.slide_calls) == [3, 4, 5, 6, 7]
+    assert_one_normal_life(h, deck.id, 8)
+
+
+async def test_the_calls_stay_within_the_decks_budget_when_written_ahead() -> None:
+    h = Harness(slides_per_deck=AHEAD, max_model_calls=5)  # the plan and four slides
+    deck = await h.create(slide_count=10)
+    writer = SlowWriter(10)
+
+    assert await h.generator(writer).generate(deck.id) is DeckStatus.FAILED
+
+    assert writer.plan_calls + len(writer.slide_calls) == 5  # calls made; the sixth refused
+    failed: Sequence[Event] = assert_ends_with(h, deck.id, "DeckFailed")
+    assert failed[-1].payload["code"] == "model_calls_exhausted"
