@@ -56,12 +56,21 @@ def _fail(message: str) -> NoReturn:
 
 
 def _settings(
-    *, needs_jwt_key: bool = False, needs: tuple[str, ...] = ("database_url", "redis_url")
+    *,
+    needs_jwt_key: bool = False,
+    needs: tuple[str, ...] = ("database_url", "redis_url"),
+    traced: bool = False,
 ) -> Settings:
+    """The settings, or one line saying which is wrong; ``traced``: the OTEL_* variables too,
+    before OpenTelemetry's modules read them (and would fail with a traceback)."""
     try:
         settings = load_settings(needs=needs)
         if needs_jwt_key:
             settings.require_jwt_key()
+        if traced:
+            from presto_deck.infrastructure.observability.tracing import check_otel_environment
+
+            check_otel_environment()
     except SettingsError as exc:
         _fail(str(exc))
     from presto_deck.infrastructure.observability.logging import configure_logging
@@ -88,7 +97,7 @@ def serve(
     ] = False,
 ) -> None:
     """Run the HTTP and WebSocket API."""
-    settings = _settings(needs_jwt_key=True)  # before the heavy imports: fail fast
+    settings = _settings(needs_jwt_key=True, traced=True)  # before the heavy imports: fail fast
 
     import uvicorn
 
@@ -118,7 +127,7 @@ def work(
     metrics_host: Annotated[str, typer.Option(help="Address of the metrics port.")] = "127.0.0.1",
 ) -> None:
     """Run the worker: generation jobs, recovery sweep, outbox relay."""
-    settings = _settings()
+    settings = _settings(traced=True)
 
     from presto_deck.worker import DeckWorker
 
@@ -335,7 +344,13 @@ def _run_dev(host: str, port: int, data_dir: Path) -> None:
 def _serve_dev(settings: Settings, host: str, port: int, data_dir: Path) -> None:
     from presto_deck.infrastructure.db.migrations import migrate_to_head
     from presto_deck.infrastructure.observability.logging import configure_logging
+    from presto_deck.infrastructure.observability.tracing import check_otel_environment
     from presto_deck.infrastructure.tokens import TokenVerifier
+
+    try:
+        check_otel_environment()
+    except SettingsError as exc:
+        _fail(str(exc))
 
     configure_logging(settings.log_format, settings.log_level)
     try:

@@ -23,11 +23,10 @@ from uuid import UUID
 
 from arq import Worker, func
 from loguru import logger
-from opentelemetry import trace
-from opentelemetry.trace import NonRecordingSpan, SpanKind
+from opentelemetry.trace import SpanKind
 from redis.exceptions import RedisError
 
-from presto_deck.application.tracing import deck_span, root_of
+from presto_deck.application.tracing import deck_span
 from presto_deck.bootstrap import Container, WorkerServices
 from presto_deck.domain.events import utc_now
 from presto_deck.infrastructure.messaging import keys
@@ -90,8 +89,10 @@ async def edit_deck(
 @contextlib.contextmanager
 def _measured(ctx: dict[str, Any], job: str) -> Iterator[None]:
     """The job's wait in the queue (arq's enqueue time to now) and its own time."""
-    enqueued = ctx.get("enqueue_time")
-    if isinstance(enqueued, datetime):
+    enqueued, tries = ctx.get("enqueue_time"), ctx.get("job_try", 1)
+    if tries != 1:  # started again after its worker died: its wait was that worker's run
+        logger.info("{} job started again (start {})", job, tries)
+    elif isinstance(enqueued, datetime):
         waited = max(0.0, (utc_now() - enqueued).total_seconds())
         QUEUE_WAIT.labels(job=job).observe(waited)
         logger.info("{} job started after {:.2f}s in the queue", job, waited)
@@ -189,14 +190,18 @@ class DeckWorker:
         failing = False
         while True:
             try:
+                # Every worker counts the active decks, so that none shows a stale figure; one
+                # sweeps, and the others say that they relayed nothing this period.
+                census = await self._recovery.census()
+                DECKS_ACTIVE.set(census.active)
+                OLDEST_ACTIVE_DECK.set(census.oldest_seconds)
+                OUTBOX_BACKLOG.set(0)
                 if await self._may_sweep():
                     report = await self._recovery.sweep()
                     SWEEP_TAKEOVERS.labels(kind="deck").inc(report.requeued)
                     SWEEP_TAKEOVERS.labels(kind="edit").inc(report.requeued_edits)
                     EVENTS_RELAYED.inc(report.relayed)
                     OUTBOX_BACKLOG.set(report.relayed)
-                    DECKS_ACTIVE.set(report.active)
-                    OLDEST_ACTIVE_DECK.set(report.oldest_active_seconds)
                     if report.requeued or report.requeued_edits or report.relayed:
                         logger.info(
                             "sweep requeued {} deck(s) and {} edit(s), relayed {} event(s)",
@@ -238,15 +243,12 @@ _ARQ_LOG = logging.getLogger("arq.worker")
 
 @contextlib.contextmanager
 def _about_its_deck(job_id: str) -> Iterator[None]:
-    """arq's own lines about a generation job carry its deck's id and trace, as ours do."""
+    """arq's own lines about a generation job carry its deck's id (and so its trace), as ours do."""
     deck_id = keys.deck_of_job(job_id)
     if deck_id is None:
         yield
         return
-    with (
-        logger.contextualize(deck_id=str(deck_id)),
-        trace.use_span(NonRecordingSpan(root_of(deck_id)), end_on_exit=False),
-    ):
+    with logger.contextualize(deck_id=str(deck_id)):
         yield
 
 

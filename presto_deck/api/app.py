@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import re
 from collections.abc import AsyncIterator
 from typing import Any
 
@@ -19,6 +20,7 @@ from litestar.openapi.plugins import (
 from litestar.openapi.spec import Components, SecurityScheme
 from litestar.plugins import InitPluginProtocol
 from litestar.plugins.opentelemetry import OpenTelemetryConfig, OpenTelemetryPlugin
+from litestar.types import Scope
 from loguru import logger
 
 from presto_deck import __version__
@@ -30,6 +32,7 @@ from presto_deck.api.slides import SlideController
 from presto_deck.api.themes import list_themes
 from presto_deck.api.websocket import deck_events_socket
 from presto_deck.bootstrap import Container
+from presto_deck.infrastructure.observability.tracing import redact_url_attributes
 from presto_deck.infrastructure.readiness import OK
 from presto_deck.settings import Settings
 
@@ -69,7 +72,30 @@ def _openapi(settings: Settings) -> OpenAPIConfig:
 _UNTRACED_PATHS = [r"^/health/", r"^/metrics$", r"^/static/", r"^/ws/"]
 
 
-def _tracing_plugins(container: Container) -> list[InitPluginProtocol]:
+class _RouteNames:
+    """The route a request path matches, as its template (``/api/v1/decks/{deck_id}``): the
+    name of its span. A name per path would be one per deck, and any URL a client makes up."""
+
+    def __init__(self) -> None:
+        self._routes: list[tuple[re.Pattern[str], str]] = []
+
+    def learn(self, app: Litestar) -> None:
+        for route in app.routes:
+            literals = _PARAMETER.sub("\0", route.path).split("\0")
+            pattern = "[^/]+".join(map(re.escape, literals))
+            self._routes.append((re.compile(f"^{pattern}/?$"), _PARAMETER.sub(r"{\1}", route.path)))
+
+    def span_details(self, scope: Scope) -> tuple[str, dict[str, Any]]:
+        path = scope.get("path", "")
+        route = next((name for pattern, name in self._routes if pattern.match(path)), "unmatched")
+        method = scope.get("method")
+        return (f"{method} {route}" if method else route), {"http.route": route}
+
+
+_PARAMETER = re.compile(r"\{(\w+)(?::[^}]*)?\}")
+
+
+def _tracing_plugins(container: Container, routes: _RouteNames) -> list[InitPluginProtocol]:
     """A server span for each HTTP request, when the process traces at all."""
     if container.tracing is None:
         return []
@@ -79,6 +105,8 @@ def _tracing_plugins(container: Container) -> list[InitPluginProtocol]:
                 tracer_provider=container.tracing.provider,
                 exclude=_UNTRACED_PATHS,
                 exclude_spans=["receive", "send"],  # one span a request, not one per message
+                scope_span_details_extractor=routes.span_details,
+                server_request_hook_handler=redact_url_attributes,
             )
         )
     ]
@@ -97,6 +125,7 @@ def create_app(container: Container) -> Litestar:
     event loop."""
     api = container.api_role()
     live_events = api.live
+    routes = _RouteNames()
 
     @contextlib.asynccontextmanager
     async def lifespan(_: Litestar) -> AsyncIterator[None]:
@@ -118,7 +147,7 @@ def create_app(container: Container) -> Litestar:
     def provide(value: Any) -> Provide:
         return Provide(lambda: value, use_cache=True, sync_to_thread=False)
 
-    return Litestar(
+    app = Litestar(
         route_handlers=[
             DeckController,
             SlideController,
@@ -129,7 +158,7 @@ def create_app(container: Container) -> Litestar:
             metrics,
             page_router(container.themes),
         ],
-        plugins=[live_events.channels, *_tracing_plugins(container)],
+        plugins=[live_events.channels, *_tracing_plugins(container, routes)],
         dependencies={
             "decks": provide(api.services.decks),
             "edits": provide(api.services.edits),
@@ -148,3 +177,5 @@ def create_app(container: Container) -> Litestar:
         logging_config=None,
         debug=False,
     )
+    routes.learn(app)
+    return app

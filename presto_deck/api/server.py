@@ -6,7 +6,7 @@ from typing import Any
 
 import uvicorn
 
-from presto_deck.api.deck_requests import joined_to_decks
+from presto_deck.api.deck_requests import named_by_deck
 from presto_deck.api.http_protocol import bounded_http_protocol
 from presto_deck.api.websocket_protocol import bounded_websocket_protocol
 from presto_deck.settings import Settings
@@ -19,7 +19,7 @@ _GRACEFUL_SHUTDOWN_SECONDS = 5
 def server_config(app: Any, settings: Settings, *, host: str, port: int) -> uvicorn.Config:
     """uvicorn's configuration for ``app`` listening on ``host``:``port`` (0: any free port)."""
     return uvicorn.Config(
-        joined_to_decks(app),
+        named_by_deck(app),
         host=host,
         port=port,
         log_config=None,  # our logging is configured already; uvicorn's records flow into it

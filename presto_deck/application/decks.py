@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import math
 from collections.abc import Sequence
 from dataclasses import dataclass
@@ -25,7 +26,7 @@ from presto_deck.application.ports import (
     UnitOfWorkFactory,
 )
 from presto_deck.application.publishing import EventPublishing
-from presto_deck.application.tracing import deck_root_span
+from presto_deck.application.tracing import deck_root_span, deck_span
 from presto_deck.domain.content import DeckBrief
 from presto_deck.domain.deck import (
     TITLE_MAX_LENGTH,
@@ -140,21 +141,23 @@ class DeckService:
 
     async def cancel(self, user_id: str, deck_id: UUID) -> None:
         """Cancel a deck that is still being generated; raises DeckAlreadyFinished otherwise."""
-        async with self._uow() as uow:
-            deck = await uow.decks.lock(deck_id)
-            if deck is None or deck.user_id != user_id:
-                raise DeckNotFound(str(deck_id))
-            deck.request_cancel(self._clock())
-            await uow.decks.save(deck)
-            await uow.commit()
-        await self._publishing.publish(deck.take_events())
-        if deck.cancel_requested:
-            # The worker checks this flag before each slide; PostgreSQL holds the durable request.
-            try:
-                async with asyncio.timeout(_QUEUE_SECONDS):
-                    await self._cancel_flags.request(deck_id)
-            except Exception as exc:  # the worker still sees the request when it next commits
-                logger.warning("could not set the cancellation flag: {}", exc)
+        with contextlib.ExitStack() as span:
+            async with self._uow() as uow:
+                deck = await uow.decks.lock(deck_id)
+                if deck is None or deck.user_id != user_id:
+                    raise DeckNotFound(str(deck_id))
+                span.enter_context(deck_span("deck.cancel", deck_id))  # its owner's, only
+                deck.request_cancel(self._clock())
+                await uow.decks.save(deck)
+                await uow.commit()
+            await self._publishing.publish(deck.take_events())
+            if deck.cancel_requested:
+                # The worker checks this flag while it writes; PostgreSQL holds the request.
+                try:
+                    async with asyncio.timeout(_QUEUE_SECONDS):
+                        await self._cancel_flags.request(deck_id)
+                except Exception as exc:  # the worker still sees the request when it commits
+                    logger.warning("could not set the cancellation flag: {}", exc)
 
     async def _count_creation(self, user_id: str) -> None:
         def refusal(wait: float) -> LimitExceeded:
@@ -189,7 +192,8 @@ class DeckService:
                 await self._queue.enqueue_generation(deck_id)
         except Exception as exc:
             # The deck is safe in PostgreSQL; the worker's sweep queues PENDING decks it finds.
-            logger.warning("could not queue deck {}, the sweep will: {}", deck_id, exc)
+            with logger.contextualize(deck_id=str(deck_id)):
+                logger.warning("could not queue deck {}, the sweep will: {}", deck_id, exc)
 
 
 async def _owned(uow: UnitOfWork, user_id: str, deck_id: UUID) -> Deck:

@@ -16,6 +16,7 @@ A worker that dies mid-edit lets its lease lapse; the sweep queues the edit agai
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import dataclasses
 import math
 from dataclasses import dataclass
@@ -132,11 +133,16 @@ class EditService:
         returns that request's outcome and changes nothing (``IdempotencyConflict`` if it was
         for another edit).
         """
-        with deck_span("deck.edit", deck_id, attributes={"edit.kind": type(edit).__name__}):
-            return await self._submit(user_id, deck_id, edit, request_id or uuid4().hex)
+        with contextlib.ExitStack() as span:
+            return await self._submit(user_id, deck_id, edit, request_id or uuid4().hex, span)
 
     async def _submit(
-        self, user_id: str, deck_id: UUID, edit: SlideEdit, request_id: str
+        self,
+        user_id: str,
+        deck_id: UUID,
+        edit: SlideEdit,
+        request_id: str,
+        span: contextlib.ExitStack,
     ) -> EditOutcome:
         if isinstance(edit, ChangeTheme) and self._theme_changes is not None:
             await count_action(self._theme_changes, user_id, _too_many_theme_changes, "theme")
@@ -144,6 +150,9 @@ class EditService:
             deck = await uow.decks.lock(deck_id)
             if deck is None or deck.user_id != user_id:
                 raise DeckNotFound(str(deck_id))
+            # A span of the deck's trace from here on: only its owner's edits are in it.
+            kind = {"edit.kind": type(edit).__name__}
+            span.enter_context(deck_span("deck.edit", deck_id, attributes=kind))
             earlier = await uow.edits.get(deck_id, request_id)
             if earlier is not None:
                 if earlier.edit != edit:

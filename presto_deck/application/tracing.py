@@ -17,12 +17,14 @@ from collections.abc import Iterator, Mapping
 from contextvars import ContextVar
 from uuid import UUID
 
-from opentelemetry import propagate, trace
+from opentelemetry import trace
 from opentelemetry.context import Context
 from opentelemetry.trace import Link, NonRecordingSpan, Span, SpanContext, SpanKind, TraceFlags
+from opentelemetry.trace.propagation.tracecontext import TraceContextTextMapPropagator
 from opentelemetry.util.types import AttributeValue
 
 tracer = trace.get_tracer("presto_deck")
+_W3C = TraceContextTextMapPropagator()
 
 _SPAN_ID_BITS = (1 << 64) - 1
 #: The deck whose root span is being started, for the id generator of the SDK to read.
@@ -39,18 +41,22 @@ def root_span_id_of(deck_id: UUID) -> int:
 
 
 def root_of(deck_id: UUID) -> SpanContext:
-    """The deck's root span, as a parent for spans in another process."""
+    """The deck's root span, as a parent for spans in another process: sampled if this
+    process's sampler samples the deck's trace (a ratio sampler decides on the trace id, so
+    every process decides alike)."""
     return SpanContext(
         trace_id=trace_id_of(deck_id),
         span_id=root_span_id_of(deck_id),
         is_remote=True,
-        trace_flags=TraceFlags(TraceFlags.SAMPLED),
+        trace_flags=TraceFlags(TraceFlags.SAMPLED if _sampled(deck_id) else TraceFlags.DEFAULT),
     )
 
 
-def root_traceparent(deck_id: UUID) -> str:
-    """The deck's root span as a W3C ``traceparent`` header."""
-    return f"00-{trace_id_of(deck_id):032x}-{root_span_id_of(deck_id):016x}-01"
+def _sampled(deck_id: UUID) -> bool:
+    sampler = getattr(trace.get_tracer_provider(), "sampler", None)  # the SDK's; none without
+    if sampler is None:
+        return True
+    return bool(sampler.should_sample(None, trace_id_of(deck_id), "deck").decision.is_sampled())
 
 
 @contextlib.contextmanager
@@ -77,7 +83,7 @@ def deck_span(
     name: str,
     deck_id: UUID,
     *,
-    carrier: Mapping[str, str] | None = None,
+    carrier: object = None,
     kind: SpanKind = SpanKind.INTERNAL,
     attributes: Mapping[str, AttributeValue] | None = None,
     start_time: int | None = None,
@@ -101,17 +107,18 @@ def deck_span(
 
 
 def carrier_of_current() -> dict[str, str]:
-    """The current span as W3C trace context headers, to travel with work to another process;
-    empty when nothing is being recorded."""
+    """The current span as a W3C ``traceparent``, to travel with work to another process;
+    empty when nothing is being recorded. Only the trace context travels: no baggage a client
+    sent, whatever OTEL_PROPAGATORS says."""
     carrier: dict[str, str] = {}
     if trace.get_current_span().is_recording():
-        propagate.inject(carrier)
+        _W3C.inject(carrier)
     return carrier
 
 
-def _parent_in(deck_id: UUID, carrier: Mapping[str, str] | None) -> tuple[Context, list[Link]]:
-    if carrier:
-        brought = propagate.extract(carrier)
+def _parent_in(deck_id: UUID, carrier: object) -> tuple[Context, list[Link]]:
+    if isinstance(carrier, Mapping) and isinstance(carrier.get("traceparent"), str):
+        brought = _W3C.extract({"traceparent": carrier["traceparent"]})
         if trace.get_current_span(brought).get_span_context().trace_id == trace_id_of(deck_id):
             return brought, []
     current = trace.get_current_span().get_span_context()

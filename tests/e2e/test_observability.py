@@ -35,6 +35,7 @@ class Span:
     parent_id: str | None
     attributes: dict[str, Any]
     links: list[str]
+    kind: str
 
 
 @dataclass(frozen=True)
@@ -44,6 +45,9 @@ class Observed:
     api_metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]
     worker_metrics: dict[tuple[str, tuple[tuple[str, str], ...]], float]
     logs: list[dict[str, Any]]
+    #: A token a client put in a query string, and every span as written.
+    stray_token: str
+    raw_spans: str
 
 
 @pytest_asyncio.fixture(scope="module", loop_scope="module")
@@ -68,6 +72,8 @@ async def observed(deployment: Deployment) -> Observed:
         try:
             deck_id = await client.create("Tides and towns", slide_count=SLIDES)
             deck = await client.wait_for_status(deck_id, "COMPLETED", timeout=30)
+            stray_token = mint("alice")
+            await client.http.get(f"/api/v1/decks/{deck_id}", params={"token": stray_token})
             async with client.socket(deck_id, last_version=1) as ws:  # a replay
                 for _ in range(deck["version"] - 1):
                     await ws.recv()
@@ -82,6 +88,8 @@ async def observed(deployment: Deployment) -> Observed:
         api_metrics=api_metrics,
         worker_metrics=worker_metrics,
         logs=[*_json_lines(serve.stderr()), *_json_lines(work.stderr())],
+        stray_token=stray_token,
+        raw_spans=serve.stdout() + work.stdout(),
     )
 
 
@@ -140,12 +148,19 @@ def test_the_trace_has_the_shape_of_the_decks_life_across_both_processes(
                 assert parent(span).service == "presto-deck-worker"
             case "socket replay":
                 assert parent(span).service == "presto-deck-api"
-    # The request that created the deck is a trace of its own, linked from the deck's root.
-    (post,) = [s for s in observed.spans if s.name.startswith("POST /api/v1/decks")]
+    # The request that created the deck is a trace of its own, linked from the deck's root;
+    # requests on the deck are too, named by their route, not their path.
+    (post,) = [s for s in observed.spans if s.name == "POST /api/v1/decks"]
     assert post.trace_id != root.trace_id
     assert post.span_id in root.links
-    # A request on the deck joins its trace.
-    assert any(s.name.startswith("GET /api/v1/decks/") and s in spans for s in observed.spans)
+    gets = [s for s in observed.spans if s.name == "GET /api/v1/decks/{deck_id}"]
+    assert gets
+    assert all(s.trace_id != root.trace_id and s.kind == "SpanKind.SERVER" for s in gets)
+
+
+def test_a_token_in_a_query_string_is_in_no_span(observed: Observed) -> None:
+    assert observed.stray_token.rsplit(".", 1)[1] not in observed.raw_spans
+    assert "token=[redacted]" in observed.raw_spans
 
 
 def test_each_model_call_span_carries_its_model_and_tokens(observed: Observed) -> None:
@@ -221,6 +236,7 @@ def _spans(process: ManagedProcess) -> list[Span]:
                 parent_id=raw["parent_id"],
                 attributes=raw["attributes"],
                 links=[link["context"]["span_id"] for link in raw["links"]],
+                kind=raw["kind"],
             )
         )
     return spans

@@ -199,6 +199,7 @@ def failed_startups(
         ),
         "PRESTO_THEMES_DIR": ("serve", {"themes_dir": str(bad_themes)}),
         "OTEL_TRACES_EXPORTER=zipkin": ("serve", {}),
+        "OTEL_PROPAGATORS=b3": ("work", {}),
     }
     processes = {
         case: deployment.launch(
@@ -227,6 +228,7 @@ def failed_startups(
         "PRESTO_LLM_MODEL=openai",  # a hosted provider without a key
         "PRESTO_THEMES_DIR",  # a theme file with a bad colour
         "OTEL_TRACES_EXPORTER=zipkin",  # an exporter this version does not have
+        "OTEL_PROPAGATORS=b3",  # a propagator it does not have (read as OpenTelemetry loads)
     ],
 )
 def test_a_process_with_a_missing_or_invalid_setting_exits_with_one_line_naming_it(

@@ -27,7 +27,11 @@ from opentelemetry.sdk.trace.export.in_memory_span_exporter import InMemorySpanE
 
 from presto_deck.application.tracing import deck_span, root_span_id_of
 from presto_deck.infrastructure.observability.logging import configure_logging
-from presto_deck.infrastructure.observability.tracing import RedactingProcessor, install_tracing
+from presto_deck.infrastructure.observability.tracing import (
+    check_otel_environment,
+    install_tracing,
+    redact_url_attributes,
+)
 from presto_deck.settings import SettingsError
 
 #: One deck's life in miniature, in a process of its own: the root span, a child, the exit.
@@ -35,7 +39,7 @@ _ONE_DECK = textwrap.dedent(
     """
     import sys, uuid
     from presto_deck.application.tracing import deck_root_span, deck_span
-    from presto_deck.infrastructure.observability.tracing import RedactingProcessor, install_tracing
+    from presto_deck.infrastructure.observability.tracing import install_tracing
 
     tracing = install_tracing("presto-deck-api")
     assert tracing is not None
@@ -197,18 +201,76 @@ def test_a_token_in_a_requests_url_never_reaches_a_span() -> None:
     token = jwt.encode({"sub": "alice", "exp": 4102444800}, "k" * 32, algorithm="HS256")
     exported = InMemorySpanExporter()
     provider = TracerProvider()  # of this test only: the process's global one is left alone
-    provider.add_span_processor(RedactingProcessor())
     provider.add_span_processor(SimpleSpanProcessor(exported))
     url = f"http://127.0.0.1:8000/api/v1/decks?token={token}&limit=5"
+    span = provider.get_tracer("test").start_span("GET /api/v1/decks")
+    span.set_attributes({"http.url": url, "http.target": url[21:]})  # as the instrumentation does
 
-    provider.get_tracer("test").start_span(
-        "GET /api/v1/decks", attributes={"http.url": url, "http.target": url[21:]}
-    ).end()
+    redact_url_attributes(span, {})
+    span.end()
 
-    (span,) = exported.get_finished_spans()
-    assert span.attributes is not None
+    (ended,) = exported.get_finished_spans()
+    assert ended.attributes is not None
     for name in ("http.url", "http.target"):
-        value = str(span.attributes[name])
+        value = str(ended.attributes[name])
         assert token.rsplit(".", 1)[1] not in value
         assert "token=[redacted]" in value
         assert "limit=5" in value
+
+
+#: Many decks' root spans under a ratio sampler, and whether each process would agree on them.
+_SAMPLED_DECKS = textwrap.dedent(
+    """
+    import json, uuid
+    from presto_deck.application.tracing import deck_root_span, root_of
+    from presto_deck.infrastructure.observability.tracing import install_tracing
+
+    tracing = install_tracing("presto-deck-api")
+    decks = [uuid.uuid4() for _ in range(400)]
+    for deck_id in decks:
+        with deck_root_span("deck.create", deck_id):
+            pass
+    tracing.shutdown()
+    agreed = {str(d): root_of(d).trace_flags.sampled for d in decks}
+    print("AGREED " + json.dumps(agreed))
+    """
+)
+
+
+def test_a_ratio_sampler_keeps_that_share_of_decks_and_every_process_agrees_on_which() -> None:
+    env = _otlp_to(
+        _Collector(1),  # unused: the spans go to the console
+        OTEL_TRACES_EXPORTER="console",
+        OTEL_TRACES_SAMPLER="parentbased_traceidratio",
+        OTEL_TRACES_SAMPLER_ARG="0.25",
+    )
+    done = subprocess.run(
+        [sys.executable, "-c", _SAMPLED_DECKS], env=env, capture_output=True, text=True, timeout=60
+    )
+    assert done.returncode == 0, done.stderr
+
+    lines = done.stdout.splitlines()
+    agreed = json.loads(next(line for line in lines if line.startswith("AGREED "))[7:])
+    roots = {
+        str(uuid.UUID(json.loads(line)["context"]["trace_id"][2:]))
+        for line in lines
+        if line.startswith("{")
+    }
+    assert 50 <= len(roots) <= 150  # a quarter of 400, give or take what chance gives
+    assert roots == {deck for deck, sampled in agreed.items() if sampled}
+
+
+@pytest.mark.parametrize(
+    ("variables", "named"),
+    [
+        ({"OTEL_PROPAGATORS": "tracecontext,b3"}, "OTEL_PROPAGATORS=b3"),
+        ({"OTEL_EXPORTER_OTLP_HEADERS": "api-key: s3cr3t"}, "OTEL_EXPORTER_OTLP_HEADERS"),
+    ],
+    ids=["propagator", "malformed headers"],
+)
+def test_variables_opentelemetry_would_refuse_with_a_traceback_are_refused_in_one_line(
+    variables: dict[str, str], named: str
+) -> None:
+    with pytest.raises(SettingsError, match=named) as raised:
+        check_otel_environment(variables)
+    assert "s3cr3t" not in str(raised.value)

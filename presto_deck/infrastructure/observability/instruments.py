@@ -11,7 +11,7 @@ from collections.abc import Awaitable, Callable, Mapping, Sequence
 from typing import TypeVar
 
 from opentelemetry import trace
-from opentelemetry.trace import SpanKind
+from opentelemetry.trace import SpanKind, StatusCode
 
 from presto_deck.application.ports import (
     DeckWriter,
@@ -47,6 +47,8 @@ class MeteredWriter:
         self._writer = writer
         self._model = model
         self.name = writer.name
+        for outcome in ("ok", "error", "cancelled"):  # there from the start, at 0
+            LLM_CALLS.labels(model=model, outcome=outcome)
 
     async def plan(self, brief: DeckBrief, budget: ModelCallBudget) -> DeckPlan:
         return await self._measured("plan", lambda: self._writer.plan(brief, budget))
@@ -65,10 +67,14 @@ class MeteredWriter:
         started = time.perf_counter()
         outcome = "error"
         # The model's token counts are added to this span as its answers come (token_counter).
+        # The provider's error text (its hosts, its request ids) is in the worker's log, not in
+        # spans that may leave for a hosted backend: the span says the error's type.
         with tracer.start_as_current_span(
             f"llm {operation}",
             kind=SpanKind.CLIENT,
             attributes={"gen_ai.operation.name": operation, "gen_ai.request.model": self._model},
+            record_exception=False,
+            set_status_on_exception=False,
         ) as span:
             try:
                 answer = await call()
@@ -77,6 +83,7 @@ class MeteredWriter:
             except BaseException as exc:
                 if isinstance(exc, Exception):
                     ERRORS.labels(kind="llm").inc()
+                    span.set_status(StatusCode.ERROR, type(exc).__name__)
                 else:
                     outcome = "cancelled"
                 raise
@@ -160,7 +167,6 @@ def token_counter(prices: PriceTable) -> Callable[[str, int, int], None]:
     def count(model: str, prompt_tokens: int, completion_tokens: int) -> None:
         trace.get_current_span().set_attributes(
             {
-                "gen_ai.response.model": model,
                 "gen_ai.usage.input_tokens": prompt_tokens,
                 "gen_ai.usage.output_tokens": completion_tokens,
             }

@@ -8,10 +8,13 @@ import re
 import sys
 from typing import TYPE_CHECKING, Any
 from urllib.parse import unquote_plus
+from uuid import UUID
 
 import msgspec
 from loguru import logger
 from opentelemetry import trace
+
+from presto_deck.application.tracing import root_span_id_of, trace_id_of
 
 if TYPE_CHECKING:
     from loguru import Message, Record
@@ -52,13 +55,31 @@ def _patch(record: Record) -> None:
 
 
 def _patch_with_span(record: Record) -> None:
-    """Redact, and name the span the line was written in: a deck's lines carry its trace id
-    (its deck id's hex), to be found beside its spans."""
+    """Redact, and name the trace and span the line belongs to: a deck's line carries its
+    deck's trace id (the deck id's hex) and the span it was written in if that span is of the
+    deck's trace, else the deck's root span; another line, the span it was written in."""
     _patch(record)
     context = trace.get_current_span().get_span_context()
-    if context.is_valid:
-        record["extra"]["trace_id"] = trace.format_trace_id(context.trace_id)
-        record["extra"]["span_id"] = trace.format_span_id(context.span_id)
+    deck_id = _uuid(record["extra"].get("deck_id"))
+    if deck_id is not None:
+        trace_id = trace_id_of(deck_id)
+        in_deck = context.is_valid and context.trace_id == trace_id
+        span_id = context.span_id if in_deck else root_span_id_of(deck_id)
+    elif context.is_valid:
+        trace_id, span_id = context.trace_id, context.span_id
+    else:
+        return
+    record["extra"]["trace_id"] = trace.format_trace_id(trace_id)
+    record["extra"]["span_id"] = trace.format_span_id(span_id)
+
+
+def _uuid(value: object) -> UUID | None:
+    if isinstance(value, UUID):
+        return value
+    try:
+        return UUID(str(value)) if value is not None else None
+    except ValueError:
+        return None
 
 
 def _json_sink(message: Message) -> None:
@@ -76,6 +97,12 @@ def _json_sink(message: Message) -> None:
     sys.stderr.write(_encoder.encode(line).decode() + "\n")
 
 
+#: What stamina says of a retry besides its message; not the call's arguments (a prompt).
+_STAMINA_DETAILS = frozenset(
+    {"stamina.callable", "stamina.retry_num", "stamina.caused_by", "stamina.wait_for"}
+)
+
+
 class _InterceptHandler(logging.Handler):
     """Send stdlib records (uvicorn, arq, stamina, SQLAlchemy) through loguru."""
 
@@ -84,7 +111,14 @@ class _InterceptHandler(logging.Handler):
             level: str | int = logger.level(record.levelname).name
         except ValueError:
             level = record.levelno
-        logger.opt(exception=record.exc_info, depth=6).log(level, record.getMessage())
+        details = {
+            name.removeprefix("stamina."): redact(str(value))
+            for name, value in vars(record).items()
+            if name in _STAMINA_DETAILS
+        }
+        logger.bind(**details).opt(exception=record.exc_info, depth=6).log(
+            level, record.getMessage()
+        )
 
 
 def _text_format(record: Record) -> str:

@@ -54,11 +54,11 @@ SLIDE_SECONDS = Histogram(
     buckets=(0.01, 0.05, 0.1, 0.25, 0.5, 1, 2, 4, 8, 15, 30, 60),
 )
 DECKS_ACTIVE = Gauge(
-    "presto_decks_active", "Decks being generated or waiting to be, as the last sweep counted"
+    "presto_decks_active", "Decks being generated or waiting to be, counted every sweep period"
 )
 OLDEST_ACTIVE_DECK = Gauge(
     "presto_oldest_active_deck_seconds",
-    "Age of the oldest deck still being generated or waiting to be, as the last sweep saw it",
+    "Age of the oldest deck still being generated or waiting to be, every sweep period",
 )
 SLIDES_GENERATED = Counter(
     "presto_slides_generated_total", "Slides written and published (SlideAdded events)"
@@ -86,3 +86,17 @@ ERRORS = Counter(
     "Errors by kind: llm, storage, publish, redis, sanitizer",
     ["kind"],
 )
+
+
+def _zeroed() -> None:
+    """Series that exist from the start, at 0, rather than from their first occurrence: a rate
+    over a counter that appears with its first increment misses that increment."""
+    for kind in ("llm", "storage", "publish", "redis", "sanitizer"):
+        ERRORS.labels(kind=kind)
+    for status in ("COMPLETED", "FAILED", "CANCELLED"):
+        DECKS_FINISHED.labels(status=status)
+    for kind in ("deck", "edit"):
+        SWEEP_TAKEOVERS.labels(kind=kind)
+
+
+_zeroed()
