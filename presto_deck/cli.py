@@ -139,6 +139,9 @@ def work(
             start_http_server(metrics_port, addr=metrics_host)
         except OSError as exc:
             _fail(f"cannot serve metrics on {metrics_host}:{metrics_port} ({exc.strerror})")
+        from loguru import logger
+
+        logger.info("metrics on http://{}:{}/metrics", metrics_host, metrics_port)
 
     async def run() -> None:
         worker = DeckWorker(container)

@@ -24,6 +24,7 @@ from uuid import UUID
 from arq import Worker, func
 from loguru import logger
 from opentelemetry.trace import SpanKind
+from opentelemetry.util.types import AttributeValue
 from redis.exceptions import RedisError
 
 from presto_deck.application.tracing import deck_span
@@ -65,7 +66,7 @@ async def generate_deck(
     services: WorkerServices = ctx["services"]
     with (
         logger.contextualize(deck_id=deck_id),
-        deck_span("job generate", UUID(deck_id), carrier=trace, kind=SpanKind.CONSUMER),
+        deck_span("job generate", UUID(deck_id), carrier=trace, kind=_JOB, attributes=_job(ctx)),
         _measured(ctx, keys.GENERATE_JOB),
     ):
         status = await services.generator.generate(UUID(deck_id))
@@ -79,11 +80,19 @@ async def edit_deck(
     services: WorkerServices = ctx["services"]
     with (
         logger.contextualize(deck_id=deck_id),
-        deck_span("job edit", UUID(deck_id), carrier=trace, kind=SpanKind.CONSUMER),
+        deck_span("job edit", UUID(deck_id), carrier=trace, kind=_JOB, attributes=_job(ctx)),
         _measured(ctx, keys.EDIT_JOB),
     ):
         handled = await services.editor.run(UUID(deck_id))
         logger.info("edit job for {} ended after {} edit(s)", edit_id, handled)
+
+
+_JOB = SpanKind.CONSUMER
+
+
+def _job(ctx: dict[str, Any]) -> dict[str, AttributeValue]:
+    """The job's span attributes: its start (above 1: it runs again after its worker died)."""
+    return {"job.id": str(ctx.get("job_id", "")), "job.try": int(ctx.get("job_try", 1))}
 
 
 @contextlib.contextmanager

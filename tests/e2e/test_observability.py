@@ -134,6 +134,7 @@ def test_the_trace_has_the_shape_of_the_decks_life_across_both_processes(
     (job,) = [span for span in spans if span.name == "job generate"]
     assert job.service == "presto-deck-worker"
     assert parent(job) is root
+    assert job.attributes["job.try"] == 1  # its first start: no worker died under it
     for span in spans:
         match span.name:
             case "deck.plan" | "deck.slide":
