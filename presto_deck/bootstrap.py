@@ -76,6 +76,8 @@ _SEAT_PERIODS = 3
 _CLOSE_STEP_SECONDS = 2.0
 #: Rounds of the writer's attempts an edit may spend, however many workers try it.
 _EDIT_CALL_ROUNDS = 2
+#: A worker marks the events it published in one transaction this often, not one per step.
+_MARK_AFTER_SECONDS = 0.1
 
 
 #: The service a process's spans are of, unless OTEL_SERVICE_NAME names another.
@@ -132,6 +134,8 @@ class WorkerServices:
     editor: SlideEditor
     recovery: Recovery
     worker_id: str
+    #: Their publishing, whose batch of marks is flushed when the worker stops.
+    publishing: EventPublishing
 
 
 @dataclass(kw_only=True)
@@ -181,9 +185,16 @@ def api_services(settings: Settings, ports: Ports) -> ApiServices:
 
 
 def worker_services(
-    settings: Settings, ports: Ports, writer: DeckWriter, worker_id: str
+    settings: Settings,
+    ports: Ports,
+    writer: DeckWriter,
+    worker_id: str,
+    *,
+    mark_after_seconds: float = _MARK_AFTER_SECONDS,
 ) -> WorkerServices:
-    publishing = EventPublishing(ports.uow, ports.publisher, ports.clock)
+    publishing = EventPublishing(
+        ports.uow, ports.publisher, ports.clock, mark_after_seconds=mark_after_seconds
+    )
     return WorkerServices(
         generator=DeckGenerator(
             uow=ports.uow,
@@ -218,6 +229,7 @@ def worker_services(
             lease_seconds=settings.worker_lease_seconds,
         ),
         worker_id=worker_id,
+        publishing=publishing,
     )
 
 
@@ -247,8 +259,12 @@ class Container:
         return self.worker
 
     async def close(self) -> None:
-        """Close the connections and export the last spans; each step is bounded, as a backing
-        service or the trace collector may be down."""
+        """Mark the last events published, close the connections and export the last spans;
+        each step is bounded, as a backing service or the trace collector may be down."""
+        if self.worker is not None:
+            with contextlib.suppress(TimeoutError, Exception):
+                async with asyncio.timeout(_CLOSE_STEP_SECONDS):
+                    await self.worker.services.publishing.flush()
         for closing in (self.redis.aclose(close_connection_pool=True), self.engine.dispose()):
             with contextlib.suppress(TimeoutError, Exception):
                 async with asyncio.timeout(_CLOSE_STEP_SECONDS):

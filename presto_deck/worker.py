@@ -119,6 +119,7 @@ class DeckWorker:
         settings = container.settings
         role = container.worker_role()
         self._recovery = role.services.recovery
+        self._publishing = role.services.publishing
         self._redis = container.redis
         self._sweep_seconds = settings.worker_sweep_seconds
         self.arq = _ResilientWorker(
@@ -190,7 +191,11 @@ class DeckWorker:
         self.arq.on_stop = arm
 
     async def close(self) -> None:
-        """Close arq's connections, in a bounded time: Redis may be down."""
+        """Mark the last events published and close arq's connections, in a bounded time:
+        PostgreSQL or Redis may be down (unmarked events are published again by a relay)."""
+        with contextlib.suppress(TimeoutError, Exception):
+            async with asyncio.timeout(_CLOSE_SECONDS):
+                await self._publishing.flush()
         with contextlib.suppress(TimeoutError, *_OUTAGE):
             async with asyncio.timeout(_CLOSE_SECONDS):
                 await self.arq.close()

@@ -152,6 +152,7 @@ async def test_an_event_marked_unpublished_is_published_again_by_the_sweep(
         "alice", DeckBrief(prompt="Lost entry", slide_count=1)
     )
     assert await worker_of(container).generator.generate(deck.id) is DeckStatus.COMPLETED
+    await worker_of(container).publishing.flush()  # its events marked published, in a batch
     await container.redis.delete(STREAM)  # the entry was lost with Redis
     await execute(
         container,

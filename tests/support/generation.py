@@ -86,7 +86,8 @@ def generator_for(
     ports = build_ports(settings, container.engine, container.redis, THEME_BOOK)
     if publisher is not None:
         ports = dataclasses.replace(ports, publisher=publisher)
-    return worker_services(settings, ports, writer, worker_id).generator
+    # Each publish marked at once: no batch left waiting when the test's loop ends.
+    return worker_services(settings, ports, writer, worker_id, mark_after_seconds=0.0).generator
 
 
 @contextlib.asynccontextmanager

@@ -955,7 +955,10 @@ class Harness:
         self, writer: FakeWriter | None = None, worker_id: str = "w1", llm_max_attempts: int = 2
     ) -> WorkerServices:
         settings = msgspec.structs.replace(self.settings, llm_max_attempts=llm_max_attempts)
-        return worker_services(settings, self.ports, writer or FakeWriter(), worker_id)
+        # Each publish marked at once: the tests read the outbox right after a run.
+        return worker_services(
+            settings, self.ports, writer or FakeWriter(), worker_id, mark_after_seconds=0.0
+        )
 
     def generator(self, writer: FakeWriter | None = None, worker_id: str = "w1") -> DeckGenerator:
         return self.worker(writer, worker_id).generator

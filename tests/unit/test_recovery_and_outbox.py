@@ -2,11 +2,13 @@
 
 from __future__ import annotations
 
+import asyncio
 from datetime import timedelta
 from uuid import UUID
 
 import pytest
 
+from presto_deck.application.publishing import EventPublishing
 from presto_deck.domain.deck import DeckStatus, Lease
 from tests.unit.fakes import FakeWriter, Harness, WorkerKilled
 
@@ -211,3 +213,34 @@ async def test_a_failed_publish_reports_false_and_leaves_the_event_unpublished(
     h.publisher.fail = False
     assert await h.publishing.publish([event]) is True
     assert h.store.unpublished(deck.id) == []
+
+
+async def test_a_workers_publishes_are_marked_together_in_one_transaction_soon_after() -> None:
+    h = Harness()
+    decks = [await h.cancelled_while_the_stream_is_down() for _ in range(2)]
+    h.publisher.fail = False  # one committed, unpublished event each
+    publishing = EventPublishing(h.store.uow, h.publisher, h.clock, mark_after_seconds=0.05)
+    events = [event for deck in decks for event in h.store.unpublished(deck.id)]
+    commits = h.store.commits
+
+    for event in events:
+        assert await publishing.publish([event])
+    assert h.store.commits == commits  # nothing marked yet: one batch, a moment later
+    await asyncio.sleep(0.1)
+
+    assert h.store.commits == commits + 1
+    assert all(h.store.unpublished(deck.id) == [] for deck in decks)
+
+
+async def test_the_relay_marks_what_is_published_before_it_looks_for_what_is_not() -> None:
+    h = Harness()
+    deck = await h.cancelled_while_the_stream_is_down()
+    h.publisher.fail = False
+    publishing = EventPublishing(h.store.uow, h.publisher, h.clock, mark_after_seconds=60)
+    (event,) = h.store.unpublished(deck.id)
+    assert await publishing.publish([event])
+    h.clock.advance(10)
+
+    assert await publishing.relay() == 0  # marked, not published a second time
+    assert h.store.unpublished(deck.id) == []
+    assert h.publisher.published.count(event) == 1

@@ -276,19 +276,17 @@ class SqlEventLog:
         return [_event(row._mapping) for row in await self._conn.execute(query)]
 
     async def mark_published(self, events: Sequence[Event]) -> None:
-        by_deck: dict[str, list[int]] = {}
-        for event in events:
-            by_deck.setdefault(event.deck_id, []).append(event.version)
-        for deck_id, versions in by_deck.items():
-            await self._conn.execute(
-                sa.update(deck_events)
-                .where(
-                    deck_events.c.deck_id == UUID(deck_id),
-                    deck_events.c.version.in_(versions),
-                    deck_events.c.published_at.is_(None),
-                )
-                .values(published_at=sa.func.now())
+        keys = sorted({(UUID(event.deck_id), event.version) for event in events})
+        if not keys:
+            return
+        await self._conn.execute(  # one statement, whatever the decks
+            sa.update(deck_events)
+            .where(
+                sa.tuple_(deck_events.c.deck_id, deck_events.c.version).in_(keys),
+                deck_events.c.published_at.is_(None),
             )
+            .values(published_at=sa.func.now())
+        )
 
     async def unpublished(self, older_than: datetime, limit: int) -> list[Event]:
         query = (

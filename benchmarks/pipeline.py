@@ -1,0 +1,150 @@
+"""What the pipeline costs beside what PostgreSQL costs: slides committed per second by one real
+`presto-deck work` process with the offline writer at zero delay, against pgbench's TPS
+(TPC-B-like, 8 clients) measured in the same run on the same server.
+
+    uv run python benchmarks/pipeline.py [--decks 40] [--slides 10] [--pgbench-seconds 10]
+        [--profile worker.txt]
+
+Uses databases of its own (dropped at the end) on the PostgreSQL of PRESTO_BENCH_DATABASE_URL
+and the Redis db of PRESTO_BENCH_REDIS_URL (db 12 by default), on 127.0.0.1.
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import os
+import re
+import shutil
+import signal
+import subprocess
+import sys
+import time
+import uuid
+from collections.abc import Iterator
+from pathlib import Path
+
+import psycopg
+import redis
+
+from presto_deck.bootstrap import Role, build_container
+from presto_deck.domain.content import DeckBrief
+from presto_deck.infrastructure.db.migrations import migrate_to_head
+from presto_deck.settings import Settings
+
+ADMIN_URL = os.environ.get(
+    "PRESTO_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
+)
+REDIS_URL = os.environ.get("PRESTO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
+
+
+@contextlib.contextmanager
+def scratch_database(prefix: str) -> Iterator[str]:
+    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
+    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+        admin.execute(f'CREATE DATABASE "{name}"')
+    try:
+        yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
+    finally:
+        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
+            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+def pgbench_tps(seconds: int) -> float:
+    """pgbench's TPC-B-like TPS with 8 clients on 2 threads, on a scratch database."""
+    binary = shutil.which("pgbench") or next(
+        (str(p) for p in Path("/usr/lib/postgresql").glob("*/bin/pgbench")), None
+    )
+    if binary is None:
+        raise SystemExit("pgbench not found (apt-get install postgresql-client)")
+    with scratch_database("presto_pgbench") as url:
+        subprocess.run([binary, "-q", "-i", "-s", "8", url], check=True, capture_output=True)
+        out = subprocess.run(
+            [binary, "-c", "8", "-j", "2", "-T", str(seconds), url],
+            check=True,
+            capture_output=True,
+            text=True,
+        ).stdout
+    found = re.search(r"tps = ([\d.]+)", out)
+    if found is None:
+        raise SystemExit(f"could not read pgbench's output:\n{out}")
+    return float(found[1])
+
+
+@contextlib.contextmanager
+def work_process(database_url: str, profile: str | None) -> Iterator[None]:
+    """One real `presto-deck work`, offline writer at zero delay; with ``profile``, run under
+    py-spy, whose collapsed stacks are written there."""
+    env = {
+        **{k: v for k, v in os.environ.items() if not k.startswith(("PRESTO_", "OTEL_"))},
+        "PRESTO_DATABASE_URL": database_url,
+        "PRESTO_REDIS_URL": REDIS_URL,
+        "PRESTO_OFFLINE_SLIDE_DELAY_MS": "0",
+        "PRESTO_LOG_LEVEL": "WARNING",
+        "PRESTO_WORKER_MAX_JOBS": os.environ.get("PRESTO_BENCH_WORKER_MAX_JOBS", "10"),
+    }
+    command = [str(Path(sys.executable).with_name("presto-deck")), "work"]
+    if profile:
+        spy = ["uvx", "--from", "py-spy", "py-spy", "record", "--format", "raw", "-r", "200"]
+        command = [*spy, "-o", profile, "--", *command]
+    work = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
+    try:
+        time.sleep(3)  # its imports
+        yield
+    finally:
+        work.send_signal(signal.SIGINT if profile else signal.SIGTERM)  # py-spy writes on SIGINT
+        work.wait(30)
+
+
+async def slides_per_second(database_url: str, decks: int, slides: int) -> float:
+    """Create the decks for the running worker and count its slides per second."""
+    settings = Settings(database_url=database_url, redis_url=REDIS_URL, log_level="WARNING")
+    container = build_container(settings, Role.API)
+    try:
+        decks_service = container.api_role().services.decks
+        brief = DeckBrief(prompt="Tides and towns", slide_count=slides)
+        started = time.perf_counter()
+        for n in range(decks):
+            await decks_service.create(f"bench-{n % 20}", brief)
+        async with await psycopg.AsyncConnection.connect(database_url, autocommit=True) as conn:
+            while True:
+                cursor = await conn.execute(
+                    "SELECT count(*) FILTER (WHERE status = 'COMPLETED'), count(*) FROM decks"
+                )
+                row = await cursor.fetchone()
+                assert row is not None
+                if row[0] == row[1] == decks:
+                    break
+                await asyncio.sleep(0.02)
+        return decks * slides / (time.perf_counter() - started)
+    finally:
+        await container.close()
+
+
+async def main() -> None:
+    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
+    parser.add_argument("--decks", type=int, default=40)
+    parser.add_argument("--slides", type=int, default=10)
+    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser.add_argument("--profile", help="record the worker with py-spy (collapsed stacks)")
+    args = parser.parse_args()
+    from loguru import logger
+
+    logger.remove()
+    tps = pgbench_tps(args.pgbench_seconds)
+    with scratch_database("presto_bench") as url:
+        migrate_to_head(url.replace("postgresql://", "postgresql+psycopg://", 1), quiet=True)
+        redis.Redis.from_url(REDIS_URL).flushdb()
+        try:
+            with work_process(url, args.profile):
+                rate = await slides_per_second(url, args.decks, args.slides)
+        finally:
+            redis.Redis.from_url(REDIS_URL).flushdb()
+    print(f"pgbench (TPC-B-like, 8 clients): {tps:8.0f} TPS")
+    print(f"{args.decks} decks x {args.slides} slides, one work process: {rate:8.0f} slides/s")
+    print(f"ratio: {rate / tps:.3f}")
+
+
+if __name__ == "__main__":
+    asyncio.run(main())
