@@ -267,8 +267,6 @@ class DeckGenerator:
 
     def _add_slide(self, index: int, html: str, content: SlideContent) -> _Change:
         async def change(deck: Deck, uow: UnitOfWork) -> bool:
-            if await uow.slides.count(deck.id) != index:
-                return False  # another run of this job committed the slide first
             now = self._clock()
             slide = Slide(
                 id=uuid4(),
@@ -280,7 +278,10 @@ class DeckGenerator:
                 updated_at=now,
                 content=content,
             )
-            await uow.slides.add(slide)
+            # Slides are stored in order, by the run that holds the lease: one at this order
+            # already is this very slide, stored by a run of this job before a takeover.
+            if not await uow.slides.add_unless_taken(slide):
+                return False
             deck.add_generated_slide(slide, now)
             return True
 

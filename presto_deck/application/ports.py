@@ -93,6 +93,10 @@ class DeckRepository(Protocol):
 class SlideRepository(Protocol):
     async def add(self, slide: Slide) -> None: ...
 
+    async def add_unless_taken(self, slide: Slide) -> bool:
+        """Add the slide unless the deck has one at its order already; whether it was added."""
+        ...
+
     async def update(self, slide: Slide) -> None:
         """Write the slide's new HTML, notes and content."""
         ...

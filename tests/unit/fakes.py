@@ -504,6 +504,12 @@ class FakeSlideRepository:
             raise StorageError("invalid byte sequence for encoding", transient=False)
         self._uow.write(_insert_slide(slide))
 
+    async def add_unless_taken(self, slide: Slide) -> bool:
+        if any(s.order == slide.order for s in self._uow.read().slides.get(slide.deck_id, [])):
+            return False
+        await self.add(slide)
+        return True
+
     async def list(self, deck_id: UUID) -> list[Slide]:
         return sorted(self._uow.read().slides.get(deck_id, []), key=lambda slide: slide.order)
 

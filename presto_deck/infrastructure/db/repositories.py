@@ -77,7 +77,7 @@ class SqlDeckRepository:
         return None if row is None else _deck(row._mapping)
 
     async def save(self, deck: Deck) -> None:
-        await self._conn.execute(
+        update = (
             sa.update(decks)
             .where(decks.c.id == deck.id)
             .values(
@@ -94,8 +94,9 @@ class SqlDeckRepository:
             )
         )
         if deck.pending_events:
-            await self._conn.execute(
-                sa.insert(deck_events),
+            # The events in the same statement (a data-modifying WITH runs once, read or not):
+            # one round trip for the row and its events.
+            events = sa.insert(deck_events).values(
                 [
                     {
                         "deck_id": deck.id,
@@ -105,8 +106,10 @@ class SqlDeckRepository:
                         "created_at": event.timestamp,
                     }
                     for event in deck.pending_events
-                ],
+                ]
             )
+            update = update.add_cte(events.cte("new_events"))
+        await self._conn.execute(update)
 
     async def list_for_user(self, user_id: str, limit: int, offset: int) -> tuple[list[Deck], int]:
         rows = await self._conn.execute(
@@ -199,18 +202,16 @@ class SqlSlideRepository:
         self._conn = connection
 
     async def add(self, slide: Slide) -> None:
-        await self._conn.execute(
-            sa.insert(slides).values(
-                id=slide.id,
-                deck_id=slide.deck_id,
-                slide_order=slide.order,
-                html_content=slide.html_content,
-                presenter_notes=slide.presenter_notes,
-                content=None if slide.content is None else msgspec.to_builtins(slide.content),
-                created_at=slide.created_at,
-                updated_at=slide.updated_at,
-            )
+        await self._conn.execute(sa.insert(slides).values(**_slide_row(slide)))
+
+    async def add_unless_taken(self, slide: Slide) -> bool:
+        added = await self._conn.execute(
+            pg_insert(slides)
+            .values(**_slide_row(slide))
+            .on_conflict_do_nothing(constraint="uq_slides_deck_order")
+            .returning(slides.c.id)
         )
+        return added.first() is not None
 
     async def update(self, slide: Slide) -> None:
         await self._conn.execute(
@@ -476,3 +477,16 @@ def _event(row: Any) -> Event:
         timestamp=row["created_at"],
         payload=row["payload"] or {},
     )
+
+
+def _slide_row(slide: Slide) -> dict[str, Any]:
+    return {
+        "id": slide.id,
+        "deck_id": slide.deck_id,
+        "slide_order": slide.order,
+        "html_content": slide.html_content,
+        "presenter_notes": slide.presenter_notes,
+        "content": None if slide.content is None else msgspec.to_builtins(slide.content),
+        "created_at": slide.created_at,
+        "updated_at": slide.updated_at,
+    }
