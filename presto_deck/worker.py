@@ -64,12 +64,8 @@ async def generate_deck(
 ) -> None:
     """Generate the deck; ``trace`` is the span that queued the job, in the deck's trace."""
     services: WorkerServices = ctx["services"]
-    with (
-        logger.contextualize(deck_id=deck_id),
-        deck_span("job generate", UUID(deck_id), carrier=trace, kind=_JOB, attributes=_job(ctx)),
-        _measured(ctx, keys.GENERATE_JOB),
-    ):
-        status = await services.generator.generate(UUID(deck_id))
+    with _job_run(ctx, keys.GENERATE_JOB, "job generate", deck_id, trace) as deck:
+        status = await services.generator.generate(deck)
         logger.info("generation job ended with the deck {}", status)
 
 
@@ -78,21 +74,29 @@ async def edit_deck(
 ) -> None:
     """Apply the deck's queued edits, the one this job was queued for among them."""
     services: WorkerServices = ctx["services"]
-    with (
-        logger.contextualize(deck_id=deck_id),
-        deck_span("job edit", UUID(deck_id), carrier=trace, kind=_JOB, attributes=_job(ctx)),
-        _measured(ctx, keys.EDIT_JOB),
-    ):
-        handled = await services.editor.run(UUID(deck_id))
+    with _job_run(ctx, keys.EDIT_JOB, "job edit", deck_id, trace) as deck:
+        handled = await services.editor.run(deck)
         logger.info("edit job for {} ended after {} edit(s)", edit_id, handled)
 
 
-_JOB = SpanKind.CONSUMER
-
-
-def _job(ctx: dict[str, Any]) -> dict[str, AttributeValue]:
-    """The job's span attributes: its start (above 1: it runs again after its worker died)."""
-    return {"job.id": str(ctx.get("job_id", "")), "job.try": int(ctx.get("job_try", 1))}
+@contextlib.contextmanager
+def _job_run(
+    ctx: dict[str, Any], job: str, span: str, deck_id: str, trace: object
+) -> Iterator[UUID]:
+    """What every job runs in: its deck's log context, its span in the deck's trace (the child
+    of the span that queued it, if ``trace`` brought one), and its measures."""
+    # Its start (above 1: it runs again after its worker died), for whoever reads the span.
+    attributes: dict[str, AttributeValue] = {
+        "job.id": str(ctx.get("job_id", "")),
+        "job.try": int(ctx.get("job_try", 1)),
+    }
+    deck = UUID(deck_id)
+    with (
+        logger.contextualize(deck_id=deck_id),
+        deck_span(span, deck, carrier=trace, kind=SpanKind.CONSUMER, attributes=attributes),
+        _measured(ctx, job),
+    ):
+        yield deck
 
 
 @contextlib.contextmanager
@@ -119,7 +123,6 @@ class DeckWorker:
         settings = container.settings
         role = container.worker_role()
         self._recovery = role.services.recovery
-        self._publishing = role.services.publishing
         self._redis = container.redis
         self._sweep_seconds = settings.worker_sweep_seconds
         self.arq = _ResilientWorker(
@@ -191,11 +194,8 @@ class DeckWorker:
         self.arq.on_stop = arm
 
     async def close(self) -> None:
-        """Mark the last events published and close arq's connections, in a bounded time:
-        PostgreSQL or Redis may be down (unmarked events are published again by a relay)."""
-        with contextlib.suppress(TimeoutError, Exception):
-            async with asyncio.timeout(_CLOSE_SECONDS):
-                await self._publishing.flush()
+        """Close arq's connections, in a bounded time: Redis may be down. (The events its jobs
+        published are marked when the container closes.)"""
         with contextlib.suppress(TimeoutError, *_OUTAGE):
             async with asyncio.timeout(_CLOSE_SECONDS):
                 await self.arq.close()

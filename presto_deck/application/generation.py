@@ -215,15 +215,10 @@ class DeckGenerator:
     async def _cancel_flagged(self, deck_id: UUID) -> bool:
         """The fast check of Redis's flag; PostgreSQL's request is seen by every step anyway."""
         try:
-            flagged = await self._cancel_flags.is_requested(deck_id)
+            return await self._cancel_flags.is_requested(deck_id)
         except Exception as exc:
             logger.debug("could not read the cancellation flag of deck {}: {}", deck_id, exc)
-            flagged = False
-        # A client library may swallow a cancellation that raced its command (an error, or the
-        # command tried again): this run was told to stop all the same.
-        if (run := asyncio.current_task()) is not None and run.cancelling():
-            raise asyncio.CancelledError
-        return flagged
+            return False
 
     # -- steps: each runs under the deck's row lock, in one transaction ---------------------------
 
