@@ -15,40 +15,14 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import math
-import os
-import uuid
-from collections.abc import Iterator
 
-import psycopg
-import redis
+from scratch import REDIS_URL, scratch_database
 
 from presto_deck.bootstrap import Role, build_container
 from presto_deck.domain.content import DeckBrief
-from presto_deck.infrastructure.db.migrations import migrate_to_head
 from presto_deck.settings import Settings
 from tests.support.fake_openai import FakeOpenAI
-
-ADMIN_URL = os.environ.get(
-    "PRESTO_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("PRESTO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
-
-
-@contextlib.contextmanager
-def scratch_database() -> Iterator[str]:
-    name = f"presto_bench_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    url = f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-    try:
-        migrate_to_head(url.replace("postgresql://", "postgresql+psycopg://", 1), quiet=True)
-        yield url
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
-        redis.Redis.from_url(REDIS_URL).flushdb()
 
 
 async def one_deck(
@@ -91,7 +65,7 @@ async def main() -> None:
 
     logger.remove()
     with (
-        scratch_database() as url,
+        scratch_database("presto_bench") as url,
         FakeOpenAI(plan_slides=args.slides, latency=args.latency) as model,
     ):
         print(f"{args.slides} slides, every model call {args.latency:g} s")

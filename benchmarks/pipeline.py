@@ -21,34 +21,15 @@ import signal
 import subprocess
 import sys
 import time
-import uuid
 from collections.abc import Iterator
 from pathlib import Path
 
 import psycopg
-import redis
+from scratch import REDIS_URL, scratch_database
 
 from presto_deck.bootstrap import Role, build_container
 from presto_deck.domain.content import DeckBrief
-from presto_deck.infrastructure.db.migrations import migrate_to_head
 from presto_deck.settings import Settings
-
-ADMIN_URL = os.environ.get(
-    "PRESTO_BENCH_DATABASE_URL", "postgresql://postgres@127.0.0.1:5432/postgres"
-)
-REDIS_URL = os.environ.get("PRESTO_BENCH_REDIS_URL", "redis://127.0.0.1:6379/12")
-
-
-@contextlib.contextmanager
-def scratch_database(prefix: str) -> Iterator[str]:
-    name = f"{prefix}_{uuid.uuid4().hex[:10]}"
-    with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-        admin.execute(f'CREATE DATABASE "{name}"')
-    try:
-        yield f"{ADMIN_URL.rpartition('/')[0]}/{name}"
-    finally:
-        with psycopg.connect(ADMIN_URL, autocommit=True) as admin:
-            admin.execute(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
 
 
 def pgbench_tps(seconds: int) -> float:
@@ -58,7 +39,7 @@ def pgbench_tps(seconds: int) -> float:
     )
     if binary is None:
         raise SystemExit("pgbench not found (apt-get install postgresql-client)")
-    with scratch_database("presto_pgbench") as url:
+    with scratch_database("presto_pgbench", migrated=False) as url:
         subprocess.run([binary, "-q", "-i", "-s", "8", url], check=True, capture_output=True)
         out = subprocess.run(
             [binary, "-c", "8", "-j", "2", "-T", str(seconds), url],
@@ -133,14 +114,8 @@ async def main() -> None:
 
     logger.remove()
     tps = pgbench_tps(args.pgbench_seconds)
-    with scratch_database("presto_bench") as url:
-        migrate_to_head(url.replace("postgresql://", "postgresql+psycopg://", 1), quiet=True)
-        redis.Redis.from_url(REDIS_URL).flushdb()
-        try:
-            with work_process(url, args.profile):
-                rate = await slides_per_second(url, args.decks, args.slides)
-        finally:
-            redis.Redis.from_url(REDIS_URL).flushdb()
+    with scratch_database("presto_bench") as url, work_process(url, args.profile):
+        rate = await slides_per_second(url, args.decks, args.slides)
     print(f"pgbench (TPC-B-like, 8 clients): {tps:8.0f} TPS")
     print(f"{args.decks} decks x {args.slides} slides, one work process: {rate:8.0f} slides/s")
     print(f"ratio: {rate / tps:.3f}")
