@@ -170,20 +170,26 @@ class DeckGenerator:
             slots=self._slide_slots,
         )
         async with drafts:
-            for index in range(written, total):
+            index = written
+            while index < total:
                 draft = await self._draft_unless_cancelled(deck.id, drafts, index)
                 if draft is None:  # flagged in Redis: the step cancels, as PostgreSQL says
                     flagged = await self._step(deck.id, _nothing, owner)
                     if flagged is None or flagged.status is not DeckStatus.GENERATING:
                         return _status(flagged)
                     draft = await drafts.take(index)
-                stored = {"slide.index": index}
+                # The slides after it that are written already go in the same step: one
+                # transaction and one publish for all of them, their order and versions kept.
+                batch = [draft, *drafts.take_written(index + 1)]
+                stored = {"slide.index": index, "slide.count": len(batch)}
                 with tracer.start_as_current_span("deck.slide.commit", attributes=stored):
-                    updated = await self._step(deck.id, self._add_slide(index, *draft.slide), owner)
-                self._meter.slide_generated(time.perf_counter() - draft.started)
+                    updated = await self._step(deck.id, self._add_slides(index, batch), owner)
+                for each in batch:
+                    self._meter.slide_generated(time.perf_counter() - each.started)
                 if updated is None or updated.status is not DeckStatus.GENERATING:
                     return _status(updated)
-                drafts.stored()
+                index += len(batch)
+                drafts.stored(len(batch))
         return _status(await self._step(deck.id, self._complete(total), owner))
 
     async def _draft(
@@ -260,25 +266,28 @@ class DeckGenerator:
 
         return change
 
-    def _add_slide(self, index: int, html: str, content: SlideContent) -> _Change:
+    def _add_slides(self, first: int, drafts: list[_Draft]) -> _Change:
         async def change(deck: Deck, uow: UnitOfWork) -> bool:
             now = self._clock()
-            slide = Slide(
-                id=uuid4(),
-                deck_id=deck.id,
-                order=index + 1,
-                html_content=html,
-                presenter_notes=content.notes or None,
-                created_at=now,
-                updated_at=now,
-                content=content,
-            )
+            slides = [
+                Slide(
+                    id=uuid4(),
+                    deck_id=deck.id,
+                    order=first + offset + 1,
+                    html_content=html,
+                    presenter_notes=content.notes or None,
+                    created_at=now,
+                    updated_at=now,
+                    content=content,
+                )
+                for offset, (html, content) in enumerate(draft.slide for draft in drafts)
+            ]
             # Slides are stored in order, by the run that holds the lease: one at this order
             # already is this very slide, stored by a run of this job before a takeover.
-            if not await uow.slides.add_unless_taken(slide):
-                return False
-            deck.add_generated_slide(slide, now)
-            return True
+            added = await uow.slides.add_unless_taken(slides)
+            for slide in added:
+                deck.add_generated_slide(slide, now)
+            return bool(added)
 
         return change
 
@@ -366,9 +375,22 @@ class _Drafts:
         del self._tasks[index]
         return draft
 
-    def stored(self) -> None:
-        """A slide taken has been stored: the next one's writing may start."""
-        self._start_next()
+    def take_written(self, index: int) -> list[_Draft]:
+        """The slides from ``index`` on that are written already, up to the first that is not
+        (or that failed: its failure is for ``take``)."""
+        written = []
+        while (task := self._tasks.get(index)) is not None and task.done():
+            if task.cancelled() or task.exception() is not None:
+                break
+            written.append(task.result())
+            del self._tasks[index]
+            index += 1
+        return written
+
+    def stored(self, count: int = 1) -> None:
+        """Slides taken have been stored: as many next ones' writing may start."""
+        for _ in range(count):
+            self._start_next()
 
     def _start_next(self) -> None:
         index = next(self._pending, None)

@@ -93,8 +93,8 @@ class DeckRepository(Protocol):
 class SlideRepository(Protocol):
     async def add(self, slide: Slide) -> None: ...
 
-    async def add_unless_taken(self, slide: Slide) -> bool:
-        """Add the slide unless the deck has one at its order already; whether it was added."""
+    async def add_unless_taken(self, slides: Sequence[Slide]) -> list[Slide]:
+        """Add each slide unless its deck has one at its order already; those added."""
         ...
 
     async def update(self, slide: Slide) -> None:

@@ -504,11 +504,14 @@ class FakeSlideRepository:
             raise StorageError("invalid byte sequence for encoding", transient=False)
         self._uow.write(_insert_slide(slide))
 
-    async def add_unless_taken(self, slide: Slide) -> bool:
-        if any(s.order == slide.order for s in self._uow.read().slides.get(slide.deck_id, [])):
-            return False
-        await self.add(slide)
-        return True
+    async def add_unless_taken(self, slides: Sequence[Slide]) -> list[Slide]:
+        added = []
+        for slide in slides:
+            stored = self._uow.read().slides.get(slide.deck_id, [])
+            if all(s.order != slide.order for s in stored):
+                await self.add(slide)
+                added.append(slide)
+        return added
 
     async def list(self, deck_id: UUID) -> list[Slide]:
         return sorted(self._uow.read().slides.get(deck_id, []), key=lambda slide: slide.order)

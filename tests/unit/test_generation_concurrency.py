@@ -64,6 +64,30 @@ async def test_slides_are_written_four_at_a_time_and_stored_in_order_each_once(
     assert len(h.meter.slides) == 10
 
 
+async def test_slides_written_while_an_earlier_one_is_awaited_are_stored_in_its_step(
+    h: Harness,
+) -> None:
+    """Slide 0 is the slowest: 1, 2 and 3 are written by the time it is, and the four go into
+    the deck in one transaction and one publish, in order, their versions contiguous."""
+    deck = await h.create(slide_count=8)
+    batches: list[list[int]] = []
+
+    async def record(events: Sequence[Event]) -> None:
+        added = [e.payload["order"] for e in events if e.event_type == "SlideAdded"]
+        if added:
+            batches.append(added)
+
+    h.publisher.on_publish = record
+
+    assert await h.generator(SlowWriter(8)).generate(deck.id) is DeckStatus.COMPLETED
+
+    assert batches[0] == [1, 2, 3, 4]
+    assert [order for batch in batches for order in batch] == list(range(1, 9))
+    assert len(batches) < 8
+    assert_one_normal_life(h, deck.id, 8)
+    assert len(h.meter.slides) == 8
+
+
 async def test_the_workers_cap_holds_across_its_decks(h: Harness) -> None:
     slots = asyncio.Semaphore(3)
     decks = [await h.create(slide_count=6), await h.create(slide_count=6)]
