@@ -10,6 +10,7 @@ from uuid import UUID
 
 import msgspec
 import sqlalchemy as sa
+from sqlalchemy.dialects.postgresql import JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -24,6 +25,85 @@ from presto_deck.infrastructure.writers.rendering import recovered_content
 _ACTIVE = [DeckStatus.PENDING.value, DeckStatus.PLANNING.value, DeckStatus.GENERATING.value]
 #: First key of the advisory locks that serialize one user's deck creations.
 _CREATION_LOCK_SPACE = 0x5D_EC
+
+
+def _records(name: str, *columns: sa.Column[Any]) -> Any:
+    """The rows of a JSON array parameter ``name`` as a table with ``columns``' names and types:
+    any number of rows in one bound value, so that the statement is built (and cached) once."""
+    return (
+        sa.func.jsonb_to_recordset(sa.bindparam(name, type_=JSONB))
+        .table_valued(*(sa.column(column.name, column.type) for column in columns))
+        .render_derived(name=name, with_types=True)
+    )
+
+
+_LOCK_DECK = sa.select(decks).where(decks.c.id == sa.bindparam("deck_id")).with_for_update()
+
+_new_events = _records(
+    "new_events",
+    deck_events.c.version,
+    deck_events.c.event_type,
+    deck_events.c.payload,
+    deck_events.c.created_at,
+)
+_SAVE_DECK = (
+    sa.update(decks)
+    .where(decks.c.id == sa.bindparam("deck_id"))
+    .values(
+        {
+            column: sa.bindparam(f"new_{column.name}", type_=column.type)
+            for column in (
+                decks.c.title,
+                decks.c.status,
+                decks.c.version,
+                decks.c.theme,
+                decks.c.cancel_requested,
+                decks.c.lease_owner,
+                decks.c.lease_expires_at,
+                decks.c.updated_at,
+            )
+        }
+        | {
+            decks.c.deck_plan: sa.bindparam("new_plan", type_=JSONB),
+            decks.c.failure: sa.bindparam("new_failure", type_=JSONB),
+        }
+    )
+    .add_cte(
+        sa.insert(deck_events)
+        .from_select(
+            ["deck_id", "version", "event_type", "payload", "created_at"],
+            sa.select(
+                sa.bindparam("deck_id", type_=decks.c.id.type),
+                _new_events.c.version,
+                _new_events.c.event_type,
+                _new_events.c.payload,
+                _new_events.c.created_at,
+            ),
+        )
+        .cte("inserted_events")
+    )
+)
+
+_SLIDE_COLUMNS = (
+    slides.c.id,
+    slides.c.deck_id,
+    slides.c.slide_order,
+    slides.c.html_content,
+    slides.c.presenter_notes,
+    slides.c.content,
+    slides.c.created_at,
+    slides.c.updated_at,
+)
+_new_slides = _records("new_slides", *_SLIDE_COLUMNS)
+_ADD_SLIDES_UNLESS_TAKEN = (
+    pg_insert(slides)
+    .from_select(
+        [column.name for column in _SLIDE_COLUMNS],
+        sa.select(*(_new_slides.c[column.name] for column in _SLIDE_COLUMNS)),
+    )
+    .on_conflict_do_nothing(constraint="uq_slides_deck_order")
+    .returning(slides.c.id)
+)
 
 
 class SqlDeckRepository:
@@ -72,44 +152,37 @@ class SqlDeckRepository:
         return None if row is None else _deck(row._mapping)
 
     async def lock(self, deck_id: UUID) -> Deck | None:
-        query = sa.select(decks).where(decks.c.id == deck_id).with_for_update()
-        row = (await self._conn.execute(query)).first()
+        row = (await self._conn.execute(_LOCK_DECK, {"deck_id": deck_id})).first()
         return None if row is None else _deck(row._mapping)
 
     async def save(self, deck: Deck) -> None:
-        update = (
-            sa.update(decks)
-            .where(decks.c.id == deck.id)
-            .values(
-                title=deck.title,
-                status=deck.status.value,
-                version=deck.version,
-                deck_plan=None if deck.plan is None else msgspec.to_builtins(deck.plan),
-                theme=deck.brief.theme,
-                cancel_requested=deck.cancel_requested,
-                lease_owner=None if deck.lease is None else deck.lease.owner,
-                lease_expires_at=None if deck.lease is None else deck.lease.expires_at,
-                failure=None if deck.failure is None else msgspec.to_builtins(deck.failure),
-                updated_at=deck.updated_at,
-            )
-        )
-        if deck.pending_events:
-            # The events in the same statement (a data-modifying WITH runs once, read or not):
-            # one round trip for the row and its events.
-            events = sa.insert(deck_events).values(
-                [
+        # The row and its new events in one round trip (a data-modifying WITH runs once, read
+        # or not), by a statement built once whatever the number of events.
+        await self._conn.execute(
+            _SAVE_DECK,
+            {
+                "deck_id": deck.id,
+                "new_title": deck.title,
+                "new_status": deck.status.value,
+                "new_version": deck.version,
+                "new_plan": None if deck.plan is None else msgspec.to_builtins(deck.plan),
+                "new_theme": deck.brief.theme,
+                "new_cancel_requested": deck.cancel_requested,
+                "new_lease_owner": None if deck.lease is None else deck.lease.owner,
+                "new_lease_expires_at": None if deck.lease is None else deck.lease.expires_at,
+                "new_failure": None if deck.failure is None else msgspec.to_builtins(deck.failure),
+                "new_updated_at": deck.updated_at,
+                "new_events": [
                     {
-                        "deck_id": deck.id,
                         "version": event.version,
                         "event_type": event.event_type,
                         "payload": event.payload,
                         "created_at": event.timestamp,
                     }
                     for event in deck.pending_events
-                ]
-            )
-            update = update.add_cte(events.cte("new_events"))
-        await self._conn.execute(update)
+                ],
+            },
+        )
 
     async def list_for_user(self, user_id: str, limit: int, offset: int) -> tuple[list[Deck], int]:
         rows = await self._conn.execute(
@@ -204,14 +277,13 @@ class SqlSlideRepository:
     async def add(self, slide: Slide) -> None:
         await self._conn.execute(sa.insert(slides).values(**_slide_row(slide)))
 
-    async def add_unless_taken(self, slide: Slide) -> bool:
-        added = await self._conn.execute(
-            pg_insert(slides)
-            .values(**_slide_row(slide))
-            .on_conflict_do_nothing(constraint="uq_slides_deck_order")
-            .returning(slides.c.id)
-        )
-        return added.first() is not None
+    async def add_unless_taken(self, new: Sequence[Slide]) -> list[Slide]:
+        if not new:
+            return []
+        rows = [_slide_row(slide) for slide in new]
+        added = await self._conn.execute(_ADD_SLIDES_UNLESS_TAKEN, {"new_slides": rows})
+        ids = set(added.scalars())
+        return [slide for slide in new if slide.id in ids]
 
     async def update(self, slide: Slide) -> None:
         await self._conn.execute(
