@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import re
+from concurrent.futures import ThreadPoolExecutor
 from html import unescape
 from html.parser import HTMLParser
 
@@ -228,3 +229,17 @@ def test_unclosed_tags_are_closed_so_a_fragment_cannot_swallow_the_page() -> Non
 
 def test_empty_markup_stays_empty() -> None:
     assert sanitize_html("") == ""
+
+
+def test_threads_sanitizing_at_once_each_get_their_own_answer() -> None:
+    """Sanitizing runs off the event loop, several slides at once: each thread's cleaner is its
+    own, so no markup leaks into another's result."""
+    inputs = [
+        f'<p style="color: red">slide {n}</p><script>x{n}()</script><a href="javascript:{n}">a</a>'
+        for n in range(400)
+    ]
+    alone = [sanitize_html(markup) for markup in inputs]
+    with ThreadPoolExecutor(8) as pool:
+        together = list(pool.map(sanitize_html, inputs))
+    assert together == alone
+    assert all(f"slide {n}<" in out and "script" not in out for n, out in enumerate(together))

@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import html
 import re
+import threading
 from collections.abc import Iterable
 from typing import Any
 
@@ -74,16 +75,27 @@ def sanitize_html(markup: str) -> str:
     """Reduce markup from a model to the small, inert subset a slide may show."""
     if not markup:
         return ""
-    style = _StrictStyle()
-    cleaner = bleach.Cleaner(  # a Cleaner is not thread-safe, and sanitizing may run off-loop
-        tags=_TAGS,
-        attributes=lambda tag, name, value: _allow_attribute(style, tag, name, value),
-        protocols=_PROTOCOLS,
-        strip=True,
-        strip_comments=True,
-        css_sanitizer=style,
-    )
-    return str(cleaner.clean(_drop_script_like(markup)))
+    return str(_cleaner().clean(_drop_script_like(markup)))
+
+
+#: One Cleaner per thread: building one (its HTML parser) costs more than most cleanings, and a
+#: Cleaner is not thread-safe, while sanitizing may run off the event loop.
+_per_thread = threading.local()
+
+
+def _cleaner() -> bleach.Cleaner:
+    cleaner: bleach.Cleaner | None = getattr(_per_thread, "cleaner", None)
+    if cleaner is None:
+        style = _StrictStyle()
+        cleaner = _per_thread.cleaner = bleach.Cleaner(
+            tags=_TAGS,
+            attributes=lambda tag, name, value: _allow_attribute(style, tag, name, value),
+            protocols=_PROTOCOLS,
+            strip=True,
+            strip_comments=True,
+            css_sanitizer=style,
+        )
+    return cleaner
 
 
 def _drop_script_like(markup: str) -> str:
