@@ -25,6 +25,7 @@ from presto_deck.application.decks import DeckService
 from presto_deck.application.editing import EditService, SlideEditor
 from presto_deck.application.export import ExportService
 from presto_deck.application.generation import DeckGenerator
+from presto_deck.application.heads import DeckHeads
 from presto_deck.application.limits import SocketAdmission
 from presto_deck.application.ports import (
     CancelFlags,
@@ -123,6 +124,8 @@ class Ports:
 @dataclass(kw_only=True)
 class ApiServices:
     decks: DeckService
+    #: The head version of each deck the process has sockets on, for their heartbeats.
+    heads: DeckHeads
     edits: EditService
     exports: ExportService
     sockets: SocketAdmission
@@ -154,15 +157,20 @@ class WorkerRole:
 
 def api_services(settings: Settings, ports: Ports) -> ApiServices:
     publishing = EventPublishing(ports.uow, ports.publisher, ports.clock)
+    decks = DeckService(
+        uow=ports.uow,
+        queue=ports.queue,
+        cancel_flags=ports.cancel_flags,
+        publishing=publishing,
+        clock=ports.clock,
+        creations=ports.creations,
+        max_active_decks=settings.limit_active_decks_per_user,
+    )
     return ApiServices(
-        decks=DeckService(
-            uow=ports.uow,
-            queue=ports.queue,
-            cancel_flags=ports.cancel_flags,
-            publishing=publishing,
-            clock=ports.clock,
-            creations=ports.creations,
-            max_active_decks=settings.limit_active_decks_per_user,
+        decks=decks,
+        # Read at most every second (more often with short heartbeats) for all sockets.
+        heads=DeckHeads(
+            decks.versions, max_age_seconds=min(1.0, settings.ws_heartbeat_seconds / 2)
         ),
         edits=EditService(
             uow=ports.uow,

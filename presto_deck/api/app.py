@@ -166,6 +166,7 @@ def create_app(container: Container) -> Litestar:
             "themes": provide(container.themes),
             "verifier": provide(api.verifier),
             "sockets": provide(api.services.sockets),
+            "heads": provide(api.services.heads),
             "settings": provide(container.settings),
             "readiness": provide(container.readiness),
             "live_sockets": provide(live_events.sockets),

@@ -35,6 +35,7 @@ from presto_deck.api.frames import (
 from presto_deck.api.websocket_protocol import is_over_the_rate
 from presto_deck.application.decks import DeckService
 from presto_deck.application.editing import EditOutcome, EditService
+from presto_deck.application.heads import DeckHeads
 from presto_deck.application.ports import StorageError
 from presto_deck.application.replay import DeliveryCursor, EventDelivery
 from presto_deck.application.tracing import deck_span
@@ -85,9 +86,11 @@ class SocketSession:
         identity: Identity,
         deck_id: UUID,
         settings: Settings,
+        heads: DeckHeads,
     ) -> None:
         self._socket = socket
         self._decks = decks
+        self._heads = heads
         self._edits = edits
         self._user_id = identity.user_id
         self._token_expires_at = identity.expires_at
@@ -134,12 +137,13 @@ class SocketSession:
         try:
             async with self._lock:
                 await self._delivery.catch_up()
-            tasks = [
-                asyncio.create_task(self._pump(live)),
-                asyncio.create_task(self._beat()),
-                asyncio.create_task(self._read_frames()),
-            ]
-            done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
+            with self._heads.watching(self._deck_id):
+                tasks = [
+                    asyncio.create_task(self._pump(live)),
+                    asyncio.create_task(self._beat()),
+                    asyncio.create_task(self._read_frames()),
+                ]
+                done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
             for task in done:
                 if (exc := task.exception()) and not isinstance(exc, DISCONNECTED):
                     raise exc
@@ -187,14 +191,21 @@ class SocketSession:
     async def _beat(self) -> None:
         while True:
             told = await self._wait_for_beat()
+            # Also the safety net for a last event whose Pub/Sub message was lost: no later
+            # event would reveal that gap. The deck's head, read for all of this process's
+            # sockets at once, says whether there is one to look for.
+            behind = told or await self._behind()
             async with self._lock:
-                # Also the safety net for a last event whose Pub/Sub message was lost: no later
-                # event would reveal that gap.
-                await self._delivery.catch_up()
+                if behind:
+                    await self._delivery.catch_up()
                 if told:
                     continue
                 frame = heartbeat(str(self._deck_id), self._delivery.cursor.delivered)
                 await self._send(encode_event(frame))
+
+    async def _behind(self) -> bool:
+        head = await self._heads.version(self._deck_id)
+        return head is None or head > self._delivery.cursor.delivered
 
     async def _wait_for_beat(self) -> bool:
         """Sleep until the next heartbeat, or until told to catch up (True)."""

@@ -27,6 +27,7 @@ from presto_deck.api.errors import (
 from presto_deck.api.socket_session import DISCONNECTED, SocketSession, TokenExpired
 from presto_deck.application.decks import DeckService
 from presto_deck.application.editing import EditService
+from presto_deck.application.heads import DeckHeads
 from presto_deck.application.limits import LimitExceeded, SocketAdmission
 from presto_deck.application.ports import StorageError
 from presto_deck.domain.deck import DeckNotFound
@@ -56,6 +57,7 @@ async def deck_events_socket(
     live_sockets: NamedDependency[LiveSockets],
     sockets: NamedDependency[SocketAdmission],
     edits: NamedDependency[EditService],
+    heads: NamedDependency[DeckHeads],
 ) -> None:
     await socket.accept()
     try:
@@ -72,7 +74,7 @@ async def deck_events_socket(
             except DeckNotFound:
                 raise _Rejected(CLOSE_NOT_FOUND, "deck not found") from None
             with logger.contextualize(deck_id=str(deck_uuid)):
-                session = SocketSession(socket, decks, edits, identity, deck_uuid, settings)
+                session = SocketSession(socket, decks, edits, identity, deck_uuid, settings, heads)
                 live_sockets.add(session)
                 try:
                     await session.run(subscriber.iter_events(), last_version, current)

@@ -5,7 +5,7 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import math
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from uuid import UUID, uuid4
 
@@ -133,6 +133,13 @@ class DeckService:
         async with self._uow() as uow:
             await _owned(uow, user_id, deck_id)
             return await uow.events.after(deck_id, version, limit)
+
+    async def versions(self, deck_ids: Collection[UUID]) -> dict[UUID, int]:
+        """The current version of each of these decks (for sockets, which checked ownership)."""
+        if not deck_ids:
+            return {}
+        async with self._uow() as uow:
+            return await uow.decks.versions(deck_ids)
 
     async def history(self, deck_id: UUID, version: int, limit: int) -> Sequence[Event]:
         """Events after ``version`` for a caller that has already checked ownership (a socket)."""

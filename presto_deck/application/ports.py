@@ -6,7 +6,7 @@
 from __future__ import annotations
 
 import enum
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from dataclasses import dataclass
 from datetime import datetime
 from types import TracebackType
@@ -87,6 +87,10 @@ class DeckRepository(Protocol):
 
     async def find_by_idempotency_key(self, user_id: str, idempotency_key: str) -> Deck | None:
         """The deck the user created with that key, if any."""
+        ...
+
+    async def versions(self, deck_ids: Collection[UUID]) -> dict[UUID, int]:
+        """The current version of each of these decks that exists."""
         ...
 
 

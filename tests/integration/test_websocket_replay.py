@@ -5,6 +5,7 @@ with no gap (SPEC §6)."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 from collections.abc import AsyncIterator, Callable
 from contextlib import asynccontextmanager
@@ -13,6 +14,7 @@ from uuid import UUID
 
 import msgspec
 import pytest
+import sqlalchemy as sa
 
 from presto_deck.application.publishing import EventPublishing
 from presto_deck.domain.deck import Deck
@@ -331,6 +333,45 @@ async def test_heartbeats_name_the_deck_and_are_never_persisted(
     persisted = await events_via_http(alice, deck_id)
     assert "Heartbeat" not in {e["event_type"] for e in persisted}
     assert [e["version"] for e in persisted] == [2, 3, 4, 5, 6]
+
+
+async def test_heartbeats_of_many_sockets_read_the_decks_heads_at_once_not_each_its_events(
+    api: RunningApi, alice: DeckClient, request: pytest.FixtureRequest
+) -> None:
+    """When nothing changed, a period of heartbeats costs one read of the heads of every deck
+    the process has sockets on, not a look at its events per socket; the one that changed is
+    looked at by its sockets alone."""
+    looks: list[str] = []  # the statements that read a deck's events
+    head_reads: list[str] = []  # those that read decks' versions
+
+    def seen(conn: object, cursor: object, statement: str, *args: object) -> None:
+        if "FROM deck_events" in statement:
+            looks.append(statement)
+        elif statement.startswith("SELECT decks.id, decks.version"):
+            head_reads.append(statement)
+
+    engine = api.container.engine.sync_engine
+    sa.event.listen(engine, "before_cursor_execute", seen)
+    request.addfinalizer(lambda: sa.event.remove(engine, "before_cursor_execute", seen))
+    quiet, moving = await alice.create("Quiet"), await alice.create("Moving")
+    async with contextlib.AsyncExitStack() as stack:
+        sockets = [
+            await stack.enter_async_context(alice.socket(deck_id, last_version=1))
+            for deck_id in [quiet] * 8 + [moving] * 2
+        ]
+        for ws in sockets:
+            await wait_until_live(ws)
+        looks.clear()
+        head_reads.clear()
+        await asyncio.sleep(1.2)  # six periods: 60 heartbeats
+        assert looks == []
+        assert 1 <= len(head_reads) <= 12
+
+        await commit_without_publishing(api, moving, Deck.cancel)  # only a heartbeat finds it
+        for ws in sockets[8:]:
+            events = await receive_events(ws, is_terminal, timeout=5)
+            assert [e["version"] for e in events] == [2]
+    assert 2 <= len(looks) <= 4  # the two sockets of the deck that moved, once or twice each
 
 
 async def test_the_connection_stays_open_after_the_deck_completes(

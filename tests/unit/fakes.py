@@ -16,7 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
-from collections.abc import Awaitable, Callable, Sequence
+from collections.abc import Awaitable, Callable, Collection, Sequence
 from dataclasses import dataclass, field
 from datetime import UTC, datetime, timedelta
 from typing import TYPE_CHECKING, Self
@@ -486,6 +486,10 @@ class FakeDeckRepository:
             if row.deck.user_id == user_id and row.idempotency_key == idempotency_key:
                 return _copy_deck(row.deck)
         return None
+
+    async def versions(self, deck_ids: Collection[UUID]) -> dict[UUID, int]:
+        decks = self._uow.read().decks
+        return {deck_id: decks[deck_id].deck.version for deck_id in deck_ids if deck_id in decks}
 
 
 def _expiring(owner: str, until: datetime) -> Callable[[Deck], None]:

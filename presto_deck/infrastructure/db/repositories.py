@@ -3,14 +3,14 @@ never leave this module."""
 
 from __future__ import annotations
 
-from collections.abc import Sequence
+from collections.abc import Collection, Sequence
 from datetime import datetime, timedelta
 from typing import Any
 from uuid import UUID
 
 import msgspec
 import sqlalchemy as sa
-from sqlalchemy.dialects.postgresql import JSONB
+from sqlalchemy.dialects.postgresql import ARRAY, JSONB
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.ext.asyncio import AsyncConnection
 
@@ -37,6 +37,9 @@ def _records(name: str, *columns: sa.Column[Any]) -> Any:
     )
 
 
+_DECK_VERSIONS = sa.select(decks.c.id, decks.c.version).where(
+    decks.c.id == sa.func.any(sa.bindparam("deck_ids", type_=ARRAY(decks.c.id.type)))
+)
 _LOCK_DECK = sa.select(decks).where(decks.c.id == sa.bindparam("deck_id")).with_for_update()
 
 _new_events = _records(
@@ -258,6 +261,10 @@ class SqlDeckRepository:
             .where(decks.c.user_id == user_id, decks.c.status.in_(_ACTIVE))
         )
         return int(total or 0)
+
+    async def versions(self, deck_ids: Collection[UUID]) -> dict[UUID, int]:
+        rows = await self._conn.execute(_DECK_VERSIONS, {"deck_ids": list(deck_ids)})
+        return {row.id: row.version for row in rows}
 
     async def find_by_idempotency_key(self, user_id: str, idempotency_key: str) -> Deck | None:
         row = (
