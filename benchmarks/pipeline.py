@@ -1,9 +1,16 @@
-"""What the pipeline costs beside what PostgreSQL costs: slides committed per second by one real
-`presto-deck work` process with the offline writer at zero delay, against pgbench's TPS
-(TPC-B-like, 8 clients) measured in the same run on the same server.
+"""What the pipeline costs beside what PostgreSQL costs: slides committed, and delivered to a
+socket on each deck, per second by one real `presto-deck work` process with the offline writer at
+zero delay, against pgbench's TPS (TPC-B-like, 8 clients) measured in the same run on the same
+server; and the delay of every event from its commit to the client at that load.
 
     uv run python benchmarks/pipeline.py [--decks 40] [--slides 10] [--pgbench-seconds 10]
-        [--profile worker.txt]
+        [--port 8390] [--profile worker.txt]
+
+The decks are queued first; one `serve` process on --port holds a socket on each (its owner's);
+then the worker starts and writes them all. "committed" counts from the first commit to the last
+as PostgreSQL stamped them, "delivered" to the last event read by a socket. An event's delay is
+the moment a socket read it minus its ``timestamp`` (the worker's clock as it built the
+transaction). --profile records the worker with py-spy (collapsed stacks).
 
 Uses databases of its own (dropped at the end) on the PostgreSQL of PRESTO_BENCH_DATABASE_URL
 and the Redis db of PRESTO_BENCH_REDIS_URL (db 12 by default), on 127.0.0.1.
@@ -14,6 +21,7 @@ from __future__ import annotations
 import argparse
 import asyncio
 import contextlib
+import json
 import os
 import re
 import shutil
@@ -21,11 +29,17 @@ import signal
 import subprocess
 import sys
 import time
-from collections.abc import Iterator
+from collections.abc import Iterator, Sequence
+from dataclasses import dataclass, field
+from datetime import datetime
 from pathlib import Path
 
+import httpx
+import jwt
 import psycopg
+import websockets
 from scratch import REDIS_URL, scratch_database
+from websockets.asyncio.client import ClientConnection
 
 from presto_deck.bootstrap import Role, build_container
 from presto_deck.domain.content import DeckBrief
@@ -53,19 +67,104 @@ def pgbench_tps(seconds: int) -> float:
     return float(found[1])
 
 
-@contextlib.contextmanager
-def work_process(database_url: str, profile: str | None) -> Iterator[None]:
-    """One real `presto-deck work`, offline writer at zero delay; with ``profile``, run under
-    py-spy, whose collapsed stacks are written there."""
-    env = {
+PRESTO_DECK = Path(sys.executable).with_name("presto-deck")
+#: The secret of the tokens the watchers use (a scratch server on 127.0.0.1 only).
+JWT_SECRET = "presto-bench-pipeline-" + "0" * 32
+TERMINAL = {"DeckCompleted", "DeckFailed", "DeckCancelled"}
+
+
+def _environment(database_url: str) -> dict[str, str]:
+    return {
         **{k: v for k, v in os.environ.items() if not k.startswith(("PRESTO_", "OTEL_"))},
         "PRESTO_DATABASE_URL": database_url,
         "PRESTO_REDIS_URL": REDIS_URL,
         "PRESTO_OFFLINE_SLIDE_DELAY_MS": "0",
         "PRESTO_LOG_LEVEL": "WARNING",
+        "PRESTO_JWT_SECRET": JWT_SECRET,
         "PRESTO_WORKER_MAX_JOBS": os.environ.get("PRESTO_BENCH_WORKER_MAX_JOBS", "10"),
     }
-    command = [str(Path(sys.executable).with_name("presto-deck")), "work"]
+
+
+@contextlib.contextmanager
+def serve_process(database_url: str, port: int) -> Iterator[str]:
+    """One real `presto-deck serve` on ``port``; its WebSocket base URL."""
+    command = [str(PRESTO_DECK), "serve", "--host", "127.0.0.1", "--port", str(port)]
+    serve = subprocess.Popen(command, env=_environment(database_url), stderr=subprocess.DEVNULL)
+    try:
+        deadline = time.monotonic() + 60
+        while True:
+            try:
+                if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).is_success:
+                    break
+            except httpx.TransportError:
+                pass
+            if serve.poll() is not None or time.monotonic() > deadline:
+                raise SystemExit(f"presto-deck serve did not start on port {port}")
+            time.sleep(0.2)
+        yield f"ws://127.0.0.1:{port}"
+    finally:
+        serve.terminate()
+        serve.wait(30)
+
+
+@dataclass
+class Watched:
+    """What the watchers of every deck saw: each event's delay from the worker's clock at its
+    commit to the moment a watcher read it, and when the last one arrived."""
+
+    latencies: list[float] = field(default_factory=list)
+    last_seen: float = 0.0
+    missing: int = 0
+
+
+async def open_watchers(ws_url: str, decks: Sequence[tuple[str, str]]) -> list[ClientConnection]:
+    """A socket on each deck (its owner's), open and listening once this returns."""
+
+    async def one(deck_id: str, owner: str) -> ClientConnection:
+        token = jwt.encode({"sub": owner, "exp": int(time.time()) + 3600}, JWT_SECRET)
+        url = f"{ws_url}/ws/decks/{deck_id}?token={token}&last_version=1"
+        return await websockets.connect(url, max_size=None, open_timeout=30)
+
+    return list(await asyncio.gather(*(one(deck_id, owner) for deck_id, owner in decks)))
+
+
+async def follow(sockets: Sequence[ClientConnection], events_per_deck: int) -> Watched:
+    """Read every socket to its deck's terminal event."""
+    watched = Watched()
+
+    async def one(ws: ClientConnection) -> None:
+        seen = 0
+        try:
+            async for raw in ws:
+                now = time.time()
+                frame = json.loads(raw)
+                if frame["event_type"] == "Heartbeat":
+                    continue
+                sent = datetime.fromisoformat(frame["timestamp"]).timestamp()
+                watched.latencies.append(now - sent)
+                watched.last_seen = max(watched.last_seen, now)
+                seen += 1
+                if frame["event_type"] in TERMINAL:
+                    break
+        finally:
+            watched.missing += max(events_per_deck - seen, 0)
+            await ws.close()
+
+    await asyncio.gather(*(one(ws) for ws in sockets))
+    return watched
+
+
+def percentile(values: list[float], share: float) -> float:
+    ordered = sorted(values)
+    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
+
+
+@contextlib.contextmanager
+def work_process(database_url: str, profile: str | None) -> Iterator[None]:
+    """One real `presto-deck work`, offline writer at zero delay; with ``profile``, run under
+    py-spy, whose collapsed stacks are written there."""
+    env = _environment(database_url)
+    command = [str(PRESTO_DECK), "work"]
     if profile:
         spy = ["uvx", "--from", "py-spy", "py-spy", "record", "--format", "raw", "-r", "200"]
         command = [*spy, "-o", profile, "--", *command]
@@ -78,17 +177,21 @@ def work_process(database_url: str, profile: str | None) -> Iterator[None]:
         work.wait(30)
 
 
-async def queue_decks(database_url: str, decks: int, slides: int) -> None:
-    """Create the decks, queued for a worker, as users would over the API."""
+async def queue_decks(database_url: str, decks: int, slides: int) -> list[tuple[str, str]]:
+    """Create the decks, queued for a worker, as users would over the API (a user per deck, so
+    that any number of them is under the per-user limits); each deck's id and owner."""
     settings = Settings(database_url=database_url, redis_url=REDIS_URL, log_level="WARNING")
     container = build_container(settings, Role.API)
+    created = []
     try:
         decks_service = container.api_role().services.decks
         brief = DeckBrief(prompt="Tides and towns", slide_count=slides)
         for n in range(decks):
-            await decks_service.create(f"bench-{n}", brief)  # under any per-user limit
+            deck = await decks_service.create(f"bench-{n}", brief)
+            created.append((str(deck.id), deck.user_id))
     finally:
         await container.close()
+    return created
 
 
 async def committed_per_second(database_url: str, decks: int, slides: int) -> float:
@@ -121,25 +224,61 @@ async def slides_per_second(database_url: str, decks: int, slides: int) -> float
     return await committed_per_second(database_url, decks, slides)
 
 
+@dataclass
+class Figures:
+    committed_per_second: float
+    #: Slides read by the watchers per second, from the first commit to the last delivery.
+    delivered_per_second: float
+    watched: Watched
+
+
+async def pipeline_figures(decks: int, slides: int, port: int, profile: str | None) -> Figures:
+    """Decks queued, a socket open on each through one `serve`, then one `work` writes them."""
+    with scratch_database("presto_bench") as url:
+        # All queued before the worker starts: the figure is the worker's, not this script's.
+        queued = await queue_decks(url, decks, slides)
+        with serve_process(url, port) as ws_url:
+            sockets = await open_watchers(ws_url, queued)
+            following = asyncio.create_task(follow(sockets, events_per_deck=slides + 3))
+            with work_process(url, profile):
+                committed = await committed_per_second(url, decks, slides)
+                watched = await asyncio.wait_for(following, 60)
+            async with await psycopg.AsyncConnection.connect(url) as conn:
+                cursor = await conn.execute(
+                    "SELECT extract(epoch FROM min(created_at)) FROM deck_events"
+                )
+                first = await cursor.fetchone()
+    assert first is not None
+    delivered = decks * slides / (watched.last_seen - float(first[0]))
+    return Figures(committed, delivered, watched)
+
+
 async def main() -> None:
     parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
     parser.add_argument("--decks", type=int, default=40)
     parser.add_argument("--slides", type=int, default=10)
     parser.add_argument("--pgbench-seconds", type=int, default=10)
     parser.add_argument("--profile", help="record the worker with py-spy (collapsed stacks)")
+    parser.add_argument("--port", type=int, default=8390, help="the serve process's port")
     args = parser.parse_args()
     from loguru import logger
 
     logger.remove()
     tps = pgbench_tps(args.pgbench_seconds)
-    with scratch_database("presto_bench") as url:
-        # All queued before the worker starts: the figure is the worker's, not this script's.
-        await queue_decks(url, args.decks, args.slides)
-        with work_process(url, args.profile):
-            rate = await committed_per_second(url, args.decks, args.slides)
+    figures = await pipeline_figures(args.decks, args.slides, args.port, args.profile)
+    latencies = [seconds * 1000 for seconds in figures.watched.latencies]
     print(f"pgbench (TPC-B-like, 8 clients): {tps:8.0f} TPS")
-    print(f"{args.decks} decks x {args.slides} slides, one work process: {rate:8.0f} slides/s")
-    print(f"ratio: {rate / tps:.3f}")
+    print(f"{args.decks} decks x {args.slides} slides, one work process:")
+    for what, rate in (
+        ("committed", figures.committed_per_second),
+        ("delivered", figures.delivered_per_second),
+    ):
+        print(f"  {what}: {rate:8.0f} slides/s  ratio {rate / tps:.3f}")
+    print(
+        f"commit -> client, {len(latencies)} events on {args.decks} sockets:"
+        f" p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms,"
+        f" max {max(latencies):.0f} ms; missing {figures.watched.missing}"
+    )
 
 
 if __name__ == "__main__":
