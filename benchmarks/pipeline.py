@@ -4,11 +4,13 @@ zero delay, against pgbench's TPS (TPC-B-like, 8 clients) measured in the same r
 server; and the delay of every event from its commit to the client at that load.
 
     uv run python benchmarks/pipeline.py [--decks 40] [--slides 10] [--pgbench-seconds 10]
-        [--port 8390] [--profile worker.txt]
+        [--port 8390] [--serves 1] [--workers 1] [--profile worker.txt]
 
 The decks are queued first; one `serve` process on --port holds a socket on each (its owner's);
-then the worker starts and writes them all. "committed" counts from the first commit to the last
-as PostgreSQL stamped them, "delivered" to the last event read by a socket. An event's delay is
+then the worker starts and writes them all. --serves and --workers run more of each on the same
+PostgreSQL and Redis, the sockets split evenly over the serves (scaling out). "committed"
+counts from the first commit to the last as PostgreSQL stamped them, "delivered" to the last
+event read by a socket. An event's delay is
 the moment a socket read it minus its ``timestamp`` (the worker's clock as it built the
 transaction). --profile records the worker with py-spy (collapsed stacks).
 
@@ -232,22 +234,32 @@ class Figures:
     watched: Watched
 
 
-async def pipeline_figures(decks: int, slides: int, port: int, profile: str | None) -> Figures:
-    """Decks queued, a socket open on each through one `serve`, then one `work` writes them."""
-    with scratch_database("presto_bench") as url:
-        # All queued before the worker starts: the figure is the worker's, not this script's.
+async def pipeline_figures(
+    decks: int, slides: int, port: int, profile: str | None, *, serves: int = 1, workers: int = 1
+) -> Figures:
+    """Decks queued, a socket open on each through ``serves`` `serve` processes (split evenly,
+    no balancer), then ``workers`` `work` processes write them."""
+    with scratch_database("presto_bench") as url, contextlib.ExitStack() as processes:
+        # All queued before the worker starts: the figure is the workers', not this script's.
         queued = await queue_decks(url, decks, slides)
-        with serve_process(url, port) as ws_url:
-            sockets = await open_watchers(ws_url, queued)
-            following = asyncio.create_task(follow(sockets, events_per_deck=slides + 3))
-            with work_process(url, profile):
-                committed = await committed_per_second(url, decks, slides)
-                watched = await asyncio.wait_for(following, 60)
-            async with await psycopg.AsyncConnection.connect(url) as conn:
-                cursor = await conn.execute(
-                    "SELECT extract(epoch FROM min(created_at)) FROM deck_events"
-                )
-                first = await cursor.fetchone()
+        ws_urls = [processes.enter_context(serve_process(url, port + n)) for n in range(serves)]
+        sockets = [
+            *await asyncio.gather(
+                *(open_watchers(ws_urls[n], queued[n::serves]) for n in range(serves))
+            )
+        ]
+        following = asyncio.create_task(
+            follow([ws for some in sockets for ws in some], events_per_deck=slides + 3)
+        )
+        for n in range(workers):
+            processes.enter_context(work_process(url, profile if n == 0 else None))
+        committed = await committed_per_second(url, decks, slides)
+        watched = await asyncio.wait_for(following, 60)
+        async with await psycopg.AsyncConnection.connect(url) as conn:
+            cursor = await conn.execute(
+                "SELECT extract(epoch FROM min(created_at)) FROM deck_events"
+            )
+            first = await cursor.fetchone()
     assert first is not None
     delivered = decks * slides / (watched.last_seen - float(first[0]))
     return Figures(committed, delivered, watched)
@@ -259,16 +271,25 @@ async def main() -> None:
     parser.add_argument("--slides", type=int, default=10)
     parser.add_argument("--pgbench-seconds", type=int, default=10)
     parser.add_argument("--profile", help="record the worker with py-spy (collapsed stacks)")
-    parser.add_argument("--port", type=int, default=8390, help="the serve process's port")
+    parser.add_argument("--port", type=int, default=8390, help="the first serve's port")
+    parser.add_argument("--serves", type=int, default=1, help="serve processes")
+    parser.add_argument("--workers", type=int, default=1, help="work processes")
     args = parser.parse_args()
     from loguru import logger
 
     logger.remove()
     tps = pgbench_tps(args.pgbench_seconds)
-    figures = await pipeline_figures(args.decks, args.slides, args.port, args.profile)
+    figures = await pipeline_figures(
+        args.decks,
+        args.slides,
+        args.port,
+        args.profile,
+        serves=args.serves,
+        workers=args.workers,
+    )
     latencies = [seconds * 1000 for seconds in figures.watched.latencies]
     print(f"pgbench (TPC-B-like, 8 clients): {tps:8.0f} TPS")
-    print(f"{args.decks} decks x {args.slides} slides, one work process:")
+    print(f"{args.decks} decks x {args.slides} slides, {args.workers} work, {args.serves} serve:")
     for what, rate in (
         ("committed", figures.committed_per_second),
         ("delivered", figures.delivered_per_second),
