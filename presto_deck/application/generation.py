@@ -115,23 +115,27 @@ class DeckGenerator:
         return None
 
     async def _run(self, deck_id: UUID, owner: str) -> DeckStatus | None:
-        deck = await self._step(deck_id, self._start(owner))
+        start = _Start(owner, self._leases, self._clock)
+        deck = await self._step(deck_id, start)
         if deck is None:
             return None
+        if not deck.status.is_active:  # it ended before, or was cancelled as it started
+            return deck.status
+        status = None
         try:
-            if not deck.status.is_active:  # it ended before, or was cancelled as it started
-                return deck.status
             try:
                 async with self._leases.kept(deck_id, owner):
-                    return await self._write_or_fail(deck, owner)
+                    status = await self._write_or_fail(deck, owner, start.slides_stored)
             except CancelRequested:  # seen at a renewal or a model call: stop, and cancel now
-                return _status(await self._step(deck_id, _nothing, owner))
+                status = _status(await self._step(deck_id, _nothing, owner))
+            return status
         finally:
-            await self._leases.release(deck_id, owner)
+            if status is None or status.is_active:  # a step that ends the deck ends its lease
+                await self._leases.release(deck_id, owner)
 
-    async def _write_or_fail(self, deck: Deck, owner: str) -> DeckStatus | None:
+    async def _write_or_fail(self, deck: Deck, owner: str, written: int) -> DeckStatus | None:
         try:
-            return await self._write(deck, owner)
+            return await self._write(deck, owner, written)
         except WriterError as exc:
             return await self._fail(deck.id, owner, _Failure(exc.reason, exc.code, exc.detail))
         except ModelCallsExhausted as exc:
@@ -143,7 +147,9 @@ class DeckGenerator:
             reason = "The deck's content could not be stored."
             return await self._fail(deck.id, owner, _Failure(reason, _STORAGE, str(exc)))
 
-    async def _write(self, deck: Deck, owner: str) -> DeckStatus | None:
+    async def _write(self, deck: Deck, owner: str, written: int) -> DeckStatus | None:
+        """Plan the deck unless it is planned, write its slides from the ``written`` first on,
+        and complete it."""
         budget = CountedCalls(
             self._uow,
             partial(_spend_on_deck, deck.id, owner),
@@ -160,8 +166,6 @@ class DeckGenerator:
                 return _status(updated)
             deck = updated
             plan = deck.plan or plan  # a run before a takeover may have committed its plan first
-        async with self._uow() as uow:
-            written = await uow.slides.count(deck.id)
         total = len(plan.slides)
         drafts = _Drafts(
             partial(self._draft, deck, plan, budget),
@@ -256,15 +260,6 @@ class DeckGenerator:
             self._meter.deck_finished(deck.status, max(age, 0.0))
         await self._publishing.publish(deck.take_events())
         return deck
-
-    def _start(self, owner: str) -> _Change:
-        async def change(deck: Deck, uow: UnitOfWork) -> bool:
-            deck.take_lease(owner, self._leases.deadline(), self._clock())
-            if deck.status is DeckStatus.PENDING:
-                deck.start(self._clock())
-            return True  # commit the lease even when an earlier run had started the deck
-
-        return change
 
     def _add_slides(self, first: int, drafts: list[_Draft]) -> _Change:
         async def change(deck: Deck, uow: UnitOfWork) -> bool:
@@ -401,6 +396,25 @@ class _Drafts:
         async with self._slots:
             started = time.perf_counter()
             return _Draft(await self._write(index), started)
+
+
+class _Start:
+    """The first step of a run: take the lease, start a deck still pending, and count the slides
+    an earlier run stored (under the row lock, with the lease taken, no other run adds one)."""
+
+    def __init__(self, owner: str, leases: Leases, clock: Clock) -> None:
+        self._owner = owner
+        self._leases = leases
+        self._clock = clock
+        self.slides_stored = 0
+
+    async def __call__(self, deck: Deck, uow: UnitOfWork) -> bool:
+        deck.take_lease(self._owner, self._leases.deadline(), self._clock())
+        if deck.status is DeckStatus.PENDING:
+            deck.start(self._clock())
+        elif deck.status is DeckStatus.GENERATING:  # planned: slides may be stored already
+            self.slides_stored = await uow.slides.count(deck.id)
+        return True  # commit the lease even when an earlier run had started the deck
 
 
 @dataclass(frozen=True)

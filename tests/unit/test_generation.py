@@ -53,6 +53,23 @@ async def test_a_full_run_publishes_every_event_once_in_order_and_marks_them_pub
     assert h.store.unpublished(deck.id) == []
 
 
+async def test_the_step_that_completes_the_deck_gives_its_lease_up_with_no_transaction_after(
+    h: Harness,
+) -> None:
+    deck = await h.create(slide_count=2)
+    commits_at_the_end: list[int] = []
+
+    async def note(events: Sequence[Event]) -> None:
+        if events[-1].event_type == "DeckCompleted":
+            commits_at_the_end.append(h.store.commits)
+
+    h.publisher.on_publish = note
+    await h.generator(FakeWriter(2)).generate(deck.id)
+
+    assert h.store.deck(deck.id).lease is None
+    assert h.store.commits == commits_at_the_end[0] + 1  # the mark of what was published
+
+
 async def test_the_plan_is_stored_and_its_title_replaces_the_placeholder(h: Harness) -> None:
     deck = await h.create(prompt="wind power")
     writer = FakeWriter(2)
