@@ -91,7 +91,7 @@ def _container(settings: Settings, role: Literal["api", "worker", "both"]) -> Co
 
 def serve(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     with_worker: Annotated[
         bool, typer.Option("--with-worker", help="Also run the worker in this process.")
     ] = False,
@@ -271,7 +271,7 @@ _DEV_TOKEN_TTL_SECONDS = 30 * 24 * 3600
 
 def dev(
     host: Annotated[str, typer.Option(help="Address to listen on.")] = "127.0.0.1",
-    port: Annotated[int, typer.Option(help="Port to listen on.")] = 8000,
+    port: Annotated[int, typer.Option(help="Port to listen on.", min=1, max=65535)] = 8000,
     data_dir: Annotated[
         Path | None,
         typer.Option(
