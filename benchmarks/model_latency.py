@@ -17,7 +17,7 @@ import argparse
 import asyncio
 import math
 
-from scratch import REDIS_URL, scratch_database
+from scratch import REDIS_URL, between, scratch_database, summary
 
 from presto_deck.bootstrap import Role, build_container
 from presto_deck.domain.content import DeckBrief
@@ -56,10 +56,10 @@ async def one_deck(
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=__doc__.splitlines()[0])
-    parser.add_argument("--slides", type=int, default=10)
+    parser = argparse.ArgumentParser(description=summary(__doc__))
+    parser.add_argument("--slides", type=between(1, 30), default=10)
     parser.add_argument("--latency", type=float, default=1.0, help="seconds per model call")
-    parser.add_argument("--ahead", type=int, nargs="+", default=[1, 4])
+    parser.add_argument("--ahead", type=between(1, 30), nargs="+", default=[1, 4])
     args = parser.parse_args()
     from loguru import logger
 

@@ -30,6 +30,7 @@ import shutil
 import signal
 import subprocess
 import sys
+import tempfile
 import time
 from collections.abc import Iterator, Sequence
 from dataclasses import dataclass, field
@@ -40,7 +41,7 @@ import httpx
 import jwt
 import psycopg
 import websockets
-from scratch import REDIS_URL, scratch_database
+from scratch import REDIS_URL, between, scratch_database, summary
 from websockets.asyncio.client import ClientConnection
 
 from presto_deck.bootstrap import Role, build_container
@@ -91,22 +92,27 @@ def _environment(database_url: str) -> dict[str, str]:
 def serve_process(database_url: str, port: int) -> Iterator[str]:
     """One real `presto-deck serve` on ``port``; its WebSocket base URL."""
     command = [str(PRESTO_DECK), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    serve = subprocess.Popen(command, env=_environment(database_url), stderr=subprocess.DEVNULL)
-    try:
-        deadline = time.monotonic() + 60
-        while True:
-            try:
-                if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).is_success:
-                    break
-            except httpx.TransportError:
-                pass
-            if serve.poll() is not None or time.monotonic() > deadline:
-                raise SystemExit(f"presto-deck serve did not start on port {port}")
-            time.sleep(0.2)
-        yield f"ws://127.0.0.1:{port}"
-    finally:
-        serve.terminate()
-        serve.wait(30)
+    with tempfile.TemporaryFile() as log:
+        serve = subprocess.Popen(command, env=_environment(database_url), stderr=log)
+        try:
+            deadline = time.monotonic() + 60
+            while True:
+                try:
+                    if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).is_success:
+                        break
+                except httpx.TransportError:
+                    pass
+                if serve.poll() is not None or time.monotonic() > deadline:
+                    log.seek(0)
+                    said = log.read().decode(errors="replace").strip().splitlines()[-3:]
+                    raise SystemExit(
+                        f"presto-deck serve did not start on port {port}: {' / '.join(said)}"
+                    )
+                time.sleep(0.2)
+            yield f"ws://127.0.0.1:{port}"
+        finally:
+            serve.terminate()
+            serve.wait(30)
 
 
 @dataclass
@@ -266,14 +272,16 @@ async def pipeline_figures(
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--decks", type=int, default=40)
-    parser.add_argument("--slides", type=int, default=10)
-    parser.add_argument("--pgbench-seconds", type=int, default=10)
+    parser = argparse.ArgumentParser(description=summary(__doc__))
+    parser.add_argument("--decks", type=between(1, 10_000), default=40)
+    parser.add_argument("--slides", type=between(1, 30), default=10)
+    parser.add_argument("--pgbench-seconds", type=between(1, 600), default=10)
     parser.add_argument("--profile", help="record the worker with py-spy (collapsed stacks)")
-    parser.add_argument("--port", type=int, default=8390, help="the first serve's port")
-    parser.add_argument("--serves", type=int, default=1, help="serve processes")
-    parser.add_argument("--workers", type=int, default=1, help="work processes")
+    parser.add_argument(
+        "--port", type=between(1, 65_000), default=8390, help="the first serve's port"
+    )
+    parser.add_argument("--serves", type=between(1, 8), default=1, help="serve processes")
+    parser.add_argument("--workers", type=between(1, 8), default=1, help="work processes")
     args = parser.parse_args()
     from loguru import logger
 

@@ -6,7 +6,7 @@ pool's pre-ping) and through psycopg alone.
     uv run python benchmarks/round_trips.py [--transactions 3000]
 
 A slide step is six round trips (pre-ping, BEGIN, the deck locked, slides inserted, the deck and
-its events written, COMMIT); a 10-slide deck about 44, plus Redis's.
+its events written, COMMIT); a 10-slide deck about 36, plus about 9 to Redis.
 """
 
 from __future__ import annotations
@@ -17,7 +17,7 @@ import time
 
 import psycopg
 import sqlalchemy as sa
-from scratch import ADMIN_URL
+from scratch import ADMIN_URL, between, summary
 from sqlalchemy.ext.asyncio import create_async_engine
 
 CONCURRENCY = 10
@@ -67,8 +67,8 @@ async def through_psycopg(transactions: int) -> float:
 
 
 async def main() -> None:
-    parser = argparse.ArgumentParser(description=(__doc__ or "").splitlines()[0])
-    parser.add_argument("--transactions", type=int, default=3000)
+    parser = argparse.ArgumentParser(description=summary(__doc__))
+    parser.add_argument("--transactions", type=between(10, 1_000_000), default=3000)
     args = parser.parse_args()
     orm = await through_sqlalchemy(args.transactions)
     raw = await through_psycopg(args.transactions)
