@@ -75,6 +75,8 @@ class _EventAnswer(msgspec.Struct):
 
 
 _answer_decoder = msgspec.json.Decoder(_EventAnswer)
+#: Looked up once: a fan-out counts thousands of deliveries per event.
+_DELIVERED_BY_SOCKET = EVENTS_DELIVERED.labels(source="socket")
 
 
 class SocketSession:
@@ -96,12 +98,14 @@ class SocketSession:
         self._token_expires_at = identity.expires_at
         self._deck_id = deck_id
         self._heartbeat_seconds = settings.ws_heartbeat_seconds
+        self._live_grace = min(1.0, settings.ws_heartbeat_seconds / 2)
         self._frames_per_second = settings.limit_frames_per_second
         # A page of history stays in memory until its last event is sent: no more of it than
         # of live events may wait for a client that reads slowly.
         self._history_page = settings.ws_send_queue
         self._lock = asyncio.Lock()  # one writer at a time; also guards the cursor
         self._catch_up_now = asyncio.Event()
+        self._pumped = asyncio.Event()  # a live event was handled
         self._delivery = EventDelivery(
             DeliveryCursor(0),
             history=self._history,
@@ -159,7 +163,7 @@ class SocketSession:
 
     async def _send_event(self, data: bytes) -> None:
         await self._socket.send_data(data, mode="text")
-        EVENTS_DELIVERED.labels(source="socket").inc()
+        _DELIVERED_BY_SOCKET.inc()
         if self._awaiting:
             await self._answer_if_awaited(data)
 
@@ -187,6 +191,7 @@ class SocketSession:
         async for data in live:
             async with self._lock:
                 await self._delivery.offer(data)
+            self._pumped.set()
 
     async def _beat(self) -> None:
         while True:
@@ -204,8 +209,18 @@ class SocketSession:
                 await self._send(encode_event(frame))
 
     async def _behind(self) -> bool:
+        """Whether the deck has moved past what this socket sent and its live events are not
+        bringing it: events still queued for a socket that reads slowly, or fanned out behind
+        thousands of others, get a moment to arrive before the database is asked."""
         head = await self._heads.version(self._deck_id)
-        return head is None or head > self._delivery.cursor.delivered
+        if head is None:
+            return True
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(self._live_grace):
+                while self._delivery.cursor.delivered < head:
+                    self._pumped.clear()
+                    await self._pumped.wait()
+        return self._delivery.cursor.delivered < head
 
     async def _wait_for_beat(self) -> bool:
         """Sleep until the next heartbeat, or until told to catch up (True)."""
