@@ -73,10 +73,12 @@ async def watch(
         headers = {"Authorization": f"Bearer {token}"}
         try:
             async with websockets.connect(
-                f"{base}/ws/decks/{deck_id}?{query}", additional_headers=headers
+                f"{base}/ws/decks/{deck_id}?{query}",
+                additional_headers=headers,
+                max_size=None,  # an event is as large as its deck's slides, and it is ours
             ) as socket:
-                retry.reached()
                 async for raw in socket:
+                    retry.reached()  # reached means a frame came, not only a handshake
                     frame = json.loads(raw)
                     if "event_type" not in frame or frame["event_type"] == "Heartbeat":
                         continue  # an answer to another client's frame, or a heartbeat

@@ -132,9 +132,10 @@ class SocketSession:
         self._catch_up_now.set()
 
     async def run(self, live: Any, last_version: int | None, current: int) -> None:
-        # Version 1 is a new deck's and has no event: after 0 comes 2, as after 1.
+        # Version 1 is a new deck's and has no event: after 0 comes 2, as after 1. A version
+        # past the deck's own was never sent: resuming from it would skip what comes next.
         self._delivery.cursor = DeliveryCursor(
-            current if last_version is None else max(last_version, 1)
+            current if last_version is None else min(max(last_version, 1), current)
         )
         OPEN_WEBSOCKETS.inc()
         tasks: list[asyncio.Task[None]] = []
@@ -257,6 +258,9 @@ class SocketSession:
             edit = edit_of(frame)
         except (msgspec.DecodeError, msgspec.ValidationError, InvalidFrame) as exc:
             await self._refuse(request_id_of(raw), INVALID_FRAME, str(exc))
+            return
+        except UnicodeDecodeError:  # a binary frame whose JSON strings are not UTF-8
+            await self._refuse(None, INVALID_FRAME, "The frame is not valid UTF-8.")
             return
         except RecursionError:  # JSON nested deeper than the decoder goes
             await self._refuse(request_id_of(raw), INVALID_FRAME, "The frame is nested too deep.")

@@ -30,10 +30,12 @@ class DeckHeads:
         read: ReadVersions,
         *,
         max_age_seconds: float = 1.0,
+        timeout_seconds: float = 5.0,
         clock: Callable[[], float] = time.monotonic,
     ) -> None:
         self._read = read
         self._max_age = max_age_seconds
+        self._timeout = timeout_seconds
         self._clock = clock
         self._watched: Counter[UUID] = Counter()
         self._versions: Mapping[UUID, int] = {}
@@ -65,8 +67,11 @@ class DeckHeads:
         started = self._clock()
         watched = list(self._watched)
         try:
-            self._versions = await self._read(watched)
-        except StorageError as exc:  # each socket falls back on its own look
-            logger.debug("could not read the decks' versions: {}", exc)
+            # Bounded: every socket of the process waits for this one read, and a connection
+            # that hangs (a half-open socket, a frozen server) must not stop all their beats.
+            async with asyncio.timeout(self._timeout):
+                self._versions = await self._read(watched)
+        except (StorageError, TimeoutError) as exc:  # each socket falls back on its own look
+            logger.warning("could not read the versions of the watched decks: {!r}", exc)
             self._versions = {}
         self._read_at = started

@@ -313,6 +313,22 @@ async def test_an_unpublished_last_event_arrives_with_the_next_heartbeat(
 # -- heartbeats and the open connection ------------------------------------------------------------
 
 
+async def test_a_last_version_past_the_decks_own_resumes_from_the_decks_own(
+    api: RunningApi, alice: DeckClient
+) -> None:
+    """A client that claims versions the deck never had misses nothing that comes after."""
+    deck_id = await alice.create("From the future")
+
+    async with alice.socket(deck_id, last_version=999) as ws:
+        _, heartbeat = await events_until_heartbeat(ws)
+        cancelled = await alice.http.post(f"/api/v1/decks/{deck_id}/cancel")
+        assert cancelled.status_code == 202, cancelled.text
+        events = await receive_events(ws, is_terminal, timeout=5)
+
+    assert heartbeat["version"] == 1
+    assert [(e["event_type"], e["version"]) for e in events] == [("DeckCancelled", 2)]
+
+
 async def test_heartbeats_name_the_deck_and_are_never_persisted(
     alice: DeckClient, worker: None
 ) -> None:
@@ -461,6 +477,9 @@ INVALID_FRAMES: dict[str, str | bytes] = {
     ),
     "binary garbage": b"\x00\xff\xfe binary",
     "binary empty": b"",
+    "binary JSON with a string that is not UTF-8": (
+        b'{"type": "UpdateSlide", "data": {"slide_id": "s-1", "notes": "\xed\xa0\x80"}}'
+    ),
 }
 
 

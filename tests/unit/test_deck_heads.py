@@ -123,3 +123,21 @@ async def test_a_socket_that_closes_while_waiting_does_not_cancel_the_others_rea
         assert await staying == 5
     assert leaving.cancelled()
     assert len(reads.asked) == 1
+
+
+async def test_a_read_that_hangs_ends_at_its_timeout_and_leaves_no_socket_waiting(
+    reads: Reads, clock: Clock
+) -> None:
+    """A connection that hangs (half-open, a frozen server) must not stop every socket's beat."""
+    heads = DeckHeads(reads, max_age_seconds=1.0, timeout_seconds=0.1, clock=clock)
+    deck = uuid4()
+    reads.versions = {deck: 6}
+    reads.gate = asyncio.Event()  # never set: the read hangs
+    with heads.watching(deck):
+        answers = await asyncio.wait_for(
+            asyncio.gather(*(heads.version(deck) for _ in range(20))), 1
+        )
+        assert answers == [None] * 20
+        reads.gate.set()
+        clock.now += 1.1
+        assert await heads.version(deck) == 6
