@@ -37,6 +37,35 @@ def _records(name: str, *columns: sa.Column[Any]) -> Any:
     )
 
 
+_INSERT_DECK = (
+    pg_insert(decks)
+    .values(
+        {
+            column: sa.bindparam(column.name, type_=column.type)
+            for column in decks.c
+            if column.name
+            in {
+                "id", "user_id", "title", "status", "version", "prompt", "slide_count",
+                "template", "theme", "language", "requested_title", "idempotency_key",
+                "created_at", "updated_at",
+            }
+        }
+    )
+    .on_conflict_do_nothing(constraint="uq_decks_user_idempotency_key")
+    .returning(decks.c.id)
+)  # fmt: skip
+# A transaction-scoped advisory lock on the user (hashed; a collision only serializes two users'
+# creations). The two-key form keeps clear of the migrations' one-key lock.
+_LOCK_USER = sa.select(
+    sa.func.pg_advisory_xact_lock(
+        _CREATION_LOCK_SPACE, sa.func.hashtext(sa.bindparam("user_id", type_=sa.Text))
+    )
+)
+_COUNT_ACTIVE = (
+    sa.select(sa.func.count())
+    .select_from(decks)
+    .where(decks.c.user_id == sa.bindparam("user_id"), decks.c.status.in_(_ACTIVE))
+)
 _DECK_VERSIONS = sa.select(decks.c.id, decks.c.version).where(
     decks.c.id == sa.func.any(sa.bindparam("deck_ids", type_=ARRAY(decks.c.id.type)))
 )
@@ -114,28 +143,23 @@ class SqlDeckRepository:
         self._conn = connection
 
     async def add(self, deck: Deck, idempotency_key: str | None = None) -> Deck:
-        insert = (
-            pg_insert(decks)
-            .values(
-                id=deck.id,
-                user_id=deck.user_id,
-                title=deck.title,
-                status=deck.status.value,
-                version=deck.version,
-                prompt=deck.brief.prompt,
-                slide_count=deck.brief.slide_count,
-                template=deck.brief.template,
-                theme=deck.brief.theme,
-                language=deck.brief.language,
-                requested_title=deck.brief.title,
-                idempotency_key=idempotency_key,
-                created_at=deck.created_at,
-                updated_at=deck.updated_at,
-            )
-            .on_conflict_do_nothing(constraint="uq_decks_user_idempotency_key")
-            .returning(decks.c.id)
-        )
-        if (await self._conn.execute(insert)).first() is not None:
+        values = {
+            "id": deck.id,
+            "user_id": deck.user_id,
+            "title": deck.title,
+            "status": deck.status.value,
+            "version": deck.version,
+            "prompt": deck.brief.prompt,
+            "slide_count": deck.brief.slide_count,
+            "template": deck.brief.template,
+            "theme": deck.brief.theme,
+            "language": deck.brief.language,
+            "requested_title": deck.brief.title,
+            "idempotency_key": idempotency_key,
+            "created_at": deck.created_at,
+            "updated_at": deck.updated_at,
+        }
+        if (await self._conn.execute(_INSERT_DECK, values)).first() is not None:
             return deck
         # The same user sent the same key before: that earlier deck is the answer.
         row = (
@@ -249,17 +273,10 @@ class SqlDeckRepository:
         return int(row[0]), row[1]
 
     async def lock_user(self, user_id: str) -> None:
-        # A transaction-scoped advisory lock on the user (hashed; a collision only serializes
-        # two users' creations). The two-key form keeps clear of the migrations' one-key lock.
-        lock = sa.func.pg_advisory_xact_lock(_CREATION_LOCK_SPACE, sa.func.hashtext(user_id))
-        await self._conn.execute(sa.select(lock))
+        await self._conn.execute(_LOCK_USER, {"user_id": user_id})
 
     async def count_active(self, user_id: str) -> int:
-        total = await self._conn.scalar(
-            sa.select(sa.func.count())
-            .select_from(decks)
-            .where(decks.c.user_id == user_id, decks.c.status.in_(_ACTIVE))
-        )
+        total = await self._conn.scalar(_COUNT_ACTIVE, {"user_id": user_id})
         return int(total or 0)
 
     async def versions(self, deck_ids: Collection[UUID]) -> dict[UUID, int]:
