@@ -191,7 +191,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             return
         cycle = self.cycle
         if not cycle.response_started:
-            self.transport.write(_error_response(HTTPStatus.REQUEST_TIMEOUT))
+            self.transport.write(error_response(HTTPStatus.REQUEST_TIMEOUT))
         if not cycle.response_complete:
             cycle.disconnected = True  # nothing more of this request is read or written
             cycle.message_event.set()
@@ -207,7 +207,7 @@ class BoundedHttpProtocol(HttpToolsProtocol):
             self.cycle.keep_alive = False
             self.flow.pause_reading()
             return
-        self.transport.write(_error_response(status))
+        self.transport.write(error_response(status))
         self.transport.close()
 
 
@@ -291,7 +291,8 @@ def bounded_http_protocol(
     return _Configured
 
 
-def _error_response(status: HTTPStatus) -> bytes:
+def error_response(status: HTTPStatus) -> bytes:
+    """A whole HTTP response, closing the connection, with a JSON body like the application's."""
     # The same JSON shape as the application's errors (api/errors.py).
     body = msgspec.json.encode({"status_code": status.value, "detail": f"{status.phrase}."})
     head = (

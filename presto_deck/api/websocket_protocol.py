@@ -27,15 +27,18 @@ import socket
 import struct
 from collections import deque
 from collections.abc import Mapping
+from http import HTTPStatus
 from typing import Any, ClassVar, cast
 
 from loguru import logger
 from uvicorn._types import ASGIReceiveEvent
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
+from websockets.exceptions import HeaderLineTooLong, RequestLineTooLong, TooManyHeaders
 from websockets.frames import CloseCode, Frame, Opcode
 from websockets.protocol import State
 from websockets.server import ServerProtocol
 
+from presto_deck.api.http_protocol import error_response
 from presto_deck.application.limits import FrameRateExceeded, FrameThrottle, FrameVerdict
 
 #: SO_LINGER on, with a zero linger time.
@@ -79,6 +82,9 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
 
     def data_received(self, data: bytes) -> None:
         super().data_received(data)
+        if self.conn.state is State.CONNECTING and self.conn.handshake_exc is not None:
+            self._refuse_handshake(self.conn.handshake_exc)
+            return
         flood = self._throttled.flood
         if flood is not None and self._flood_event is None and not self.close_sent:
             # Behind the messages that came before it: the application answers those first.
@@ -89,6 +95,21 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
             }
             self.queue.put_nowait(self._flood_event)
             self.transport.pause_reading()  # nothing more is read from a flooding client
+
+    def _refuse_handshake(self, exc: Exception) -> None:
+        """Answer an upgrade request websockets could not parse (a line over its 8 KiB, more than
+        128 headers, no HTTP at all) and close: uvicorn sends nothing when no request came out of
+        the parser, and the connection would stay open for ever."""
+        if self.transport.is_closing():
+            return
+        if isinstance(exc, RequestLineTooLong):
+            status = HTTPStatus.REQUEST_URI_TOO_LONG
+        elif isinstance(exc, HeaderLineTooLong | TooManyHeaders):
+            status = HTTPStatus.REQUEST_HEADER_FIELDS_TOO_LARGE
+        else:
+            status = HTTPStatus.BAD_REQUEST
+        self.transport.write(error_response(status))
+        self.transport.close()
 
     def send_receive_event_to_app(self) -> None:
         verdict = self._throttled.message_verdicts.popleft()

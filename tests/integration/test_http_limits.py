@@ -88,6 +88,33 @@ async def test_a_websocket_upgrade_with_an_oversized_head_gets_431(
     assert_json_error(answer, 431)
 
 
+_UPGRADE = (
+    "Connection: Upgrade\r\nUpgrade: websocket\r\nSec-WebSocket-Version: 13\r\n"
+    "Sec-WebSocket-Key: dGhlIHNhbXBsZSBub25jZQ==\r\n"
+)
+
+
+@pytest.mark.parametrize(
+    ("what", "extra"),
+    [
+        ("a header line over websockets' 8 KiB", ""),
+        ("more headers than websockets takes", "".join(f"X-H{n}: v\r\n" for n in range(130))),
+    ],
+)
+async def test_an_upgrade_under_the_head_limit_that_websockets_refuses_gets_431_and_closes(
+    api: RunningApi, what: str, extra: str
+) -> None:
+    """Under the server's own limit (16 KiB) but over websockets' (8 KiB a line, 128 headers):
+    answered and closed, not left open with nothing said."""
+    path = "/ws/decks/00000000-0000-4000-8000-000000000000"
+    size = 12_000 if not extra else len(extra) + 400
+    async with connection(api.url) as (reader, writer):
+        writer.write(request_head(path, size, headers=_UPGRADE + extra))
+        answer = await asyncio.wait_for(read_until_closed(reader), 5)
+
+    assert_json_error(answer, 431)
+
+
 async def test_the_limit_holds_for_the_next_request_on_a_kept_alive_connection(
     api: RunningApi, settings: Settings
 ) -> None:
