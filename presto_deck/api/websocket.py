@@ -37,6 +37,8 @@ from presto_deck.infrastructure.tokens import Identity, InvalidToken, TokenVerif
 from presto_deck.settings import Settings
 
 _AnySocket = WebSocket[Any, Any, Any]
+#: The largest version a client may name (PostgreSQL's integer).
+_MAX_VERSION = 2**31 - 1
 
 
 class _Rejected(Exception):
@@ -114,8 +116,16 @@ def _handshake(
     raw_version = socket.query_params.get("last_version")
     last_version: int | None = None
     if raw_version is not None:
-        if not raw_version.isascii() or not raw_version.isdigit() or len(raw_version) > 9:
-            raise _Rejected(CLOSE_BAD_REQUEST, "last_version must be a non-negative integer")
+        # The range of the HTTP API's after_version; the length bounds int()'s work first.
+        if (
+            not raw_version.isascii()
+            or not raw_version.isdigit()
+            or len(raw_version) > 20
+            or int(raw_version) > _MAX_VERSION
+        ):
+            raise _Rejected(
+                CLOSE_BAD_REQUEST, f"last_version must be an integer from 0 to {_MAX_VERSION}"
+            )
         last_version = int(raw_version)
     try:
         deck_uuid = UUID(deck_id)

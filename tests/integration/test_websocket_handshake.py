@@ -19,6 +19,7 @@ from websockets.exceptions import ConnectionClosed
 from presto_deck.settings import Settings
 from tests.support.client import DeckClient, receive_events
 from tests.support.running import RunningApi
+from tests.support.sockets import wait_until_live
 from tests.support.tokens import (
     BAD_TOKENS,
     huge_crit_header,
@@ -207,9 +208,24 @@ async def test_missing_foreign_and_malformed_deck_ids_close_4404_with_one_same_r
 # -- 4400: last_version ----------------------------------------------------------------------------
 
 
+async def test_a_last_version_up_to_the_largest_version_is_taken(
+    api: RunningApi, alice: DeckClient
+) -> None:
+    """As the HTTP API's after_version: any integer PostgreSQL holds, leading zeros or not."""
+    deck_id = await cancelled_deck(alice)
+
+    for value in ("1000000000", "2147483647", "00000000002"):
+        url = socket_url(api, deck_id, token=alice.token, last_version=value)
+        async with websockets.connect(url) as ws:
+            await wait_until_live(ws)  # accepted, and nothing replayed: it has version 2
+
+
 async def test_a_bad_last_version_is_closed_4400(api: RunningApi, alice: DeckClient) -> None:
     deck_id = await cancelled_deck(alice)
-    values = ["-1", "abc", "1.5", "99999999999999999999", "", " 1", "+1", "1e3", "0x10", "\u0661"]
+    values = [
+        "-1", "abc", "1.5", "99999999999999999999", "", " 1", "+1", "1e3", "0x10", "\u0661",
+        "2147483648", "1" * 21,
+    ]  # fmt: skip
 
     closes = {
         value: await close_of(socket_url(api, deck_id, token=alice.token, last_version=value))
