@@ -7,12 +7,12 @@ server; and the delay of every event from its commit to the client at that load.
         [--port 8390] [--serves 1] [--workers 1] [--profile worker.txt]
 
 The decks are queued first; one `serve` process on --port holds a socket on each (its owner's);
-then the worker starts and writes them all. --serves and --workers run more of each on the same
-PostgreSQL and Redis, the sockets split evenly over the serves (scaling out). "committed"
-counts from the first commit to the last as PostgreSQL stamped them, "delivered" to the last
-event read by a socket. An event's delay is
-the moment a socket read it minus its ``timestamp`` (the worker's clock as it built the
-transaction). --profile records the worker with py-spy (collapsed stacks).
+then the worker starts (its metrics on --port + 10) and writes them all. --serves and --workers
+run more of each on the same PostgreSQL and Redis, the sockets split evenly over the serves
+(scaling out). "committed" counts from the first commit to the last as PostgreSQL stamped them,
+"delivered" to the last event read by a socket. An event's delay is the moment a socket read it
+minus its ``timestamp`` (the worker's clock as it built the transaction). --profile records the
+first worker with py-spy (collapsed stacks).
 
 Uses databases of its own (dropped at the end) on the PostgreSQL of PRESTO_BENCH_DATABASE_URL
 and the Redis db of PRESTO_BENCH_REDIS_URL (db 12 by default), on 127.0.0.1.
@@ -22,26 +22,22 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import os
 import re
 import shutil
-import signal
 import subprocess
-import sys
-import tempfile
 import time
-from collections.abc import Iterator, Sequence
+from collections.abc import Sequence
 from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
-import httpx
-import jwt
 import psycopg
 import websockets
 from scratch import REDIS_URL, between, scratch_database, summary
+from sockets import percentile
+from stack import mint, recorded, running_stack
 from websockets.asyncio.client import ClientConnection
 
 from presto_deck.bootstrap import Role, build_container
@@ -70,49 +66,12 @@ def pgbench_tps(seconds: int) -> float:
     return float(found[1])
 
 
-PRESTO_DECK = Path(sys.executable).with_name("presto-deck")
-#: The secret of the tokens the watchers use (a scratch server on 127.0.0.1 only).
-JWT_SECRET = "presto-bench-pipeline-" + "0" * 32
 TERMINAL = {"DeckCompleted", "DeckFailed", "DeckCancelled"}
-
-
-def _environment(database_url: str) -> dict[str, str]:
-    return {
-        **{k: v for k, v in os.environ.items() if not k.startswith(("PRESTO_", "OTEL_"))},
-        "PRESTO_DATABASE_URL": database_url,
-        "PRESTO_REDIS_URL": REDIS_URL,
-        "PRESTO_OFFLINE_SLIDE_DELAY_MS": "0",
-        "PRESTO_LOG_LEVEL": "WARNING",
-        "PRESTO_JWT_SECRET": JWT_SECRET,
-        "PRESTO_WORKER_MAX_JOBS": os.environ.get("PRESTO_BENCH_WORKER_MAX_JOBS", "10"),
-    }
-
-
-@contextlib.contextmanager
-def serve_process(database_url: str, port: int) -> Iterator[str]:
-    """One real `presto-deck serve` on ``port``; its WebSocket base URL."""
-    command = [str(PRESTO_DECK), "serve", "--host", "127.0.0.1", "--port", str(port)]
-    with tempfile.TemporaryFile() as log:
-        serve = subprocess.Popen(command, env=_environment(database_url), stderr=log)
-        try:
-            deadline = time.monotonic() + 60
-            while True:
-                try:
-                    if httpx.get(f"http://127.0.0.1:{port}/health/live", timeout=1).is_success:
-                        break
-                except httpx.TransportError:
-                    pass
-                if serve.poll() is not None or time.monotonic() > deadline:
-                    log.seek(0)
-                    said = log.read().decode(errors="replace").strip().splitlines()[-3:]
-                    raise SystemExit(
-                        f"presto-deck serve did not start on port {port}: {' / '.join(said)}"
-                    )
-                time.sleep(0.2)
-            yield f"ws://127.0.0.1:{port}"
-        finally:
-            serve.terminate()
-            serve.wait(30)
+#: The offline writer at zero delay: the pipeline's own cost, no model's.
+_SETTINGS = {
+    "PRESTO_OFFLINE_SLIDE_DELAY_MS": "0",
+    "PRESTO_WORKER_MAX_JOBS": os.environ.get("PRESTO_BENCH_WORKER_MAX_JOBS", "10"),
+}
 
 
 @dataclass
@@ -129,8 +88,7 @@ async def open_watchers(ws_url: str, decks: Sequence[tuple[str, str]]) -> list[C
     """A socket on each deck (its owner's), open and listening once this returns."""
 
     async def one(deck_id: str, owner: str) -> ClientConnection:
-        token = jwt.encode({"sub": owner, "exp": int(time.time()) + 3600}, JWT_SECRET)
-        url = f"{ws_url}/ws/decks/{deck_id}?token={token}&last_version=1"
+        url = f"{ws_url}/ws/decks/{deck_id}?token={mint(owner)}&last_version=1"
         return await websockets.connect(url, max_size=None, open_timeout=30)
 
     return list(await asyncio.gather(*(one(deck_id, owner) for deck_id, owner in decks)))
@@ -160,29 +118,6 @@ async def follow(sockets: Sequence[ClientConnection], events_per_deck: int) -> W
 
     await asyncio.gather(*(one(ws) for ws in sockets))
     return watched
-
-
-def percentile(values: list[float], share: float) -> float:
-    ordered = sorted(values)
-    return ordered[min(len(ordered) - 1, round(share * (len(ordered) - 1)))]
-
-
-@contextlib.contextmanager
-def work_process(database_url: str, profile: str | None) -> Iterator[None]:
-    """One real `presto-deck work`, offline writer at zero delay; with ``profile``, run under
-    py-spy, whose collapsed stacks are written there."""
-    env = _environment(database_url)
-    command = [str(PRESTO_DECK), "work"]
-    if profile:
-        spy = ["uvx", "--from", "py-spy", "py-spy", "record", "--format", "raw", "-r", "200"]
-        command = [*spy, "-o", profile, "--", *command]
-    work = subprocess.Popen(command, env=env, stderr=subprocess.DEVNULL)
-    try:
-        time.sleep(3)  # its imports
-        yield
-    finally:
-        work.send_signal(signal.SIGINT if profile else signal.SIGTERM)  # py-spy writes on SIGINT
-        work.wait(30)
 
 
 async def queue_decks(database_url: str, decks: int, slides: int) -> list[tuple[str, str]]:
@@ -226,12 +161,6 @@ async def committed_per_second(database_url: str, decks: int, slides: int) -> fl
     return decks * slides / float(window[0])
 
 
-async def slides_per_second(database_url: str, decks: int, slides: int) -> float:
-    """Create the decks for the running worker and count its slides committed per second."""
-    await queue_decks(database_url, decks, slides)
-    return await committed_per_second(database_url, decks, slides)
-
-
 @dataclass
 class Figures:
     committed_per_second: float
@@ -244,24 +173,26 @@ async def pipeline_figures(
     decks: int, slides: int, port: int, profile: str | None, *, serves: int = 1, workers: int = 1
 ) -> Figures:
     """Decks queued, a socket open on each through ``serves`` `serve` processes (split evenly,
-    no balancer), then ``workers`` `work` processes write them."""
-    with scratch_database("presto_bench") as url, contextlib.ExitStack() as processes:
-        # All queued before the worker starts: the figure is the workers', not this script's.
-        queued = await queue_decks(url, decks, slides)
-        ws_urls = [processes.enter_context(serve_process(url, port + n)) for n in range(serves)]
-        sockets = [
-            *await asyncio.gather(
-                *(open_watchers(ws_urls[n], queued[n::serves]) for n in range(serves))
-            )
-        ]
+    no balancer), then ``workers`` `work` processes write them; with ``profile``, py-spy records
+    the first worker."""
+    with running_stack(port=port, serves=serves, works=0, settings=_SETTINGS) as stack:
+        # All queued before a worker starts: the figure is the workers', not this script's.
+        queued = await queue_decks(stack.database_url, decks, slides)
+        ws_urls = [url.replace("http://", "ws://", 1) for url in stack.urls]
+        sockets = await asyncio.gather(
+            *(open_watchers(ws_urls[n], queued[n::serves]) for n in range(serves))
+        )
         following = asyncio.create_task(
             follow([ws for some in sockets for ws in some], events_per_deck=slides + 3)
         )
-        for n in range(workers):
-            processes.enter_context(work_process(url, profile if n == 0 else None))
-        committed = await committed_per_second(url, decks, slides)
+        # Off the loop: the sockets are read while a worker starts (the first one writes at once).
+        first_worker = await asyncio.to_thread(stack.start_work)
+        for _ in range(workers - 1):
+            await asyncio.to_thread(stack.start_work)
+        async with recorded(first_worker.pid, profile):
+            committed = await committed_per_second(stack.database_url, decks, slides)
         watched = await asyncio.wait_for(following, 60)
-        async with await psycopg.AsyncConnection.connect(url) as conn:
+        async with await psycopg.AsyncConnection.connect(stack.database_url) as conn:
             cursor = await conn.execute(
                 "SELECT extract(epoch FROM min(created_at)) FROM deck_events"
             )
@@ -305,7 +236,7 @@ async def main() -> None:
         print(f"  {what}: {rate:8.0f} slides/s  ratio {rate / tps:.3f}")
     print(
         f"commit -> client, {len(latencies)} events on {args.decks} sockets:"
-        f" p50 {percentile(latencies, 0.5):.0f} ms, p99 {percentile(latencies, 0.99):.0f} ms,"
+        f" p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms,"
         f" max {max(latencies):.0f} ms; missing {figures.watched.missing}"
     )
 
