@@ -37,23 +37,12 @@ def _records(name: str, *columns: sa.Column[Any]) -> Any:
     )
 
 
+# The columns come from the parameters each execution passes (SQLAlchemy caches by their names).
 _INSERT_DECK = (
     pg_insert(decks)
-    .values(
-        {
-            column: sa.bindparam(column.name, type_=column.type)
-            for column in decks.c
-            if column.name
-            in {
-                "id", "user_id", "title", "status", "version", "prompt", "slide_count",
-                "template", "theme", "language", "requested_title", "idempotency_key",
-                "created_at", "updated_at",
-            }
-        }
-    )
     .on_conflict_do_nothing(constraint="uq_decks_user_idempotency_key")
     .returning(decks.c.id)
-)  # fmt: skip
+)
 # A transaction-scoped advisory lock on the user (hashed; a collision only serializes two users'
 # creations). The two-key form keeps clear of the migrations' one-key lock.
 _LOCK_USER = sa.select(
