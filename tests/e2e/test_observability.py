@@ -109,9 +109,16 @@ def test_every_span_of_the_deck_is_in_the_trace_whose_id_is_the_deck_id(
     assert names["deck.slide"] == SLIDES
     assert names["llm plan"] == 1
     assert names["llm write_slide"] == SLIDES
-    assert names["events publish"] >= SLIDES + 2  # started, planned, each slide, completed
-    assert names["stream fan-out"] >= SLIDES + 2
-    assert names["db transaction"] >= SLIDES + 3
+    published = sum(
+        span.attributes["messaging.batch.message_count"]
+        for span in in_trace
+        if span.name == "events publish"
+    )
+    assert published >= SLIDES + 2  # started, planned, each slide, completed
+    assert names["stream fan-out"] >= SLIDES + 2  # one per event
+    # The creation, the start, the plan and the slides' steps: slides written by the time an
+    # earlier one is stored go into its step, so there may be fewer steps than slides.
+    assert names["db transaction"] >= 4
     assert names["socket replay"] >= 1
     assert {span.service for span in in_trace} == {"presto-deck-api", "presto-deck-worker"}
 

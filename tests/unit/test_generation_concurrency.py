@@ -45,6 +45,29 @@ class SlowWriter(FakeWriter):
             self.in_flight -= 1
 
 
+class FirstLastWriter(SlowWriter):
+    """A ``SlowWriter`` whose slide 0 returns only once ``first_after`` later slides have,
+    however loaded the machine."""
+
+    def __init__(self, slides: int, first_after: int) -> None:
+        super().__init__(slides, seconds=0)
+        self._first_after = first_after
+        self._later_written = 0
+        self._first_may_return = asyncio.Event()
+
+    async def write_slide(
+        self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
+    ) -> SlideContent:
+        if index == 0:
+            await self._first_may_return.wait()
+        content = await super().write_slide(brief, plan, index, budget)
+        if index > 0:
+            self._later_written += 1
+            if self._later_written == self._first_after:
+                self._first_may_return.set()
+        return content
+
+
 @pytest.fixture
 def h() -> Harness:
     return Harness(slides_per_deck=AHEAD)
@@ -79,7 +102,8 @@ async def test_slides_written_while_an_earlier_one_is_awaited_are_stored_in_its_
 
     h.publisher.on_publish = record
 
-    assert await h.generator(SlowWriter(8)).generate(deck.id) is DeckStatus.COMPLETED
+    writer = FirstLastWriter(8, first_after=AHEAD - 1)
+    assert await h.generator(writer).generate(deck.id) is DeckStatus.COMPLETED
 
     assert batches[0] == [1, 2, 3, 4]
     assert [order for batch in batches for order in batch] == list(range(1, 9))
