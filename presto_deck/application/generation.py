@@ -187,7 +187,8 @@ class DeckGenerator:
                 batch = [draft, *drafts.take_written(index + 1)]
                 stored = {"slide.index": index, "slide.count": len(batch)}
                 with tracer.start_as_current_span("deck.slide.commit", attributes=stored):
-                    updated = await self._step(deck.id, self._add_slides(index, batch), owner)
+                    adding = self._add_slides(index, batch, total)
+                    updated = await self._step(deck.id, adding, owner)
                 for each in batch:
                     self._meter.slide_generated(time.perf_counter() - each.started)
                 if updated is None or updated.status is not DeckStatus.GENERATING:
@@ -261,7 +262,10 @@ class DeckGenerator:
         await self._publishing.publish(deck.take_events())
         return deck
 
-    def _add_slides(self, first: int, drafts: list[_Draft]) -> _Change:
+    def _add_slides(self, first: int, drafts: list[_Draft], total: int) -> _Change:
+        """Store the slides from index ``first`` on; the step that stores the deck's last one
+        completes it too, unless a slide was found taken (then the completion counts them)."""
+
         async def change(deck: Deck, uow: UnitOfWork) -> bool:
             now = self._clock()
             slides = [
@@ -282,6 +286,8 @@ class DeckGenerator:
             added = await uow.slides.add_unless_taken(slides)
             for slide in added:
                 deck.add_generated_slide(slide, now)
+            if len(added) == len(slides) and first + len(slides) == total:
+                deck.complete(total, now)
             return bool(added)
 
         return change

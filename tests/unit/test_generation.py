@@ -11,8 +11,9 @@ import msgspec
 import pytest
 from loguru import logger
 
-from presto_deck.domain.content import DeckPlan
-from presto_deck.domain.deck import DeckStatus
+from presto_deck.application.ports import ModelCallBudget
+from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
+from presto_deck.domain.deck import DeckStatus, Slide
 from presto_deck.domain.events import Event
 from tests.unit.event_checks import (
     assert_ends_with,
@@ -68,6 +69,58 @@ async def test_the_step_that_completes_the_deck_gives_its_lease_up_with_no_trans
 
     assert h.store.deck(deck.id).lease is None
     assert h.store.commits == commits_at_the_end[0] + 1  # the mark of what was published
+
+
+async def test_the_step_that_stores_the_last_slide_completes_the_deck_in_the_same_commit(
+    h: Harness,
+) -> None:
+    deck = await h.create(slide_count=3)
+    batches: list[list[str]] = []
+
+    async def note(events: Sequence[Event]) -> None:
+        batches.append([event.event_type for event in events])
+
+    h.publisher.on_publish = note
+    await h.generator(FakeWriter(3)).generate(deck.id)
+
+    assert batches[-1][-2:] == ["SlideAdded", "DeckCompleted"]
+    assert_one_normal_life(h, deck.id, 3)
+
+
+async def test_a_last_slide_found_stored_leaves_the_completion_to_a_step_that_counts(
+    h: Harness,
+) -> None:
+    """The last slide's order taken already (by a run before a takeover): the step adds
+    nothing, and the deck completes once its slides are counted, the stored one kept."""
+    deck = await h.create(slide_count=2)
+    there_first = uuid4()
+
+    class Overtaken(FakeWriter):
+        async def write_slide(
+            self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
+        ) -> SlideContent:
+            content = await super().write_slide(brief, plan, index, budget)
+            if index == 1:
+                async with h.store.uow() as uow:
+                    now = h.clock()
+                    kept = Slide(
+                        id=there_first,
+                        deck_id=deck.id,
+                        order=2,
+                        html_content="<p>kept</p>",
+                        presenter_notes=None,
+                        created_at=now,
+                        updated_at=now,
+                        content=content,
+                    )
+                    await uow.slides.add(kept)
+                    await uow.commit()
+            return content
+
+    assert await h.generator(Overtaken(2)).generate(deck.id) is DeckStatus.COMPLETED
+
+    assert [(s.order, s.id) for s in h.store.slides(deck.id)][1] == (2, there_first)
+    assert types_of(h.store.events(deck.id)).count("DeckCompleted") == 1
 
 
 async def test_the_plan_is_stored_and_its_title_replaces_the_placeholder(h: Harness) -> None:
