@@ -215,7 +215,10 @@ class DeckGenerator:
     ) -> _Draft | None:
         """Slide ``index`` once it is written; None if the user asked to cancel the deck first
         (looked up in Redis now and then while the model writes, so that a cancellation stops
-        the calls in flight at once)."""
+        the calls in flight at once; a slide written already goes to its step, which sees the
+        cancellation in PostgreSQL)."""
+        if drafts.written(index):
+            return await drafts.take(index)
         while True:
             if await self._cancel_flagged(deck_id):
                 return None
@@ -369,6 +372,10 @@ class _Drafts:
         """Slide ``index`` if it is written within ``seconds``; None otherwise."""
         done, _ = await asyncio.wait({self._tasks[index]}, timeout=seconds)
         return await self.take(index) if done else None
+
+    def written(self, index: int) -> bool:
+        """Whether slide ``index`` is written (or failed: ``take`` says which)."""
+        return self._tasks[index].done()
 
     async def take(self, index: int) -> _Draft:
         """Slide ``index`` once written, or what went wrong writing it."""

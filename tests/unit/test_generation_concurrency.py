@@ -23,9 +23,13 @@ class SlowWriter(FakeWriter):
     """A fake writer whose slides take ``seconds`` each, in any order: slide 0 is the slowest,
     so that later slides are ready before it. Counts the calls in flight at once."""
 
-    def __init__(self, slides: int, seconds: float = 0.02, **kwargs: object) -> None:
+    def __init__(
+        self, slides: int, seconds: float = 0.02, *, slow_from: int | None = None, **kwargs: object
+    ) -> None:
         super().__init__(slides, **kwargs)  # type: ignore[arg-type]
         self._seconds = seconds
+        #: Slides from this index on take a minute: still in flight when the test wants them.
+        self._slow_from = slow_from
         self.in_flight = 0
         self.peak = 0
         self.cancelled: list[int] = []
@@ -36,6 +40,8 @@ class SlowWriter(FakeWriter):
         self.in_flight += 1
         self.peak = max(self.peak, self.in_flight)
         try:
+            if self._slow_from is not None and index >= self._slow_from:
+                await asyncio.sleep(60)
             await asyncio.sleep(self._seconds * (3 if index == 0 else 1))
             return await super().write_slide(brief, plan, index, budget)
         except asyncio.CancelledError:
@@ -131,7 +137,7 @@ async def test_a_slide_that_fails_fails_the_deck_and_cancels_the_slides_in_fligh
     h: Harness,
 ) -> None:
     deck = await h.create(slide_count=10)
-    writer = SlowWriter(10, fail_slide={2: "the model refused"})
+    writer = SlowWriter(10, fail_slide={2: "the model refused"}, slow_from=3)
 
     assert await h.generator(writer).generate(deck.id) is DeckStatus.FAILED
 
