@@ -289,6 +289,9 @@ def build_container(settings: Settings, role: Role = Role.BOTH) -> Container:
         settings.sqlalchemy_url,
         lock_timeout_seconds=settings.db_lock_timeout_seconds,
         idle_transaction_timeout_seconds=settings.db_idle_transaction_timeout_seconds,
+        # A request must not fail for a connection the server dropped; a worker's transactions
+        # are tried again anyway, and it makes many more of them.
+        pre_ping=role.serves_api,
     )
     redis = connect(settings.redis_url)
     ports = build_ports(settings, engine, redis, themes)

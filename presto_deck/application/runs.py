@@ -134,9 +134,7 @@ class CountedCalls:
 
     async def spend(self) -> None:
         try:
-            async with self._uow() as uow:
-                spent = await self._count(uow, self._deadline())
-                await uow.commit()
+            spent = await with_storage_retries(self._count_one)
         except StorageError as exc:
             raise RunStopped(f"the model-call budget could not be checked: {exc}") from exc
         if not spent.held:
@@ -145,6 +143,14 @@ class CountedCalls:
             raise CancelRequested(f"{self._what}: the user asked to cancel it")
         if spent.calls > self._limit:
             raise ModelCallsExhausted(f"{self._what} has spent its {self._limit} calls")
+
+    async def _count_one(self) -> LeaseState:
+        # Tried again after a failure: a commit whose answer was lost may count a call twice,
+        # which errs on the side of the budget.
+        async with self._uow() as uow:
+            spent = await self._count(uow, self._deadline())
+            await uow.commit()
+        return spent
 
 
 async def writing(call: Awaitable[_T]) -> _T:

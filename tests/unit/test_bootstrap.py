@@ -41,3 +41,19 @@ async def test_the_worker_role_builds_no_api() -> None:
         assert container.api is None
     finally:
         await container.close()
+
+
+@pytest.mark.parametrize(
+    ("role", "pinged"), [(Role.API, True), (Role.BOTH, True), (Role.WORKER, False)]
+)
+async def test_only_a_process_that_answers_requests_tests_its_connections_before_use(
+    role: Role, pinged: bool
+) -> None:
+    """A request must not fail on a connection the server dropped; a worker, which tries its
+    transactions again anyway, saves that round trip on each of them."""
+    settings = Settings(database_url="postgresql://nowhere/x", redis_url="redis://127.0.0.1:1/0")
+    container = build_container(settings, role)
+    try:
+        assert container.engine.pool._pre_ping is pinged
+    finally:
+        await container.close()

@@ -119,6 +119,22 @@ async def test_a_commit_that_fails_once_is_tried_again_and_the_deck_completes(h:
     assert_one_normal_life(h, deck.id, 2)
 
 
+async def test_a_model_calls_count_that_fails_to_commit_once_is_tried_again(h: Harness) -> None:
+    deck = await h.create(slide_count=2)
+
+    class CountFailsOnce(FakeWriter):
+        async def plan(self, brief: DeckBrief, budget: ModelCallBudget) -> DeckPlan:
+            h.store.commit_faults.append(StorageError("connection lost", transient=True))
+            return await super().plan(brief, budget)  # counts the call first
+
+    writer = CountFailsOnce(2)
+    assert await h.generator(writer).generate(deck.id) is DeckStatus.COMPLETED
+
+    assert writer.plan_calls == 1
+    assert h.store.deck(deck.id).model_calls == 3  # the plan and two slides, each once
+    assert_one_normal_life(h, deck.id, 2)
+
+
 async def test_a_database_that_stays_down_stops_the_run_and_leaves_the_deck_to_the_sweep(
     h: Harness,
 ) -> None:
