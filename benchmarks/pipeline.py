@@ -37,7 +37,7 @@ import psycopg
 import websockets
 from scratch import REDIS_URL, between, scratch_database, summary
 from sockets import percentile
-from stack import mint, recorded, running_stack
+from stack import cpu_by_command, cpu_seconds, mint, recorded, running_stack
 from websockets.asyncio.client import ClientConnection
 
 from presto_deck.bootstrap import Role, build_container
@@ -161,9 +161,33 @@ async def committed_per_second(database_url: str, decks: int, slides: int) -> fl
     return decks * slides / float(window[0])
 
 
+#: CPU seconds used so far, by what used them: each of our processes by name, PostgreSQL's and
+#: Redis's processes by pid.
+_CpuUsed = dict[str, dict[int, float]]
+
+
+def _cpu_used(ours: dict[str, int]) -> _CpuUsed:
+    used = {name: {pid: cpu_seconds(pid)} for name, pid in ours.items()}
+    used["this script"] = {os.getpid(): sum(os.times()[:2])}
+    used["postgres"] = cpu_by_command("postgres")
+    used["redis"] = cpu_by_command("redis-server")
+    return used
+
+
+def _cpu_share(before: _CpuUsed, after: _CpuUsed, seconds: float) -> dict[str, float]:
+    """Each part's CPU between two readings, in cores (1.0 is a core all the time); a process
+    that started in between counts from zero, one that ended is missing."""
+    return {
+        name: sum(used - before[name].get(pid, 0.0) for pid, used in pids.items()) / seconds
+        for name, pids in after.items()
+    }
+
+
 @dataclass
 class Figures:
     committed_per_second: float
+    #: Each part's CPU while the decks were written, in cores (see ``_cpu_share``).
+    cpu: dict[str, float]
     #: Slides read by the watchers per second, from the first commit to the last delivery.
     delivered_per_second: float
     watched: Watched
@@ -189,8 +213,13 @@ async def pipeline_figures(
         first_worker = await asyncio.to_thread(stack.start_work)
         for _ in range(workers - 1):
             await asyncio.to_thread(stack.start_work)
+        ours = {"work": first_worker.pid} | {
+            f"serve {n + 1}": serve.pid for n, serve in enumerate(stack.serves)
+        }
+        before, started = _cpu_used(ours), time.perf_counter()
         async with recorded(first_worker.pid, profile):
             committed = await committed_per_second(stack.database_url, decks, slides)
+        cpu = _cpu_share(before, _cpu_used(ours), time.perf_counter() - started)
         watched = await asyncio.wait_for(following, 60)
         async with await psycopg.AsyncConnection.connect(stack.database_url) as conn:
             cursor = await conn.execute(
@@ -199,7 +228,7 @@ async def pipeline_figures(
             first = await cursor.fetchone()
     assert first is not None
     delivered = decks * slides / (watched.last_seen - float(first[0]))
-    return Figures(committed, delivered, watched)
+    return Figures(committed, cpu, delivered, watched)
 
 
 async def main() -> None:
@@ -234,6 +263,8 @@ async def main() -> None:
         ("delivered", figures.delivered_per_second),
     ):
         print(f"  {what}: {rate:8.0f} slides/s  ratio {rate / tps:.3f}")
+    cores = ", ".join(f"{name} {share:.2f}" for name, share in figures.cpu.items())
+    print(f"CPU while written, in cores of {os.cpu_count()}: {cores}")
     print(
         f"commit -> client, {len(latencies)} events on {args.decks} sockets:"
         f" p50 {percentile(latencies, 50):.0f} ms, p99 {percentile(latencies, 99):.0f} ms,"

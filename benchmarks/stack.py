@@ -84,6 +84,23 @@ def cpu_seconds(pid: int) -> float:
     return (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
 
 
+def cpu_by_command(*names: str) -> dict[int, float]:
+    """CPU seconds used so far by every process whose command is one of ``names`` (PostgreSQL's
+    backends, Redis), by pid."""
+    used = {}
+    for entry in Path("/proc").iterdir():
+        if not entry.name.isdigit():
+            continue
+        try:
+            stat = (entry / "stat").read_text()
+        except OSError:  # gone meanwhile
+            continue
+        if stat.partition("(")[2].rpartition(")")[0] in names:
+            fields = stat.rpartition(")")[2].split()
+            used[int(entry.name)] = (int(fields[11]) + int(fields[12])) / _CLOCK_TICKS
+    return used
+
+
 @contextlib.asynccontextmanager
 async def recorded(pid: int, profile: str | None) -> AsyncIterator[None]:
     """py-spy records process ``pid`` while the block runs, its collapsed stacks written to
