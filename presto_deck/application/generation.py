@@ -26,11 +26,13 @@ Every way a run can go wrong ends within a bound:
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import time
 from collections.abc import Awaitable, Callable
 from dataclasses import dataclass
 from datetime import datetime
 from functools import partial
+from typing import Protocol
 from uuid import UUID, uuid4
 
 from loguru import logger
@@ -161,7 +163,7 @@ class DeckGenerator:
         if plan is None:
             with tracer.start_as_current_span("deck.plan"):
                 plan = cleaned(await writing(self._writer.plan(deck.brief, budget)))
-                updated = await self._step(deck.id, _set_plan(plan, self._clock), owner)
+                updated = await self._step_ahead(deck, _SetPlan(plan, self._clock), owner)
             if updated is None or updated.status is not DeckStatus.GENERATING:
                 return _status(updated)
             deck = updated
@@ -173,6 +175,7 @@ class DeckGenerator:
             ahead=self._slides_per_deck,
             slots=self._slide_slots,
         )
+        known = deck  # as this run last stored it
         async with drafts:
             index = written
             while index < total:
@@ -181,18 +184,20 @@ class DeckGenerator:
                     flagged = await self._step(deck.id, _nothing, owner)
                     if flagged is None or flagged.status is not DeckStatus.GENERATING:
                         return _status(flagged)
+                    known = flagged
                     draft = await drafts.take(index)
                 # The slides after it that are written already go in the same step: one
                 # transaction and one publish for all of them, their order and versions kept.
                 batch = [draft, *drafts.take_written(index + 1)]
                 stored = {"slide.index": index, "slide.count": len(batch)}
                 with tracer.start_as_current_span("deck.slide.commit", attributes=stored):
-                    adding = self._add_slides(index, batch, total)
-                    updated = await self._step(deck.id, adding, owner)
+                    adding = _AddSlides(self._slides(deck.id, index, batch), total, self._clock)
+                    updated = await self._step_ahead(known, adding, owner)
                 for each in batch:
                     self._meter.slide_generated(time.perf_counter() - each.started)
                 if updated is None or updated.status is not DeckStatus.GENERATING:
                     return _status(updated)
+                known = updated
                 index += len(batch)
                 drafts.stored(len(batch))
         return _status(await self._step(deck.id, self._complete(total), owner))
@@ -259,41 +264,58 @@ class DeckGenerator:
                 return deck
             await uow.decks.save(deck)
             await uow.commit()
-        if not deck.status.is_active:  # this step ended it
+        await self._committed(deck)
+        return deck
+
+    async def _step_ahead(self, known: Deck, step: _Advance, owner: str) -> Deck | None:
+        """A step from the deck as this run last stored it (``known``), in one statement with
+        no lock taken and no read first: ``step.advance`` changes a copy of it, stored unless the
+        deck changed meanwhile (a cancellation asked for, a takeover) or the statement failed;
+        then the locked step decides, as every step does."""
+        ahead = dataclasses.replace(known, pending_events=[])
+        slides = step.advance(ahead)
+        stored = False
+        if slides is not None:
+            try:
+                async with self._uow() as uow:
+                    stored = await uow.decks.save_if_unchanged(
+                        ahead, since=known.version, owner=owner, slides=slides
+                    )
+                    if stored:
+                        await uow.commit()
+            except StorageError as exc:  # its commit may have been lost: the lock will tell
+                logger.debug(
+                    "deck {}: a step from version {} failed: {}", known.id, known.version, exc
+                )
+                stored = False
+        if not stored:
+            return await self._step(known.id, step, owner)
+        await self._committed(ahead)
+        return ahead
+
+    async def _committed(self, deck: Deck) -> None:
+        """After a step's commit: count the deck's end if the step ended it; publish its events."""
+        if not deck.status.is_active:
             age = (self._clock() - deck.created_at).total_seconds()
             self._meter.deck_finished(deck.status, max(age, 0.0))
         await self._publishing.publish(deck.take_events())
-        return deck
 
-    def _add_slides(self, first: int, drafts: list[_Draft], total: int) -> _Change:
-        """Store the slides from index ``first`` on; the step that stores the deck's last one
-        completes it too, unless a slide was found taken (then the completion counts them)."""
-
-        async def change(deck: Deck, uow: UnitOfWork) -> bool:
-            now = self._clock()
-            slides = [
-                Slide(
-                    id=uuid4(),
-                    deck_id=deck.id,
-                    order=first + offset + 1,
-                    html_content=html,
-                    presenter_notes=content.notes or None,
-                    created_at=now,
-                    updated_at=now,
-                    content=content,
-                )
-                for offset, (html, content) in enumerate(draft.slide for draft in drafts)
-            ]
-            # Slides are stored in order, by the run that holds the lease: one at this order
-            # already is this very slide, stored by a run of this job before a takeover.
-            added = await uow.slides.add_unless_taken(slides)
-            for slide in added:
-                deck.add_generated_slide(slide, now)
-            if len(added) == len(slides) and first + len(slides) == total:
-                deck.complete(total, now)
-            return bool(added)
-
-        return change
+    def _slides(self, deck_id: UUID, first: int, drafts: list[_Draft]) -> list[Slide]:
+        """The drafts as the deck's slides from index ``first`` on."""
+        now = self._clock()
+        return [
+            Slide(
+                id=uuid4(),
+                deck_id=deck_id,
+                order=first + offset + 1,
+                html_content=html,
+                presenter_notes=content.notes or None,
+                created_at=now,
+                updated_at=now,
+                content=content,
+            )
+            for offset, (html, content) in enumerate(draft.slide for draft in drafts)
+        ]
 
     def _complete(self, total: int) -> _Change:
         async def change(deck: Deck, uow: UnitOfWork) -> bool:
@@ -443,14 +465,59 @@ _EXHAUSTED = "model_calls_exhausted"
 _STORAGE = "storage_failed"
 
 
-def _set_plan(plan: DeckPlan, clock: Clock) -> _Change:
-    async def change(deck: Deck, uow: UnitOfWork) -> bool:
-        if deck.status is not DeckStatus.PLANNING:
-            return False
-        deck.set_plan(plan, clock())
-        return True
+class _Advance(Protocol):
+    """A step a run can take from the deck as it last stored it (``advance``: the slides it adds,
+    or None if it cannot from there) or, when that deck is no longer current, as a change of the
+    locked deck (``__call__``)."""
 
-    return change
+    def advance(self, deck: Deck) -> list[Slide] | None: ...
+
+    async def __call__(self, deck: Deck, uow: UnitOfWork) -> bool: ...
+
+
+class _SetPlan:
+    def __init__(self, plan: DeckPlan, clock: Clock) -> None:
+        self._plan = plan
+        self._clock = clock
+
+    def advance(self, deck: Deck) -> list[Slide] | None:
+        if deck.status is not DeckStatus.PLANNING:  # a run before a takeover planned it
+            return None
+        deck.set_plan(self._plan, self._clock())
+        return []
+
+    async def __call__(self, deck: Deck, uow: UnitOfWork) -> bool:
+        return self.advance(deck) is not None
+
+
+class _AddSlides:
+    """Store slides after those stored; the step that stores the deck's last slide completes it
+    too, unless a slide was found stored already (then the completion counts them)."""
+
+    def __init__(self, slides: list[Slide], total: int, clock: Clock) -> None:
+        self._slides = slides
+        self._total = total
+        self._clock = clock
+
+    def advance(self, deck: Deck) -> list[Slide] | None:
+        if deck.status is not DeckStatus.GENERATING:
+            return None
+        self._record(deck, self._slides)
+        return self._slides
+
+    async def __call__(self, deck: Deck, uow: UnitOfWork) -> bool:
+        # Slides are stored in order, by the run that holds the lease: one at this order
+        # already is this very slide, stored by a run of this job before a takeover.
+        added = await uow.slides.add_unless_taken(self._slides)
+        self._record(deck, added)
+        return bool(added)
+
+    def _record(self, deck: Deck, added: list[Slide]) -> None:
+        now = self._clock()
+        for slide in added:
+            deck.add_generated_slide(slide, now)
+        if len(added) == len(self._slides) and self._slides[-1].order == self._total:
+            deck.complete(self._total, now)
 
 
 def _failing(failure: _Failure, ref: str, clock: Clock) -> _Change:

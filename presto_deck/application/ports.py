@@ -48,6 +48,15 @@ class DeckRepository(Protocol):
         """Write the deck's new state and append its pending events to the event log."""
         ...
 
+    async def save_if_unchanged(
+        self, deck: Deck, *, since: int, owner: str, slides: Sequence[Slide] = ()
+    ) -> bool:
+        """Write what ``save`` writes and add ``slides``, in one statement without a lock taken
+        first, if the stored deck is still at version ``since``, leased to ``owner``, with no
+        cancellation asked for and none of the slides' places taken; else write nothing and say
+        False. The lease's expiry stays as stored (renewals write it), unless the deck ended."""
+        ...
+
     async def list_for_user(self, user_id: str, limit: int, offset: int) -> tuple[list[Deck], int]:
         """The user's decks, newest first, and how many there are in all."""
         ...

@@ -133,6 +133,8 @@ class FakeStore:
         self._locks: dict[UUID, asyncio.Lock] = {}
         self._user_locks: dict[str, asyncio.Lock] = {}
         self.commits = 0
+        #: Decks locked by a transaction, all of them together (a step that reads the deck first).
+        self.locks_taken = 0
         #: Slides the database refuses to store (a value it cannot take, as a NUL in text).
         self.refuse_slide: Callable[[Slide], bool] = lambda slide: False
         #: Errors the next commits raise, one each (a lost connection, a lock not granted).
@@ -410,12 +412,42 @@ class FakeDeckRepository:
         if deck_id not in self._uow.read().decks:
             return None
         await self._uow.acquire(deck_id)
+        self._uow.store.locks_taken += 1
         return await self.get(deck_id)  # read after the lock: what the last holder committed
 
     async def save(self, deck: Deck) -> None:
         self._uow.write(_update_deck(deck))
         if deck.pending_events:
             self._uow.write(_insert_events(list(deck.pending_events)))
+
+    async def save_if_unchanged(
+        self, deck: Deck, *, since: int, owner: str, slides: Sequence[Slide] = ()
+    ) -> bool:
+        if deck.id not in self._uow.read().decks:
+            return False
+        await self._uow.acquire(deck.id)  # the UPDATE's row lock, until the transaction ends
+        state = self._uow.read()
+        stored = state.decks[deck.id].deck
+        taken = {slide.order for slide in state.slides.get(deck.id, [])}
+        if (
+            stored.version != since
+            or not stored.leased_to(owner)
+            or stored.cancel_requested
+            or any(slide.order in taken for slide in slides)
+        ):
+            return False
+        # What the statement leaves as stored: the lease (unless the deck ended), the calls
+        # counted, the brief.
+        if any(self._uow.store.refuse_slide(slide) for slide in slides):
+            raise StorageError("invalid byte sequence for encoding", transient=False)
+        lease = None if deck.lease is None else stored.lease
+        kept = dataclasses.replace(
+            deck, lease=lease, model_calls=stored.model_calls, brief=stored.brief
+        )
+        await self.save(kept)
+        for slide in slides:
+            self._uow.write(_insert_slide(slide))
+        return True
 
     async def list_for_user(self, user_id: str, limit: int, offset: int) -> tuple[list[Deck], int]:
         mine = [row.deck for row in self._uow.read().decks.values() if row.deck.user_id == user_id]

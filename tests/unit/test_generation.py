@@ -71,6 +71,17 @@ async def test_the_step_that_completes_the_deck_gives_its_lease_up_with_no_trans
     assert h.store.commits == commits_at_the_end[0] + 1  # the mark of what was published
 
 
+async def test_a_run_locks_the_deck_once_and_steps_on_from_what_it_stored(h: Harness) -> None:
+    """After its start, a run that nothing interrupts plans, stores slides and completes the
+    deck without reading it again."""
+    deck = await h.create(slide_count=5)
+
+    assert await h.generator(FakeWriter(5)).generate(deck.id) is DeckStatus.COMPLETED
+
+    assert h.store.locks_taken == 1
+    assert_one_normal_life(h, deck.id, 5)
+
+
 async def test_the_step_that_stores_the_last_slide_completes_the_deck_in_the_same_commit(
     h: Harness,
 ) -> None:

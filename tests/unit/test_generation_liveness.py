@@ -107,7 +107,7 @@ async def test_a_value_the_database_refuses_fails_the_deck_after_bounded_tries(h
     failed = assert_ends_with(h, deck.id, "DeckFailed")[-1]
     assert_failed_with(failed, "The deck's content could not be stored.", "storage_failed")
     assert [s.order for s in h.store.slides(deck.id)] == [1]
-    assert len(refused) == 3  # the step's tries
+    assert len(refused) == 1 + 3  # the step from the last version, then the locked step's tries
     assert (writer.plan_calls, writer.slide_calls) == (1, [0, 1])
 
 

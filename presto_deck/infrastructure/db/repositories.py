@@ -127,6 +127,65 @@ _ADD_SLIDES_UNLESS_TAKEN = (
 )
 
 
+# The step of a run that holds the deck, from the deck as it last stored it: the row updated only
+# if nothing else changed it meanwhile, and its slides and events inserted only if it was (they
+# join the updated row, so they are not written without it).
+_ENDS = sa.bindparam("ends", type_=sa.Boolean)
+_saved_unchanged = (
+    sa.update(decks)
+    .where(
+        decks.c.id == sa.bindparam("deck_id"),
+        decks.c.version == sa.bindparam("since"),
+        decks.c.lease_owner == sa.bindparam("owner"),
+        decks.c.cancel_requested.is_(False),
+        ~sa.exists().where(
+            slides.c.deck_id == decks.c.id,
+            slides.c.slide_order == sa.func.any(sa.bindparam("orders", type_=ARRAY(sa.Integer))),
+        ),
+    )
+    .values(
+        title=sa.bindparam("new_title"),
+        status=sa.bindparam("new_status"),
+        version=sa.bindparam("new_version"),
+        deck_plan=sa.bindparam("new_plan", type_=JSONB),
+        failure=sa.bindparam("new_failure", type_=JSONB),
+        updated_at=sa.bindparam("new_updated_at"),
+        lease_owner=sa.case((_ENDS, sa.null()), else_=decks.c.lease_owner),
+        lease_expires_at=sa.case((_ENDS, sa.null()), else_=decks.c.lease_expires_at),
+    )
+    .returning(decks.c.id)
+    .cte("saved")
+)
+_SAVE_IF_UNCHANGED = (
+    sa.select(sa.func.count())
+    .select_from(_saved_unchanged)
+    .add_cte(
+        sa.insert(slides)
+        .from_select(
+            [column.name for column in _SLIDE_COLUMNS],
+            sa.select(*(_new_slides.c[column.name] for column in _SLIDE_COLUMNS))
+            .select_from(_saved_unchanged)
+            .join(_new_slides, sa.true()),
+        )
+        .cte("added_slides"),
+        sa.insert(deck_events)
+        .from_select(
+            ["deck_id", "version", "event_type", "payload", "created_at"],
+            sa.select(
+                _saved_unchanged.c.id,
+                _new_events.c.version,
+                _new_events.c.event_type,
+                _new_events.c.payload,
+                _new_events.c.created_at,
+            )
+            .select_from(_saved_unchanged)
+            .join(_new_events, sa.true()),
+        )
+        .cte("added_events"),
+    )
+)
+
+
 class SqlDeckRepository:
     def __init__(self, connection: AsyncConnection) -> None:
         self._conn = connection
@@ -176,29 +235,30 @@ class SqlDeckRepository:
         # or not), by a statement built once whatever the number of events.
         await self._conn.execute(
             _SAVE_DECK,
-            {
-                "deck_id": deck.id,
-                "new_title": deck.title,
-                "new_status": deck.status.value,
-                "new_version": deck.version,
-                "new_plan": None if deck.plan is None else msgspec.to_builtins(deck.plan),
+            _saved_state(deck)
+            | {
                 "new_theme": deck.brief.theme,
                 "new_cancel_requested": deck.cancel_requested,
                 "new_lease_owner": None if deck.lease is None else deck.lease.owner,
                 "new_lease_expires_at": None if deck.lease is None else deck.lease.expires_at,
-                "new_failure": None if deck.failure is None else msgspec.to_builtins(deck.failure),
-                "new_updated_at": deck.updated_at,
-                "new_events": [
-                    {
-                        "version": event.version,
-                        "event_type": event.event_type,
-                        "payload": event.payload,
-                        "created_at": event.timestamp,
-                    }
-                    for event in deck.pending_events
-                ],
             },
         )
+
+    async def save_if_unchanged(
+        self, deck: Deck, *, since: int, owner: str, slides: Sequence[Slide] = ()
+    ) -> bool:
+        saved = await self._conn.scalar(
+            _SAVE_IF_UNCHANGED,
+            _saved_state(deck)
+            | {
+                "since": since,
+                "owner": owner,
+                "ends": deck.lease is None,
+                "orders": [slide.order for slide in slides],
+                "new_slides": [_slide_row(slide) for slide in slides],
+            },
+        )
+        return bool(saved)
 
     async def list_for_user(self, user_id: str, limit: int, offset: int) -> tuple[list[Deck], int]:
         rows = await self._conn.execute(
@@ -562,6 +622,28 @@ def _event(row: Any) -> Event:
         timestamp=row["created_at"],
         payload=row["payload"] or {},
     )
+
+
+def _saved_state(deck: Deck) -> dict[str, Any]:
+    """The parameters of what both saves of a deck write: its state and its new events."""
+    return {
+        "deck_id": deck.id,
+        "new_title": deck.title,
+        "new_status": deck.status.value,
+        "new_version": deck.version,
+        "new_plan": None if deck.plan is None else msgspec.to_builtins(deck.plan),
+        "new_failure": None if deck.failure is None else msgspec.to_builtins(deck.failure),
+        "new_updated_at": deck.updated_at,
+        "new_events": [
+            {
+                "version": event.version,
+                "event_type": event.event_type,
+                "payload": event.payload,
+                "created_at": event.timestamp,
+            }
+            for event in deck.pending_events
+        ],
+    }
 
 
 def _slide_row(slide: Slide) -> dict[str, Any]:
