@@ -11,7 +11,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from presto_deck.infrastructure.writers.sanitizer import sanitize_html
+from presto_deck.infrastructure.writers.sanitizer import _bleached, sanitize_html
 
 HOSTILE_INPUTS: tuple[str, ...] = (
     # script, in every casing and shape
@@ -243,3 +243,25 @@ def test_threads_sanitizing_at_once_each_get_their_own_answer() -> None:
         together = list(pool.map(sanitize_html, inputs))
     assert together == alone
     assert all(f"slide {n}<" in out and "script" not in out for n, out in enumerate(together))
+
+
+# Text a model writes, and the characters the HTML parser treats specially among it.
+_TEXTISH = st.text(
+    alphabet=st.one_of(
+        st.characters(),
+        st.sampled_from(["<", ">", "&", "\r", "\x00", "\x0c", "\ufffe", "\ud800", '"', "'"]),
+    )
+)
+
+
+@settings(max_examples=2000, deadline=None)
+@given(_TEXTISH)
+def test_text_that_skips_the_parser_comes_out_as_the_parser_would_make_it(text: str) -> None:
+    """Plain text is escaped without bleach's parse; whatever the text, the result is bleach's."""
+    assert sanitize_html(text) == (_bleached(text) if text else "")
+
+
+def test_plain_text_is_only_escaped() -> None:
+    assert sanitize_html('Revenue > costs, "always" \u2014 even in 2026') == (
+        'Revenue &gt; costs, "always" \u2014 even in 2026'
+    )

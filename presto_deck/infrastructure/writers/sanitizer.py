@@ -71,10 +71,23 @@ _DROPPED_ELEMENT = re.compile(
 _MAX_DROP_PASSES = 8
 
 
+# Text with no tag, no character reference and no character the HTML parser replaces or drops
+# (controls, surrogates, noncharacters): all bleach would do to it is escape its ">".
+_PLAIN_TEXT = re.compile(
+    r"[^<&\x00-\x08\x0b-\x1f\x7f-\x9f\ud800-\udfff\ufdd0-\ufdef\ufffe\uffff]*\Z"
+)
+
+
 def sanitize_html(markup: str) -> str:
     """Reduce markup from a model to the small, inert subset a slide may show."""
     if not markup:
         return ""
+    if _PLAIN_TEXT.match(markup):  # most of what a model writes: not worth a parse
+        return markup.replace(">", "&gt;")
+    return _bleached(markup)
+
+
+def _bleached(markup: str) -> str:
     return str(_cleaner().clean(_drop_script_like(markup)))
 
 
