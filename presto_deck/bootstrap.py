@@ -328,8 +328,8 @@ def build_ports(
 ) -> Ports:
     """The real adapters, on PostgreSQL and Redis."""
 
-    def uow() -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine)
+    def uow(*, one_statement: bool = False) -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine, one_statement=one_statement)
 
     return Ports(
         uow=uow,

@@ -277,7 +277,7 @@ class DeckGenerator:
         stored = False
         if slides is not None:
             try:
-                async with self._uow() as uow:
+                async with self._uow(one_statement=True) as uow:
                     stored = await uow.decks.save_if_unchanged(
                         ahead, since=known.version, owner=owner, slides=slides
                     )

@@ -201,7 +201,11 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self) -> UnitOfWork: ...
+    def __call__(self, *, one_statement: bool = False) -> UnitOfWork:
+        """A new unit of work. With ``one_statement`` it runs a single statement, which is its
+        own transaction (atomic as any statement), without the round trips that open and commit
+        a transaction around it; ``commit`` then only says that it is done."""
+        ...
 
 
 class StorageError(Exception):

@@ -70,7 +70,7 @@ async def _step(engine: AsyncEngine, known: Deck, slides: list[Slide], *, last: 
         ahead.add_generated_slide(slide, NOW)
     if last:
         ahead.complete(len(PLAN.slides), NOW)
-    async with SqlUnitOfWork(engine) as uow:
+    async with SqlUnitOfWork(engine, one_statement=True) as uow:  # as a run steps
         stored = await uow.decks.save_if_unchanged(
             ahead, since=known.version, owner=OWNER, slides=slides
         )
@@ -165,3 +165,20 @@ async def test_a_deck_changed_since_the_run_stored_it_is_left_as_it_is(
     assert not await _step(engine, known, _slides(known, 1, 2), last=False)
 
     assert await _stored(engine, known) == before
+
+
+async def test_a_connection_used_for_one_statement_goes_back_to_the_pool_transactional(
+    settings: Settings,
+) -> None:
+    """The next unit on the same connection still rolls back what it does not commit."""
+    engine = create_engine(settings.sqlalchemy_url, pool_size=1)
+    try:
+        known = await _generating(engine)
+        assert await _step(engine, known, _slides(known, 1), last=False)
+        async with SqlUnitOfWork(engine) as uow:  # not committed
+            await uow.slides.add(_slides(known, 2)[0])
+        _, orders, _ = await _stored(engine, known)
+    finally:
+        await engine.dispose()
+
+    assert orders == [1]

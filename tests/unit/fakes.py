@@ -140,8 +140,9 @@ class FakeStore:
         #: Errors the next commits raise, one each (a lost connection, a lock not granted).
         self.commit_faults: list[StorageError] = []
 
-    def uow(self) -> FakeUnitOfWork:
-        """A new transaction: pass ``store.uow`` where a ``UnitOfWorkFactory`` is wanted."""
+    def uow(self, *, one_statement: bool = False) -> FakeUnitOfWork:
+        """A new transaction: pass ``store.uow`` where a ``UnitOfWorkFactory`` is wanted (one
+        statement or many, it commits all at once)."""
         return FakeUnitOfWork(self)
 
     # -- seen from the tests ----------------------------------------------------------------------

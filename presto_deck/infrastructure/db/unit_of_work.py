@@ -75,8 +75,10 @@ class SqlUnitOfWork:
     events: SqlEventLog
     edits: SqlEditRepository
 
-    def __init__(self, engine: AsyncEngine) -> None:
+    def __init__(self, engine: AsyncEngine, *, one_statement: bool = False) -> None:
         self._engine = engine
+        #: A single statement, in autocommit: psycopg sends no BEGIN, and the commit is a no-op.
+        self._one_statement = one_statement
         self._conn: AsyncConnection | None = None
         self._span: Span | None = None
         self._committed = False
@@ -90,6 +92,8 @@ class SqlUnitOfWork:
             )
         try:
             self._conn = await self._engine.connect()
+            if self._one_statement:  # the pool puts the connection back as it was
+                self._conn = await self._conn.execution_options(isolation_level="AUTOCOMMIT")
             await self._conn.begin()
         except (sa_exc.SQLAlchemyError, OSError) as exc:
             await self._close()
