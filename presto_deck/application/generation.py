@@ -4,10 +4,13 @@ Once the plan is stored, the model writes several slides at once (a few per deck
 worker); each is stored as soon as it is written and the slides before it are stored, so the
 slides and their events keep their order while the model's time overlaps.
 
-Each step is one transaction on the locked deck row: the data, the version bump and the event
-are committed together and published afterwards. A step first re-reads the deck, so the job is
-idempotent and resumable: a duplicate or re-delivered job, or one that takes over from a dead
-worker, continues after the last committed slide and never writes a slide or an event twice.
+Each step is one transaction on the deck row: the data, the version bump and the events are
+committed together and published afterwards. A run's first step locks and reads the deck, so the
+job is idempotent and resumable: a duplicate or re-delivered job, or one that takes over from a
+dead worker, continues after the last committed slide and never writes a slide or an event twice.
+The steps after it go on from the deck as the run stored it, in one statement that writes only if
+the deck is still at that version and leased to the run, with no cancellation asked for; if not,
+the step locks and reads the deck as the first one does, and decides from what it finds.
 
 A run owns the deck through a lease named for that run. It renews the lease while it works; a
 deck whose lease lapses (its worker died or froze) is queued again by the sweep and taken over
