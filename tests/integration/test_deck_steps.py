@@ -117,31 +117,27 @@ async def test_the_step_that_ends_the_deck_gives_up_its_lease(engine: AsyncEngin
     assert events[-1] == "DeckCompleted"
 
 
-async def _another_step(engine: AsyncEngine, deck: Deck) -> None:
+async def _locked_change(engine: AsyncEngine, deck: Deck, change: Callable[[Deck], None]) -> None:
+    """Another transaction changes the deck meanwhile, as the API or another run would."""
     async with SqlUnitOfWork(engine) as uow:
         locked = await uow.decks.lock(deck.id)
         assert locked is not None
-        locked.add_generated_slide(_slides(deck, 1)[0], NOW)
+        change(locked)
         await uow.decks.save(locked)
         await uow.commit()
+
+
+async def _another_step(engine: AsyncEngine, deck: Deck) -> None:
+    await _locked_change(engine, deck, lambda d: d.add_generated_slide(_slides(d, 1)[0], NOW))
 
 
 async def _taken_over(engine: AsyncEngine, deck: Deck) -> None:
-    async with SqlUnitOfWork(engine) as uow:
-        locked = await uow.decks.lock(deck.id)
-        assert locked is not None
-        locked.lease = Lease(owner="worker-2/run", expires_at=NOW + timedelta(minutes=1))
-        await uow.decks.save(locked)
-        await uow.commit()
+    lease = Lease(owner="worker-2/run", expires_at=NOW + timedelta(minutes=1))
+    await _locked_change(engine, deck, lambda d: setattr(d, "lease", lease))
 
 
 async def _cancel_asked(engine: AsyncEngine, deck: Deck) -> None:
-    async with SqlUnitOfWork(engine) as uow:
-        locked = await uow.decks.lock(deck.id)
-        assert locked is not None
-        locked.request_cancel(NOW)
-        await uow.decks.save(locked)
-        await uow.commit()
+    await _locked_change(engine, deck, lambda d: d.request_cancel(NOW))
 
 
 async def _slide_stored(engine: AsyncEngine, deck: Deck) -> None:
