@@ -169,7 +169,7 @@ def create_app(container: Container) -> Litestar:
             "heads": provide(api.services.heads),
             "settings": provide(container.settings),
             "readiness": provide(container.readiness),
-            "live_sockets": provide(live_events.sockets),
+            "feeds": provide(live_events.feeds),
         },
         exception_handlers=exception_handlers,
         request_max_body_size=container.settings.http_max_body_bytes,  # 413 beyond

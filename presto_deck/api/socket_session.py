@@ -37,7 +37,7 @@ from presto_deck.application.decks import DeckService
 from presto_deck.application.editing import EditOutcome, EditService
 from presto_deck.application.heads import DeckHeads
 from presto_deck.application.ports import StorageError
-from presto_deck.application.replay import DeliveryCursor, EventDelivery
+from presto_deck.application.replay import DeliveryCursor, EventDelivery, Inbox
 from presto_deck.application.tracing import deck_span
 from presto_deck.domain.deck import DeckNotFound, EditRejected
 from presto_deck.domain.edits import EditStatus, SlideEdit
@@ -104,8 +104,8 @@ class SocketSession:
         # of live events may wait for a client that reads slowly.
         self._history_page = settings.ws_send_queue
         self._lock = asyncio.Lock()  # one writer at a time; also guards the cursor
-        self._catch_up_now = asyncio.Event()
-        self._pumped = asyncio.Event()  # a live event was handled
+        #: Where the deck's live events arrive, from the moment the socket follows the deck.
+        self.inbox = Inbox(settings.ws_send_queue)
         self._delivery = EventDelivery(
             DeliveryCursor(0),
             history=self._history,
@@ -127,11 +127,9 @@ class SocketSession:
                 EVENTS_REPLAYED.inc(len(events))
         return events
 
-    def catch_up_soon(self) -> None:
-        """Live events may have been lost: read the database now, not at the next heartbeat."""
-        self._catch_up_now.set()
-
-    async def run(self, live: Any, last_version: int | None, current: int) -> None:
+    async def run(self, last_version: int | None, current: int) -> None:
+        """Serve the socket until it closes; its inbox must already follow the deck, and
+        ``current`` be the deck's version read after that."""
         # Version 1 is a new deck's and has no event: after 0 comes 2, as after 1. A version
         # past the deck's own was never sent: resuming from it would skip what comes next.
         self._delivery.cursor = DeliveryCursor(
@@ -144,8 +142,7 @@ class SocketSession:
                 await self._delivery.catch_up()
             with self._heads.watching(self._deck_id):
                 tasks = [
-                    asyncio.create_task(self._pump(live)),
-                    asyncio.create_task(self._beat()),
+                    asyncio.create_task(self._deliver()),
                     asyncio.create_task(self._read_frames()),
                 ]
                 done, _ = await asyncio.wait(tasks, return_when=asyncio.FIRST_COMPLETED)
@@ -188,49 +185,51 @@ class SocketSession:
     async def _send(self, frame: bytes) -> None:
         await self._socket.send_data(frame, mode="text")
 
-    async def _pump(self, live: Any) -> None:
-        async for data in live:
+    async def _deliver(self) -> None:
+        """Live events as they arrive, a catch-up when told, and a heartbeat every period."""
+        clock = asyncio.get_running_loop().time
+        beat_at = clock() + self._heartbeat_seconds
+        while True:
+            await self.inbox.wait(beat_at)
+            await self._offer_inbox()
+            if clock() >= beat_at:
+                await self._beat()
+                beat_at = clock() + self._heartbeat_seconds
+
+    async def _offer_inbox(self) -> None:
+        # One frame at a time, in the order they came: the rest wait in the inbox, which
+        # bounds how many a socket that reads slowly holds.
+        while (frame := self.inbox.pop()) is not None:
             async with self._lock:
-                await self._delivery.offer(data)
-            self._pumped.set()
+                await self._delivery.offer(frame)
+        if self.inbox.told_to_catch_up():
+            async with self._lock:
+                await self._delivery.catch_up()
 
     async def _beat(self) -> None:
-        while True:
-            told = await self._wait_for_beat()
-            # Also the safety net for a last event whose Pub/Sub message was lost: no later
-            # event would reveal that gap. The deck's head, read for all of this process's
-            # sockets at once, says whether there is one to look for.
-            behind = told or await self._behind()
-            async with self._lock:
-                if behind:
-                    await self._delivery.catch_up()
-                if told:
-                    continue
-                frame = heartbeat(str(self._deck_id), self._delivery.cursor.delivered)
-                await self._send(encode_event(frame))
+        # Also the safety net for a last event whose Pub/Sub message was lost: no later event
+        # would reveal that gap. The deck's head, read for all of this process's sockets at
+        # once, says whether there is one to look for.
+        behind = await self._behind()
+        async with self._lock:
+            if behind:
+                await self._delivery.catch_up()
+            frame = heartbeat(str(self._deck_id), self._delivery.cursor.delivered)
+            await self._send(encode_event(frame))
 
     async def _behind(self) -> bool:
         """Whether the deck has moved past what this socket sent and its live events are not
-        bringing it: events still queued for a socket that reads slowly, or fanned out behind
-        thousands of others, get a moment to arrive before the database is asked."""
+        bringing it: events still on their way to a socket that reads slowly, or fanned out
+        behind thousands of others, get a moment to arrive before the database is asked."""
         head = await self._heads.version(self._deck_id)
         if head is None:
             return True
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._live_grace):
-                while self._delivery.cursor.delivered < head:
-                    self._pumped.clear()
-                    await self._pumped.wait()
+        clock = asyncio.get_running_loop().time
+        give_up_at = clock() + self._live_grace
+        while self._delivery.cursor.delivered < head and clock() < give_up_at:
+            await self.inbox.wait(give_up_at)
+            await self._offer_inbox()
         return self._delivery.cursor.delivered < head
-
-    async def _wait_for_beat(self) -> bool:
-        """Sleep until the next heartbeat, or until told to catch up (True)."""
-        with contextlib.suppress(TimeoutError):
-            async with asyncio.timeout(self._heartbeat_seconds):
-                await self._catch_up_now.wait()
-        told = self._catch_up_now.is_set()
-        self._catch_up_now.clear()
-        return told
 
     # -- frames in --------------------------------------------------------------------------------
 

@@ -7,7 +7,6 @@ from typing import Any
 from uuid import UUID
 
 from litestar import WebSocket, websocket
-from litestar.channels import ChannelsPlugin
 from litestar.di import NamedDependency
 from litestar.params import FromPath
 from loguru import logger
@@ -31,8 +30,7 @@ from presto_deck.application.heads import DeckHeads
 from presto_deck.application.limits import LimitExceeded, SocketAdmission
 from presto_deck.application.ports import StorageError
 from presto_deck.domain.deck import DeckNotFound
-from presto_deck.infrastructure.messaging.keys import deck_channel
-from presto_deck.infrastructure.messaging.live import LiveSockets
+from presto_deck.infrastructure.messaging.live import DeckFeeds
 from presto_deck.infrastructure.tokens import Identity, InvalidToken, TokenVerifier
 from presto_deck.settings import Settings
 
@@ -54,9 +52,8 @@ async def deck_events_socket(
     deck_id: FromPath[str],
     decks: NamedDependency[DeckService],
     verifier: NamedDependency[TokenVerifier],
-    channels: NamedDependency[ChannelsPlugin],
     settings: NamedDependency[Settings],
-    live_sockets: NamedDependency[LiveSockets],
+    feeds: NamedDependency[DeckFeeds],
     sockets: NamedDependency[SocketAdmission],
     edits: NamedDependency[EditService],
     heads: NamedDependency[DeckHeads],
@@ -65,23 +62,16 @@ async def deck_events_socket(
     try:
         identity, deck_uuid, last_version = _handshake(socket, deck_id, verifier, settings)
         user_id = identity.user_id
-        async with (
-            sockets.seat(user_id),
-            channels.start_subscription([deck_channel(deck_uuid)]) as subscriber,
-        ):
-            # Subscribed before reading the version: whatever is committed from here on arrives
+        session = SocketSession(socket, decks, edits, identity, deck_uuid, settings, heads)
+        async with sockets.seat(user_id), feeds.following(deck_uuid, session.inbox):
+            # Following before reading the version: whatever is committed from here on arrives
             # live, or shows up as a gap that is backfilled from the database.
             try:
                 current = await decks.current_version(user_id, deck_uuid)
             except DeckNotFound:
                 raise _Rejected(CLOSE_NOT_FOUND, "deck not found") from None
             with logger.contextualize(deck_id=str(deck_uuid)):
-                session = SocketSession(socket, decks, edits, identity, deck_uuid, settings, heads)
-                live_sockets.add(session)
-                try:
-                    await session.run(subscriber.iter_events(), last_version, current)
-                finally:
-                    live_sockets.discard(session)
+                await session.run(last_version, current)
     except _Rejected as rejection:
         await socket.close(code=rejection.code, reason=close_reason(rejection.reason))
     except TokenExpired:

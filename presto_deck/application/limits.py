@@ -85,13 +85,16 @@ _SOCKET_REFUSALS = {
 class SocketAdmission:
     """Seats for open sockets, shared by every API instance through a ``SocketQuota``.
 
-    A seat is refreshed every ``refresh_seconds`` while its socket is open; the quota lets a
-    seat lapse when it has not been refreshed for a few periods (its instance died).
+    The seats of this process's open sockets are refreshed every ``refresh_seconds``, one after
+    another, by one task (not a task a socket: thousands may be open); the quota lets a seat
+    lapse when it has not been refreshed for a few periods (its instance died).
     """
 
     def __init__(self, quota: SocketQuota, *, refresh_seconds: float) -> None:
         self._quota = quota
         self._refresh_seconds = refresh_seconds
+        self._seats: dict[str, str] = {}  # socket id -> user id
+        self._keeper: asyncio.Task[None] | None = None
 
     @contextlib.asynccontextmanager
     async def seat(self, user_id: str) -> AsyncIterator[None]:
@@ -100,13 +103,16 @@ class SocketAdmission:
         full = await self._claim(socket_id, user_id)
         if full is not None:
             raise SocketLimitExceeded(_SOCKET_REFUSALS[full])
-        keeper = asyncio.create_task(self._keep(socket_id, user_id), name="socket-seat")
+        self._seats[socket_id] = user_id
+        if self._keeper is None:
+            self._keeper = asyncio.create_task(self._keep(), name="socket-seats")
         try:
             yield
         finally:
-            keeper.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await keeper
+            del self._seats[socket_id]
+            if not self._seats and self._keeper is not None:
+                self._keeper.cancel()
+                self._keeper = None
             await self._release(socket_id, user_id)
 
     async def _claim(self, socket_id: str, user_id: str) -> SocketCount | None:
@@ -116,15 +122,19 @@ class SocketAdmission:
             logger.warning("socket limits not checked, their count is unavailable: {}", exc)
             return None
 
-    async def _keep(self, socket_id: str, user_id: str) -> None:
+    async def _keep(self) -> None:
         # A refresh also takes the seat again after the count was lost (Redis restarted) or
         # never taken (it failed open), so the count recovers while the socket stays open.
         while True:
             await asyncio.sleep(self._refresh_seconds)
-            try:
-                await self._quota.refresh(socket_id, user_id)
-            except LimitUnavailable as exc:
-                logger.warning("could not refresh a socket's seat: {}", exc)
+            for socket_id, user_id in list(self._seats.items()):
+                if socket_id not in self._seats:
+                    continue  # closed meanwhile: its seat is released, not taken again
+                try:
+                    await self._quota.refresh(socket_id, user_id)
+                except LimitUnavailable as exc:  # the rest would fail alike: next period
+                    logger.warning("could not refresh the sockets' seats: {}", exc)
+                    break
 
     async def _release(self, socket_id: str, user_id: str) -> None:
         try:

@@ -9,6 +9,7 @@ version is the offset, as the stream position is in Centrifuge's recovery.
 
 from __future__ import annotations
 
+import asyncio
 import enum
 from collections.abc import Awaitable, Callable, Sequence
 
@@ -81,3 +82,61 @@ class EventDelivery:
                 self.cursor.advance(version)
             case Verdict.BACKFILL:
                 await self.catch_up()
+
+
+class Inbox:
+    """Live frames that reached one socket and wait to be offered to its delivery, and whether
+    it was told to catch up. At most ``limit`` frames wait: past that the oldest is dropped,
+    and the gap it leaves is backfilled from the database like any lost live event.
+
+    Thousands of sockets each hold one, mostly empty: it is a list and one future at a time,
+    not an asyncio queue (three deques and an event, several KiB each).
+    """
+
+    __slots__ = ("_catch_up", "_frames", "_limit", "_waiter")
+
+    def __init__(self, limit: int) -> None:
+        self._limit = max(limit, 1)
+        self._frames: list[bytes] = []
+        self._catch_up = False
+        self._waiter: asyncio.Future[None] | None = None
+
+    def __len__(self) -> int:
+        return len(self._frames)
+
+    def put(self, frame: bytes) -> None:
+        self._frames.append(frame)
+        if len(self._frames) > self._limit:
+            del self._frames[0]
+        self._wake()
+
+    def catch_up_soon(self) -> None:
+        """Live events may have been lost: read the database at once, not at the next beat."""
+        self._catch_up = True
+        self._wake()
+
+    def pop(self) -> bytes | None:
+        """The oldest waiting frame, if any."""
+        return self._frames.pop(0) if self._frames else None
+
+    def told_to_catch_up(self) -> bool:
+        """Whether it was told to catch up since the last time this was asked."""
+        told, self._catch_up = self._catch_up, False
+        return told
+
+    async def wait(self, deadline: float) -> None:
+        """Until a frame or a catch-up waits, or the event loop's clock reaches ``deadline``."""
+        if self._frames or self._catch_up:
+            return
+        loop = asyncio.get_running_loop()
+        self._waiter = waiter = loop.create_future()
+        timer = loop.call_at(deadline, self._wake)
+        try:
+            await waiter
+        finally:
+            timer.cancel()
+            self._waiter = None
+
+    def _wake(self) -> None:
+        if self._waiter is not None and not self._waiter.done():
+            self._waiter.set_result(None)

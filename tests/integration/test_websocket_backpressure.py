@@ -17,11 +17,10 @@ from uuid import UUID
 import msgspec
 import pytest
 import websockets
-from litestar.channels.subscriber import Subscriber
 from uvicorn.protocols.websockets.websockets_sansio_impl import WebSocketsSansIOProtocol
 
 from presto_deck.domain.events import Event
-from presto_deck.infrastructure.messaging.keys import deck_channel
+from presto_deck.infrastructure.messaging.live import Follower
 from presto_deck.settings import Settings
 from tests.support.client import DeckClient, assert_contiguous, eventually, receive_events
 from tests.support.deck_http import client_of
@@ -55,10 +54,9 @@ def settings(settings: Settings) -> Settings:
     )
 
 
-def subscribers(api: RunningApi, deck_id: str) -> set[Subscriber]:
-    """The deck's live subscribers in the API (the channels plugin has no public listing)."""
-    channels = api.container.api_role().live.channels
-    return set(channels._channels.get(deck_channel(UUID(deck_id)), set()))
+def followers(api: RunningApi, deck_id: str) -> frozenset[Follower]:
+    """The inboxes of the deck's sockets in the API."""
+    return api.container.api_role().live.feeds.followers(UUID(deck_id))
 
 
 def open_websockets(api: RunningApi) -> int:
@@ -102,10 +100,10 @@ async def never_reading_socket(api: RunningApi, path: str) -> AsyncIterator[sock
 
 
 async def largest_backlog(api: RunningApi, deck_id: str, until: asyncio.Task[int]) -> int:
-    """The longest any of the deck's subscriber queues got while ``until`` runs."""
+    """The longest any of the deck's inboxes got while ``until`` runs."""
     largest = 0
     while not until.done():
-        largest = max([largest, *(s.qsize for s in subscribers(api, deck_id))])
+        largest = max([largest, *(len(inbox) for inbox in followers(api, deck_id))])
         await asyncio.sleep(0.005)
     return largest
 
@@ -132,7 +130,7 @@ async def test_a_socket_that_never_reads_is_reset_within_the_write_timeout_with_
     history_pages = record_history_pages(api, monkeypatch)
     path = f"/ws/decks/{deck_id}?token={alice.token}&last_version=1"
     async with never_reading_socket(api, path) as sock:
-        await holds(lambda: len(subscribers(api, deck_id)) == 1, timeout=10)
+        await holds(lambda: len(followers(api, deck_id)) == 1, timeout=10)
 
         flooding = asyncio.create_task(
             flood(api.container, deck_id, slides=SLIDES, slide_bytes=SLIDE_BYTES)
@@ -149,7 +147,7 @@ async def test_a_socket_that_never_reads_is_reset_within_the_write_timeout_with_
     assert history_pages, "the socket should have read history (for a gap or a heartbeat)"
     assert max(history_pages) <= SEND_QUEUE
     assert gone_after <= WRITE_TIMEOUT + 3, "the stalled socket outlived its write timeout"
-    await holds(lambda: not subscribers(api, deck_id), timeout=5)
+    await holds(lambda: not followers(api, deck_id), timeout=5)
 
 
 async def test_a_slow_reader_whose_backlog_overflowed_gets_every_version_in_order(
@@ -162,12 +160,12 @@ async def test_a_slow_reader_whose_backlog_overflowed_gets_every_version_in_orde
         sock = await small_socket(api)
         # max_queue=1: the client stops reading from the network once it holds one message.
         async with websockets.connect(url, sock=sock, max_queue=1) as ws:
-            await holds(lambda: len(subscribers(api, deck_id)) == 1, timeout=10)
-            (subscriber,) = subscribers(api, deck_id)
+            await holds(lambda: len(followers(api, deck_id)) == 1, timeout=10)
+            (inbox,) = followers(api, deck_id)
 
             last = await flood(api.container, deck_id, slides=SLIDES, slide_bytes=SLIDE_BYTES)
-            # A full backlog once the flood is out means the oldest events were dropped from it.
-            await holds(lambda: subscriber.qsize == SEND_QUEUE, timeout=10)
+            # A full inbox once the flood is out means the oldest events were dropped from it.
+            await holds(lambda: len(inbox) == SEND_QUEUE, timeout=10)
             events = await receive_events(ws, lambda frame: frame["version"] == last)
 
     assert_contiguous(events, first=2)

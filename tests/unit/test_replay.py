@@ -14,7 +14,7 @@ import pytest
 from hypothesis import given, settings
 from hypothesis import strategies as st
 
-from presto_deck.application.replay import DeliveryCursor, EventDelivery, Verdict
+from presto_deck.application.replay import DeliveryCursor, EventDelivery, Inbox, Verdict
 from presto_deck.domain.events import Event, decode_event, encode_event, peek_version
 
 _DECK = "7d1c9d1e-0000-4000-8000-000000000042"
@@ -292,3 +292,45 @@ def test_live_frames_alone_deliver_everything_once_when_the_last_one_arrives(
         return socket.versions
 
     assert asyncio.run(play()) == versions
+
+
+# -- a socket's inbox -----------------------------------------------------------------------------
+
+
+async def test_an_inbox_hands_on_its_frames_oldest_first_and_drops_the_oldest_past_its_limit() -> (
+    None
+):
+    inbox = Inbox(limit=3)
+    for version in range(2, 7):
+        inbox.put(encode_event(_event(version)))
+
+    taken = []
+    while (frame := inbox.pop()) is not None:
+        taken.append(peek_version(frame).version)
+
+    assert taken == [4, 5, 6]  # 2 and 3 dropped: a gap the delivery backfills
+    assert len(inbox) == 0
+
+
+async def test_an_inbox_wakes_its_reader_at_a_frame_a_catch_up_or_the_deadline() -> None:
+    inbox = Inbox(limit=10)
+    clock = asyncio.get_running_loop().time
+
+    started = clock()
+    await inbox.wait(clock() + 0.05)
+    slept = clock() - started
+
+    waiting = asyncio.create_task(inbox.wait(clock() + 30))
+    await asyncio.sleep(0.01)
+    inbox.put(b'{"version": 2}')
+    await asyncio.wait_for(waiting, 1)
+
+    inbox.pop()
+    waiting = asyncio.create_task(inbox.wait(clock() + 30))
+    await asyncio.sleep(0.01)
+    inbox.catch_up_soon()
+    await asyncio.wait_for(waiting, 1)
+
+    assert 0.04 <= slept < 1
+    assert inbox.told_to_catch_up()
+    assert not inbox.told_to_catch_up()  # told once, asked once

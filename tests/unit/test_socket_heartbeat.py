@@ -7,7 +7,7 @@ from __future__ import annotations
 import asyncio
 import json
 import time
-from collections.abc import AsyncIterator, Sequence
+from collections.abc import Sequence
 from typing import Any
 from uuid import UUID
 
@@ -59,16 +59,6 @@ async def _watch(h: Harness, live_after: float | None) -> tuple[FakeSocket, list
         return await history(deck_id, version, limit)
 
     h.service.history = counted  # type: ignore[method-assign]
-    cancelled = asyncio.Event()
-
-    async def live() -> AsyncIterator[bytes]:
-        await cancelled.wait()
-        if live_after is not None:
-            await asyncio.sleep(live_after - (time.monotonic() - opened))
-            (event,) = h.store.events(deck.id)
-            yield encode_event(event)
-        await asyncio.Event().wait()
-
     socket = FakeSocket()
     settings = msgspec.structs.replace(h.settings, ws_heartbeat_seconds=HEARTBEAT)
     session = SocketSession(
@@ -81,11 +71,14 @@ async def _watch(h: Harness, live_after: float | None) -> tuple[FakeSocket, list
         DeckHeads(h.service.versions, max_age_seconds=0.05),
     )
     opened = time.monotonic()
-    running = asyncio.create_task(session.run(live(), last_version=1, current=1))
+    running = asyncio.create_task(session.run(last_version=1, current=1))
     await asyncio.sleep(0.02)  # its catch-up done: nothing yet
     await h.service.cancel("alice", deck.id)  # version 2, committed; the fan-out is this test's
-    cancelled.set()
-    await asyncio.sleep(2.5 * HEARTBEAT)
+    if live_after is not None:
+        await asyncio.sleep(live_after - (time.monotonic() - opened))
+        (event,) = h.store.events(deck.id)
+        session.inbox.put(encode_event(event))
+    await asyncio.sleep(2.5 * HEARTBEAT - (time.monotonic() - opened))
     socket.closed.set()
     await asyncio.wait_for(running, 2)
     return socket, asked

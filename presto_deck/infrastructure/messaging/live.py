@@ -9,10 +9,13 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections.abc import AsyncIterator
 from typing import Protocol
+from uuid import UUID
 
 from arq.connections import ArqRedis
 from litestar.channels import ChannelsPlugin
+from litestar.channels.subscriber import Subscriber
 from loguru import logger
 from redis.asyncio import Redis
 
@@ -26,29 +29,92 @@ PUBSUB_CLIENT_NAME = "presto-deck-pubsub"
 _STOP_STEP_SECONDS = 3.0
 
 
-class CatchingUp(Protocol):
+class Follower(Protocol):
+    """Where one socket's live events go (``application.replay.Inbox``)."""
+
+    def __len__(self) -> int:
+        """How many frames wait in it."""
+        ...
+
+    def put(self, frame: bytes) -> None: ...
+
     def catch_up_soon(self) -> None:
         """Read what this socket may have missed from the database, without waiting."""
         ...
 
 
-class LiveSockets:
-    """The sockets this process serves, so that all of them can be told at once to catch up."""
+class _Feed:
+    """One deck's Pub/Sub subscription, handed to each of its followers."""
 
-    def __init__(self) -> None:
-        self._sockets: set[CatchingUp] = set()
+    def __init__(self, channels: ChannelsPlugin, channel: str) -> None:
+        self.followers: set[Follower] = set()
+        self._channels = channels
+        self._subscribed = asyncio.ensure_future(channels.subscribe([channel]))
+        self._relay: asyncio.Task[None] | None = None
 
-    def add(self, socket: CatchingUp) -> None:
-        self._sockets.add(socket)
+    async def subscribed(self) -> None:
+        """Once the subscription is in place: from then on the deck's events reach the
+        followers. Shielded: a socket that closes meanwhile must not cancel it for the others."""
+        subscriber = await asyncio.shield(self._subscribed)
+        if self._relay is None:
+            self._relay = asyncio.create_task(self._hand_on(subscriber), name="deck-feed")
 
-    def discard(self, socket: CatchingUp) -> None:
-        self._sockets.discard(socket)
+    async def _hand_on(self, subscriber: Subscriber) -> None:
+        async for frame in subscriber.iter_events():
+            for follower in self.followers:
+                follower.put(frame)
+
+    async def close(self) -> None:
+        if self._relay is not None:
+            self._relay.cancel()
+            with contextlib.suppress(asyncio.CancelledError):
+                await self._relay
+        try:  # a subscription still on its way is let finish, then undone
+            subscriber = await asyncio.shield(self._subscribed)
+        except Exception:  # it failed: nothing to undo
+            return
+        await self._channels.unsubscribe(subscriber)
+
+
+class DeckFeeds:
+    """The live events of each deck this process has sockets on: one subscription per deck,
+    whatever the number of its sockets, handed to each socket's inbox; and every socket told
+    at once to catch up when live events may have been lost."""
+
+    def __init__(self, channels: ChannelsPlugin) -> None:
+        self._channels = channels
+        self._feeds: dict[str, _Feed] = {}
+
+    @contextlib.asynccontextmanager
+    async def following(self, deck_id: UUID, follower: Follower) -> AsyncIterator[None]:
+        """The deck's live events reach ``follower`` from the moment the block starts until it
+        ends."""
+        channel = keys.deck_channel(deck_id)
+        feed = self._feeds.get(channel)
+        if feed is None:
+            feed = self._feeds[channel] = _Feed(self._channels, channel)
+        feed.followers.add(follower)
+        try:
+            await feed.subscribed()
+            yield
+        finally:
+            feed.followers.discard(follower)
+            if not feed.followers and self._feeds.get(channel) is feed:
+                del self._feeds[channel]
+                await feed.close()
+
+    def followers(self, deck_id: UUID) -> frozenset[Follower]:
+        feed = self._feeds.get(keys.deck_channel(deck_id))
+        return frozenset() if feed is None else frozenset(feed.followers)
 
     def catch_up_all(self) -> int:
-        """Tell every socket to catch up; how many there were."""
-        for socket in list(self._sockets):
-            socket.catch_up_soon()
-        return len(self._sockets)
+        """Tell every follower to catch up; how many there were."""
+        told = 0
+        for feed in list(self._feeds.values()):
+            for follower in list(feed.followers):
+                follower.catch_up_soon()
+                told += 1
+        return told
 
 
 class LiveEvents:
@@ -56,7 +122,6 @@ class LiveEvents:
     on which any instance tells all the others that their sockets must catch up."""
 
     def __init__(self, settings: Settings, redis: ArqRedis) -> None:
-        self.sockets = LiveSockets()
         # Pub/Sub holds one connection per process and must not hit the client's read timeout.
         self._pubsub_redis = Redis.from_url(
             settings.redis_url,
@@ -68,7 +133,7 @@ class LiveEvents:
             backend=ResilientPubSubBackend(
                 redis=self._pubsub_redis,
                 namespace=keys.channels_prefix(settings.redis_url),
-                on_reconnect=self.sockets.catch_up_all,
+                on_reconnect=self._catch_up_all,
             ),
             arbitrary_channels_allowed=True,
             # Live events a slow socket may fall behind by before the oldest are dropped; a
@@ -76,6 +141,7 @@ class LiveEvents:
             subscriber_max_backlog=settings.ws_send_queue,
             subscriber_backlog_strategy="dropleft",
         )
+        self.feeds = DeckFeeds(self.channels)
         self.fanout = StreamFanout(redis, self._broadcast, on_reset=self._tell_all_to_catch_up)
         self._tasks: list[asyncio.Task[None]] = []
 
@@ -99,6 +165,9 @@ class LiveEvents:
             async with asyncio.timeout(_STOP_STEP_SECONDS):
                 await self._pubsub_redis.aclose()
 
+    def _catch_up_all(self) -> None:
+        self.feeds.catch_up_all()
+
     async def _broadcast(self, channel: str, data: bytes) -> None:
         await self.channels.wait_published(data, [channel])
 
@@ -108,5 +177,5 @@ class LiveEvents:
     async def _catch_up_when_told(self) -> None:
         async with self.channels.start_subscription([keys.CATCH_UP_CHANNEL]) as subscriber:
             async for _ in subscriber.iter_events():
-                if told := self.sockets.catch_up_all():
+                if told := self.feeds.catch_up_all():
                     logger.info("live events may have been lost; {} socket(s) catch up", told)
