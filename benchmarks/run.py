@@ -8,7 +8,8 @@ PUBLISH rates on the benchmarks' Redis db, when the binary is there), the pipeli
 second (benchmarks/pipeline.py), the time to a finished deck on a slow model one slide at a time
 and four at once (benchmarks/model_latency.py), idle sockets and fan-out (benchmarks/sockets.py,
 beside a bare ASGI application on the same uvicorn), the latency of POST /api/v1/decks at a fixed
-rate beside GET /health/live (benchmarks/http_latency.py) and a short headless Locust run
+rate beside GET /health/live, with the serve alone and with a work process writing the decks on the
+same cores (benchmarks/http_latency.py), and a short headless Locust run
 (benchmarks/locustfile.py, needs the `bench` dependency group). Each part prints its own lines as
 it goes; the table comes last. About six minutes in full; --quick takes smaller sizes and shorter
 times (about two minutes), for a check that everything runs rather than for figures.
@@ -516,25 +517,30 @@ class Bench:
 
     async def http(self) -> None:
         rate, seconds = self.sizes.http_rate, self.sizes.http_seconds
-        say(f"POST /api/v1/decks: {rate:g}/s for {seconds:g}s")
-        http = await http_latency.measure(rate, seconds, 3, 50, self.port)
-        print(*http.lines(), sep="\n")
-        self.rows += [
-            Row(
-                "POST /api/v1/decks p50 vs GET /health/live",
-                http.create.percentile(50),
-                http.floor.percentile(50),
-                unit="ms",
-            ),
-            Row(
-                "POST /api/v1/decks p99 vs GET /health/live",
-                http.create.percentile(99),
-                http.floor.percentile(99),
-                "< 25",
-                "ms",
-            ),
-            Row("POST /api/v1/decks errors", sum(http.create.errors.values()), target="= 0"),
-        ]
+        for works, beside in ((0, "the serve alone"), (1, "a work beside")):
+            say(f"POST /api/v1/decks: {rate:g}/s for {seconds:g}s, {beside}")
+            http = await http_latency.measure(rate, seconds, 3, 50, self.port, works=works)
+            print(*http.lines(), sep="\n")
+            self.rows += [
+                Row(
+                    f"POST /api/v1/decks p50, {beside}, vs GET",
+                    http.create.percentile(50),
+                    http.floor.percentile(50),
+                    unit="ms",
+                ),
+                Row(
+                    f"POST /api/v1/decks p99, {beside}, vs GET",
+                    http.create.percentile(99),
+                    http.floor.percentile(99),
+                    "< 25",
+                    "ms",
+                ),
+                Row(
+                    f"POST /api/v1/decks errors, {beside}",
+                    sum(http.create.errors.values()),
+                    target="= 0",
+                ),
+            ]
 
     async def locust(self) -> None:
         users, seconds = self.sizes.locust_users, self.sizes.locust_seconds
