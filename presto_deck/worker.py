@@ -66,7 +66,10 @@ async def generate_deck(
     services: WorkerServices = ctx["services"]
     with _job_run(ctx, keys.GENERATE_JOB, "job generate", deck_id, trace) as deck:
         status = await services.generator.generate(deck)
-        logger.info("generation job ended with the deck {}", status)
+        if status is None:  # the run said why it stopped (another run holds the deck, ...)
+            logger.info("generation job ended without a say on the deck")
+        else:
+            logger.info("generation job ended with the deck {}", status.value)
 
 
 async def edit_deck(

@@ -16,7 +16,9 @@ socket's ``FrameThrottle``: websockets answers every ping, and uvicorn hands eve
 application, however fast they come. A ping over the rate is not answered; a message over the
 rate is dropped, and the first of a run of them reaches the application marked
 (``is_over_the_rate``) so that it can tell the client once. A flood closes the socket with 1008,
-after the messages that arrived before it.
+after the answers to the messages that arrived before it; what the client sends after that is
+read and dropped until it closes its side, for ``_FLOOD_LINGER_SECONDS`` at most (a close with
+its bytes unread would be a reset, which makes the client's kernel drop what it had not read).
 """
 
 from __future__ import annotations
@@ -42,6 +44,8 @@ from presto_deck.application.limits import FrameRateExceeded, FrameThrottle, Fra
 
 #: SO_LINGER on, with a zero linger time.
 _RESET_ON_CLOSE = struct.pack("ii", 1, 0)
+#: How long a client closed for a flood has to close its side before its connection is reset.
+_FLOOD_LINGER_SECONDS = 2.0
 #: The key that marks a received message as the first of a run over the rate.
 _OVER_THE_RATE = "presto_deck.over_the_rate"
 _DATA_OPCODES = (Opcode.TEXT, Opcode.BINARY, Opcode.CONT)
@@ -67,6 +71,9 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
     _throttled: _ThrottledServerProtocol
     #: The event that stands for the flood in the application's queue, once there is one.
     _flood_event: ASGIReceiveEvent | None = None
+    #: Closed for a flood: what the client still sends is dropped unread, until the client
+    #: closes or ``close_timer`` resets the connection.
+    _discarding = False
 
     def connection_made(self, transport: asyncio.BaseTransport) -> None:
         super().connection_made(transport)
@@ -80,6 +87,8 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         )
 
     def data_received(self, data: bytes) -> None:
+        if self._discarding:
+            return
         super().data_received(data)
         if self.conn.state is State.CONNECTING and self.conn.handshake_exc is not None:
             self._refuse_handshake(self.conn.handshake_exc)
@@ -140,7 +149,16 @@ class BoundedWebSocketProtocol(WebSocketsSansIOProtocol):
         self.conn.send_close(CloseCode.POLICY_VIOLATION, str(flood))
         self.transport.write(b"".join(self.conn.data_to_send()))
         self.close_sent = True
-        self.transport.close()
+        # Closing with the flood's bytes unread in the kernel would send a reset, and the
+        # client's kernel would throw away what it had not read yet: the answers to the frames
+        # before the flood and this close frame. So end our side after them (a FIN), read and
+        # drop what still comes, and reset only a client that has not closed within a moment.
+        self._discarding = True
+        if self.transport.can_write_eof():
+            self.transport.write_eof()
+        self.transport.resume_reading()
+        # uvicorn's own wait for the client's close: the application's end leaves it be.
+        self.close_timer = self.loop.call_later(_FLOOD_LINGER_SECONDS, self._reset)
 
     def pause_writing(self) -> None:
         super().pause_writing()

@@ -1,9 +1,11 @@
 """End to end: the socket seats of an API process killed with ``kill -9`` do not outlive it by
-more than three heartbeat periods, as another API process on the same Redis sees (SPEC §8c)."""
+more than three heartbeat periods, as another API process on the same Redis sees (SPEC §8c); a
+client that floods its socket while it reads is told, then closed with 1008, not reset."""
 
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import json
 import time
 
@@ -66,3 +68,39 @@ async def test_the_seats_of_a_killed_api_lapse_and_another_api_admits_the_user_a
     assert seated == ["DeckCancelled", "DeckCancelled"]
     assert while_alive == CLOSE_POLICY_VIOLATION
     assert freed_after <= 3 * HEARTBEAT_SECONDS + 2, f"the seats lapsed after {freed_after:.1f}s"
+
+
+@pytest.mark.timeout(120)
+async def test_a_client_that_floods_while_it_reads_gets_its_answers_then_a_1008_close(
+    deployment: Deployment, alice: DeckClient
+) -> None:
+    # A separate process: a test's in-process server reads every frame as it comes, and the
+    # flood's unread bytes, which turned the close into a reset, never pile up in the kernel.
+    deployment.fresh()
+    deployment.serve(limit_frames_per_second="20")
+    deck_id = await alice.create("Flood")
+    cancelled = await alice.http.post(f"/api/v1/decks/{deck_id}/cancel")
+    assert cancelled.status_code == 202, cancelled.text
+    frames: list[dict[str, object]] = []
+    url = f"{deployment.ws_url}/ws/decks/{deck_id}?token={alice.token}&last_version=1"
+
+    async with websockets.connect(url) as ws:
+
+        async def read() -> None:
+            with contextlib.suppress(ConnectionClosed):
+                async for message in ws:
+                    frames.append(json.loads(message))
+
+        reading = asyncio.create_task(read())
+        with contextlib.suppress(ConnectionClosed):
+            for _ in range(3_000):
+                await ws.send('{"type": "Nope"}')
+        await asyncio.wait_for(reading, 10)
+
+    codes = [frame.get("code") for frame in frames]
+    close = ws.protocol.close_rcvd
+    assert close is not None, "the socket was reset, not closed"
+    assert (close.code, close.reason) == (CLOSE_POLICY_VIOLATION, "too many frames")
+    assert frames[0]["event_type"] == "DeckCancelled"
+    assert codes.count("rate_limited") == 1
+    assert 1 <= codes.count("invalid_frame") <= 21
