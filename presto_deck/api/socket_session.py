@@ -75,6 +75,9 @@ class _EventAnswer(msgspec.Struct):
 
 
 _answer_decoder = msgspec.json.Decoder(_EventAnswer)
+#: How long a live event that came before the one it follows waits for it before the database
+#: is asked for the missing one.
+_REORDER_GRACE_SECONDS = 0.25
 #: Looked up once: a fan-out counts thousands of deliveries per event.
 _DELIVERED_BY_SOCKET = EVENTS_DELIVERED.labels(source="socket")
 
@@ -197,12 +200,33 @@ class SocketSession:
                 beat_at = clock() + self._heartbeat_seconds
 
     async def _offer_inbox(self) -> None:
+        await self._offer_waiting()
+        if self._delivery.gap:
+            await self._close_gap()
+        if self.inbox.told_to_catch_up():
+            async with self._lock:
+                await self._delivery.catch_up()
+
+    async def _offer_waiting(self) -> None:
         # One frame at a time, in the order they came: the rest wait in the inbox, which
         # bounds how many a socket that reads slowly holds.
         while (frame := self.inbox.pop()) is not None:
             async with self._lock:
-                await self._delivery.offer(frame)
-        if self.inbox.told_to_catch_up():
+                await self._delivery.offer(frame, hold=True)
+
+    async def _close_gap(self) -> None:
+        """A live event came before the one it follows. Each API instance fans out the stream
+        entries it reads, so two consecutive events fanned out by two instances may arrive in
+        either order: the missing one is given a moment to come before the database is read
+        (by every socket of the deck at once, in a deployment of several instances)."""
+        clock = asyncio.get_running_loop().time
+        give_up_at = clock() + _REORDER_GRACE_SECONDS
+        while self._delivery.gap and clock() < give_up_at:
+            await self.inbox.wait(give_up_at)
+            if self.inbox.told_to_catch_up():
+                break
+            await self._offer_waiting()
+        if self._delivery.gap or self.inbox.told_to_catch_up():
             async with self._lock:
                 await self._delivery.catch_up()
 

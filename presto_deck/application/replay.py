@@ -48,13 +48,26 @@ Send = Callable[[bytes], Awaitable[None]]
 
 
 class EventDelivery:
-    """Runs the cursor against a socket: live frames in, ordered frames out."""
+    """Runs the cursor against a socket: live frames in, ordered frames out.
+
+    A live frame past a gap is either backfilled from the database at once, or, offered with
+    ``hold``, kept back while the gap is open (``gap``): the API instances each fan out the
+    stream entries they read, so two consecutive events may arrive in the wrong order, and the
+    missing one then comes a moment later. Whoever holds frames closes the gap with
+    ``catch_up`` if it does not.
+    """
 
     def __init__(self, cursor: DeliveryCursor, history: History, send: Send, page: int = 500):
         self.cursor = cursor
         self._history = history
         self._send = send
         self._page = page
+        self._held: dict[int, bytes] = {}  # version -> frame, all past a gap
+
+    @property
+    def gap(self) -> bool:
+        """Whether frames are held back behind a version that has not come yet."""
+        return bool(self._held)
 
     async def catch_up(self) -> int:
         """Send every persisted event after the cursor; returns how many were sent."""
@@ -64,15 +77,16 @@ class EventDelivery:
             for event in events:
                 if self.cursor.judge(event.version) is not Verdict.SEND:
                     # The log has a hole (it never should): stop rather than skip a version.
-                    return sent
+                    return sent + await self._send_held()
                 await self._send(encode_event(event))
                 self.cursor.advance(event.version)
                 sent += 1
             if len(events) < self._page:
-                return sent
+                return sent + await self._send_held()
 
-    async def offer(self, data: bytes) -> None:
-        """Handle one live frame from the fan-out."""
+    async def offer(self, data: bytes, *, hold: bool = False) -> None:
+        """Handle one live frame from the fan-out; with ``hold``, one past a gap is kept back
+        (at most a page of them) instead of backfilling the gap now."""
         version = peek_version(data).version
         match self.cursor.judge(version):
             case Verdict.SKIP:
@@ -80,8 +94,22 @@ class EventDelivery:
             case Verdict.SEND:
                 await self._send(data)
                 self.cursor.advance(version)
+                await self._send_held()
+            case Verdict.BACKFILL if hold and len(self._held) < self._page:
+                self._held[version] = data
             case Verdict.BACKFILL:
                 await self.catch_up()
+
+    async def _send_held(self) -> int:
+        """The held frames that now follow the cursor; those it passed are dropped."""
+        sent = 0
+        while (data := self._held.pop(self.cursor.delivered + 1, None)) is not None:
+            await self._send(data)
+            self.cursor.advance(self.cursor.delivered + 1)
+            sent += 1
+        for version in [v for v in self._held if v <= self.cursor.delivered]:
+            del self._held[version]
+        return sent
 
 
 class Inbox:

@@ -172,6 +172,36 @@ async def test_a_live_frame_after_a_gap_backfills_the_gap_and_itself_from_the_da
     assert socket.versions == [6, 7, 8]
 
 
+async def test_a_held_frame_waits_for_the_one_before_it_and_both_go_out_without_a_read() -> None:
+    db = _Database(committed=5)
+    delivery, socket = _delivery(5, db)
+    db.commit()
+    db.commit()  # 6 and 7, fanned out by two instances: 7 comes first
+
+    await delivery.offer(encode_event(_event(7)), hold=True)
+    held = (socket.versions[:], delivery.gap)
+    await delivery.offer(encode_event(_event(6)), hold=True)
+
+    assert held == ([], True)
+    assert socket.versions == [6, 7]
+    assert (delivery.gap, db.reads) == (False, 0)
+
+
+async def test_a_gap_that_stays_open_is_read_from_the_database_and_held_frames_dropped() -> None:
+    db = _Database(committed=5)
+    delivery, socket = _delivery(5, db)
+    for _ in range(3):
+        db.commit()  # 6 was lost; 7 and 8 arrive
+
+    await delivery.offer(encode_event(_event(8)), hold=True)
+    await delivery.offer(encode_event(_event(7)), hold=True)
+    await delivery.catch_up()
+    await delivery.offer(encode_event(_event(6)), hold=True)  # late after all
+
+    assert socket.versions == [6, 7, 8]
+    assert not delivery.gap
+
+
 # -- delivery, as a property ----------------------------------------------------------------------
 
 _Op = tuple[str, int]
@@ -183,6 +213,8 @@ _ops = st.lists(
         st.tuples(st.just("offer_recent"), st.integers(min_value=0, max_value=3)),
         st.tuples(st.just("offer_any"), st.integers(min_value=0, max_value=10_000)),
         st.tuples(st.just("catch_up"), st.just(0)),
+        # A frame held back behind a gap, as a socket does for a moment before it reads.
+        st.tuples(st.just("hold_recent"), st.integers(min_value=0, max_value=3)),
     ),
     max_size=80,
 )
@@ -251,6 +283,9 @@ async def _play(
                 await offer(2 + arg % (db.committed - 1))
             case "catch_up":
                 await checked(delivery.catch_up())
+            case "hold_recent" if db.committed - arg >= 2:
+                frame = encode_event(_event(db.committed - arg))
+                await checked(delivery.offer(frame, hold=True))
     while db.committed < final:
         db.commit()
     await checked(delivery.catch_up())  # the next heartbeat
