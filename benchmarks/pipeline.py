@@ -67,10 +67,16 @@ def pgbench_tps(seconds: int) -> float:
 
 
 TERMINAL = {"DeckCompleted", "DeckFailed", "DeckCancelled"}
-#: The offline writer at zero delay: the pipeline's own cost, no model's.
+#: The offline writer at zero delay: the pipeline's own cost, no model's. The worker's other
+#: settings are the product's defaults, unless PRESTO_BENCH_WORKER_MAX_JOBS says how many decks
+#: it writes at once.
 _SETTINGS = {
     "PRESTO_OFFLINE_SLIDE_DELAY_MS": "0",
-    "PRESTO_WORKER_MAX_JOBS": os.environ.get("PRESTO_BENCH_WORKER_MAX_JOBS", "10"),
+    **(
+        {"PRESTO_WORKER_MAX_JOBS": jobs}
+        if (jobs := os.environ.get("PRESTO_BENCH_WORKER_MAX_JOBS"))
+        else {}
+    ),
 }
 
 

@@ -78,7 +78,7 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
     log_level: Literal["TRACE", "DEBUG", "INFO", "SUCCESS", "WARNING", "ERROR", "CRITICAL"] = "INFO"
     worker_lease_seconds: float = 20.0
     worker_sweep_seconds: float = 10.0
-    worker_max_jobs: int = 10
+    worker_max_jobs: int = 20
     stream_maxlen: int = 100000
     llm_max_calls_per_deck: int = 60
     llm_concurrent_slides_per_deck: int = 4
