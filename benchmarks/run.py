@@ -70,7 +70,7 @@ class Sizes:
 FULL = Sizes(
     pgbench_seconds=10,
     redis_requests=100_000,
-    pipeline_decks=200,
+    pipeline_decks=500,
     pipeline_slides=10,
     model_slides=10,
     model_latency=1.0,

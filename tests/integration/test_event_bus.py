@@ -50,8 +50,8 @@ class Broadcasts:
     def __init__(self) -> None:
         self.sent: list[tuple[str, bytes]] = []
 
-    async def __call__(self, channel: str, data: bytes) -> None:
-        self.sent.append((channel, data))
+    async def __call__(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        self.sent.extend(messages)
 
     @property
     def versions(self) -> list[int]:
@@ -186,7 +186,7 @@ async def test_entries_a_dead_instance_read_but_never_acknowledged_are_claimed_a
     # An instance reads the entries, then dies while broadcasting the first one.
     never = asyncio.Event()
 
-    async def stuck(channel: str, data: bytes) -> None:
+    async def stuck(messages: Sequence[tuple[str, bytes]]) -> None:
         await never.wait()
 
     dying = StreamFanout(container.redis, stuck, consumer="dying", block_ms=50)
@@ -220,12 +220,12 @@ async def test_an_entry_whose_broadcast_failed_is_delivered_once_pubsub_is_back(
     saw = Broadcasts()
     failures = 0
 
-    async def flaky(channel: str, data: bytes) -> None:
+    async def flaky(messages: Sequence[tuple[str, bytes]]) -> None:
         nonlocal failures
         if failures < 2:  # Pub/Sub is down for the first two attempts
             failures += 1
             raise RedisConnectionError("pub/sub connection lost")
-        await saw(channel, data)
+        await saw(messages)
 
     fanout = StreamFanout(container.redis, flaky, block_ms=50, claim_idle_ms=100)
     async with consuming(fanout) as task:

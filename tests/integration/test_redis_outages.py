@@ -152,8 +152,8 @@ async def test_entries_appended_after_the_stream_vanished_are_still_broadcast(
     seen: list[int] = []
     resets = 0
 
-    async def broadcast(channel: str, data: bytes) -> None:
-        seen.append(msgspec.json.decode(data)["version"])
+    async def broadcast(messages: Sequence[tuple[str, bytes]]) -> None:
+        seen.extend(msgspec.json.decode(data)["version"] for _, data in messages)
 
     async def count_reset() -> None:
         nonlocal resets

@@ -9,7 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 from uuid import UUID
 
@@ -129,12 +129,13 @@ class LiveEvents:
             health_check_interval=30,
             client_name=PUBSUB_CLIENT_NAME,
         )
+        self._pubsub = ResilientPubSubBackend(
+            redis=self._pubsub_redis,
+            namespace=keys.channels_prefix(settings.redis_url),
+            on_reconnect=self._catch_up_all,
+        )
         self.channels = ChannelsPlugin(
-            backend=ResilientPubSubBackend(
-                redis=self._pubsub_redis,
-                namespace=keys.channels_prefix(settings.redis_url),
-                on_reconnect=self._catch_up_all,
-            ),
+            backend=self._pubsub,
             arbitrary_channels_allowed=True,
             # Live events a slow socket may fall behind by before the oldest are dropped; a
             # drop shows up as a version gap, which that socket backfills from PostgreSQL.
@@ -168,8 +169,8 @@ class LiveEvents:
     def _catch_up_all(self) -> None:
         self.feeds.catch_up_all()
 
-    async def _broadcast(self, channel: str, data: bytes) -> None:
-        await self.channels.wait_published(data, [channel])
+    async def _broadcast(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        await self._pubsub.publish_each(messages)
 
     async def _tell_all_to_catch_up(self) -> None:
         await self.channels.wait_published(b"", [keys.CATCH_UP_CHANNEL])

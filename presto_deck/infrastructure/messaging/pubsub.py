@@ -11,7 +11,7 @@ lost, so the sockets must catch up from the database.
 from __future__ import annotations
 
 import asyncio
-from collections.abc import AsyncGenerator, Callable, Iterable
+from collections.abc import AsyncGenerator, Callable, Iterable, Sequence
 from typing import Any
 
 from litestar.channels.backends.redis import RedisChannelsPubSubBackend
@@ -39,6 +39,13 @@ class ResilientPubSubBackend(RedisChannelsPubSubBackend):
 
     async def publish(self, data: bytes, channels: Iterable[str]) -> None:
         await super().publish(data, self._named(channels))
+
+    async def publish_each(self, messages: Sequence[tuple[str, bytes]]) -> None:
+        """Publish each (channel, data) pair, in order, in one round trip."""
+        async with self._redis.pipeline(transaction=False) as pipe:
+            for channel, data in messages:
+                pipe.publish(self._namespace + channel, data)
+            await pipe.execute()
 
     async def unsubscribe(self, channels: Iterable[str]) -> None:
         await super().unsubscribe(self._named(channels))

@@ -10,6 +10,7 @@ from __future__ import annotations
 import asyncio
 import os
 import socket
+import time
 import uuid
 from collections.abc import Awaitable, Callable, Sequence
 from typing import Any
@@ -32,8 +33,9 @@ _FIELD = b"event"
 #: The span that published the entry, as a W3C ``traceparent``; absent when nothing is traced.
 _TRACE_FIELD = b"traceparent"
 
-#: Called with the Pub/Sub channel and the encoded event; returns once Redis accepted it.
-Broadcast = Callable[[str, bytes], Awaitable[None]]
+#: Called with (Pub/Sub channel, encoded event) pairs in the stream's order; returns once Redis
+#: accepted them all.
+Broadcast = Callable[[Sequence[tuple[str, bytes]]], Awaitable[None]]
 
 
 class RedisStreamPublisher:
@@ -196,7 +198,8 @@ class StreamFanout:
             await self._dead_letter(entry_id, fields, "too many deliveries")
 
     async def _handle(self, entries: Sequence[tuple[Any, dict[bytes, bytes]]]) -> None:
-        done = []
+        """Broadcast the entries' events in one go, then acknowledge them."""
+        done, messages, spans = [], [], []
         for entry_id, fields in entries:
             data = fields.get(_FIELD)
             try:
@@ -204,18 +207,26 @@ class StreamFanout:
                 deck_id = UUID(head.deck_id) if head is not None else None
             except (msgspec.DecodeError, ValueError):
                 head = deck_id = None
-            if head is None or deck_id is None:
+            if data is None or head is None or deck_id is None:
                 await self._dead_letter(entry_id, fields, "not an event")
                 continue
-            with deck_span(
-                "stream fan-out",
-                deck_id,
-                carrier=_carrier(fields),
-                kind=SpanKind.CONSUMER,
-                attributes={"deck.version": head.version},
-            ):
-                await self._broadcast(keys.deck_channel(head.deck_id), data or b"")
+            messages.append((keys.deck_channel(head.deck_id), data))
+            spans.append((deck_id, head.version, _carrier(fields)))
             done.append(entry_id)
+        if messages:
+            started = time.time_ns()
+            await self._broadcast(messages)
+            for deck_id, version, carrier in spans:  # each in its deck's trace
+                attributes = {"deck.version": version, "messaging.batch.message_count": len(spans)}
+                with deck_span(
+                    "stream fan-out",
+                    deck_id,
+                    carrier=carrier,
+                    kind=SpanKind.CONSUMER,
+                    attributes=attributes,
+                    start_time=started,
+                ):
+                    pass
         if done:
             await self._redis.xack(keys.EVENT_STREAM, keys.API_CONSUMER_GROUP, *done)
 
