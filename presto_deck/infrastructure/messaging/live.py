@@ -137,8 +137,9 @@ class LiveEvents:
         self.channels = ChannelsPlugin(
             backend=self._pubsub,
             arbitrary_channels_allowed=True,
-            # Live events a slow socket may fall behind by before the oldest are dropped; a
-            # drop shows up as a version gap, which that socket backfills from PostgreSQL.
+            # Live events a deck's feed may fall behind by before the oldest are dropped (it
+            # hands each on to its sockets' inboxes at once; each inbox has the same bound); a
+            # drop shows up as a version gap, which the sockets backfill from PostgreSQL.
             subscriber_max_backlog=settings.ws_send_queue,
             subscriber_backlog_strategy="dropleft",
         )

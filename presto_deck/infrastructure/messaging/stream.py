@@ -199,7 +199,7 @@ class StreamFanout:
 
     async def _handle(self, entries: Sequence[tuple[Any, dict[bytes, bytes]]]) -> None:
         """Broadcast the entries' events in one go, then acknowledge them."""
-        done, messages, spans = [], [], []
+        events: list[tuple[Any, str, bytes, UUID, int, dict[str, str] | None]] = []
         for entry_id, fields in entries:
             data = fields.get(_FIELD)
             try:
@@ -210,25 +210,25 @@ class StreamFanout:
             if data is None or head is None or deck_id is None:
                 await self._dead_letter(entry_id, fields, "not an event")
                 continue
-            messages.append((keys.deck_channel(head.deck_id), data))
-            spans.append((deck_id, head.version, _carrier(fields)))
-            done.append(entry_id)
-        if messages:
-            started = time.time_ns()
-            await self._broadcast(messages)
-            for deck_id, version, carrier in spans:  # each in its deck's trace
-                attributes = {"deck.version": version, "messaging.batch.message_count": len(spans)}
-                with deck_span(
-                    "stream fan-out",
-                    deck_id,
-                    carrier=carrier,
-                    kind=SpanKind.CONSUMER,
-                    attributes=attributes,
-                    start_time=started,
-                ):
-                    pass
-        if done:
-            await self._redis.xack(keys.EVENT_STREAM, keys.API_CONSUMER_GROUP, *done)
+            channel = keys.deck_channel(head.deck_id)
+            events.append((entry_id, channel, data, deck_id, head.version, _carrier(fields)))
+        if not events:
+            return
+        started = time.time_ns()
+        await self._broadcast([(channel, data) for _, channel, data, *_ in events])
+        for _, _, _, deck_id, version, carrier in events:  # each in its deck's trace
+            attributes = {"deck.version": version, "messaging.batch.message_count": len(events)}
+            with deck_span(
+                "stream fan-out",
+                deck_id,
+                carrier=carrier,
+                kind=SpanKind.CONSUMER,
+                attributes=attributes,
+                start_time=started,
+            ):
+                pass
+        done = [entry_id for entry_id, *_ in events]
+        await self._redis.xack(keys.EVENT_STREAM, keys.API_CONSUMER_GROUP, *done)
 
     async def _dead_letter(self, entry_id: Any, fields: dict[bytes, bytes], reason: str) -> None:
         logger.error("dead-lettering stream entry {}: {}", entry_id, reason)
