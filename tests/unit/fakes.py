@@ -740,6 +740,8 @@ class FakeCancelFlags:
     def __init__(self) -> None:
         self.requested: set[UUID] = set()
         self.fail = False
+        #: How often a run looked at a flag.
+        self.looks = 0
 
     async def request(self, deck_id: UUID) -> None:
         if self.fail:
@@ -747,6 +749,7 @@ class FakeCancelFlags:
         self.requested.add(deck_id)
 
     async def is_requested(self, deck_id: UUID) -> bool:
+        self.looks += 1
         if self.fail:
             raise QueueUnavailable("the flags are unavailable")
         return deck_id in self.requested

@@ -5,8 +5,10 @@ stops every call still in flight."""
 from __future__ import annotations
 
 import asyncio
+import threading
 from collections.abc import Sequence
 
+import msgspec
 import pytest
 
 from presto_deck.application.ports import ModelCallBudget
@@ -14,7 +16,7 @@ from presto_deck.domain.content import DeckBrief, DeckPlan, SlideContent
 from presto_deck.domain.deck import DeckStatus
 from presto_deck.domain.events import Event
 from tests.unit.event_checks import assert_ends_with, assert_one_normal_life, types_of
-from tests.unit.fakes import FakeWriter, Harness, WorkerKilled
+from tests.unit.fakes import FakeRenderer, FakeWriter, Harness, WorkerKilled
 
 AHEAD = 4
 
@@ -196,3 +198,57 @@ async def test_the_calls_stay_within_the_decks_budget_when_written_ahead() -> No
     assert writer.plan_calls + len(writer.slide_calls) == 5  # calls made; the sixth refused
     failed: Sequence[Event] = assert_ends_with(h, deck.id, "DeckFailed")
     assert failed[-1].payload["code"] == "model_calls_exhausted"
+
+
+async def test_slides_the_model_has_written_by_their_turn_cost_no_look_at_the_cancel_flag(
+    h: Harness,
+) -> None:
+    deck = await h.create(slide_count=10)
+
+    assert await h.generator(SlowWriter(10, seconds=0)).generate(deck.id) is DeckStatus.COMPLETED
+
+    assert h.flags.looks == 0
+    assert_one_normal_life(h, deck.id, 10)
+
+
+async def test_a_slow_slide_has_the_run_look_at_the_cancel_flag_while_it_waits(h: Harness) -> None:
+    deck = await h.create(slide_count=2)
+
+    assert await h.generator(SlowWriter(2, seconds=0.1)).generate(deck.id) is DeckStatus.COMPLETED
+
+    # Slide 0 takes 0.3 s: a look after 0.05 s, then every 0.5 s; slide 1 is there by then.
+    assert h.flags.looks == 1
+
+
+class ThreadNotingRenderer(FakeRenderer):
+    """Notes the thread each slide is drawn in, by its title."""
+
+    def __init__(self) -> None:
+        self.drawn_in: dict[str, int] = {}
+
+    def render(self, content: SlideContent, theme: str | None) -> str:
+        self.drawn_in[content.title] = threading.get_ident()
+        return super().render(content, theme)
+
+
+class LongSecondSlideWriter(FakeWriter):
+    async def write_slide(
+        self, brief: DeckBrief, plan: DeckPlan, index: int, budget: ModelCallBudget
+    ) -> SlideContent:
+        content = await super().write_slide(brief, plan, index, budget)
+        if index == 1:  # far more text than a slide shows: the sanitizer may take a while
+            return msgspec.structs.replace(content, body="<em>word</em> " * 100)
+        return content
+
+
+async def test_a_short_slide_is_drawn_on_the_spot_and_a_long_one_in_a_thread() -> None:
+    h = Harness(slides_per_deck=AHEAD)
+    renderer = ThreadNotingRenderer()
+    h.ports.renderer = renderer
+    deck = await h.create(slide_count=2)
+
+    assert await h.generator(LongSecondSlideWriter(2)).generate(deck.id) is DeckStatus.COMPLETED
+
+    loop_thread = threading.get_ident()
+    assert renderer.drawn_in["Slide 1 of 2"] == loop_thread
+    assert renderer.drawn_in["Slide 2 of 2"] != loop_thread
