@@ -33,6 +33,7 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from pathlib import Path
 
+import httpx
 import psycopg
 import websockets
 from scratch import REDIS_URL, between, scratch_database, summary
@@ -91,13 +92,36 @@ class Watched:
 
 
 async def open_watchers(ws_url: str, decks: Sequence[tuple[str, str]]) -> list[ClientConnection]:
-    """A socket on each deck (its owner's), open and listening once this returns."""
+    """A socket on each deck (its owner's), open once this returns (the serve may still be
+    setting them up: see ``sockets_followed``)."""
 
     async def one(deck_id: str, owner: str) -> ClientConnection:
         url = f"{ws_url}/ws/decks/{deck_id}?token={mint(owner)}&last_version=1"
         return await websockets.connect(url, max_size=None, open_timeout=30)
 
     return list(await asyncio.gather(*(one(deck_id, owner) for deck_id, owner in decks)))
+
+
+async def sockets_followed(urls: Sequence[str], count: int) -> None:
+    """Until the serves at ``urls`` follow ``count`` sockets in all (their open-sockets gauge):
+    a socket's handshake is answered before the serve has looked up its deck and subscribed,
+    and the figure is of the pipeline, not of sockets being set up while it runs."""
+    deadline = time.monotonic() + _SETTLE_SECONDS
+    async with httpx.AsyncClient(timeout=5) as http:
+        while True:
+            pages = [(await http.get(f"{url}/metrics")).text for url in urls]
+            following = sum(
+                float(found[1]) for page in pages if (found := _OPEN_SOCKETS.search(page))
+            )
+            if following >= count:
+                return
+            if time.monotonic() > deadline:
+                raise SystemExit(f"the serves follow {following:.0f} of {count} sockets")
+            await asyncio.sleep(0.1)
+
+
+_SETTLE_SECONDS = 60
+_OPEN_SOCKETS = re.compile(r"^presto_open_websockets ([\d.e+]+)$", re.MULTILINE)
 
 
 async def follow(sockets: Sequence[ClientConnection], events_per_deck: int) -> Watched:
@@ -215,6 +239,7 @@ async def pipeline_figures(
         following = asyncio.create_task(
             follow([ws for some in sockets for ws in some], events_per_deck=slides + 3)
         )
+        await sockets_followed(stack.urls, decks)
         # Off the loop: the sockets are read while a worker starts (the first one writes at once).
         first_worker = await asyncio.to_thread(stack.start_work)
         for _ in range(workers - 1):

@@ -141,8 +141,9 @@ class SocketSession:
         OPEN_WEBSOCKETS.inc()
         tasks: list[asyncio.Task[None]] = []
         try:
-            async with self._lock:
-                await self._delivery.catch_up()
+            if self._delivery.cursor.delivered < current:  # up to date: nothing to read
+                async with self._lock:
+                    await self._delivery.catch_up()
             with self._heads.watching(self._deck_id):
                 tasks = [
                     asyncio.create_task(self._deliver()),

@@ -17,10 +17,17 @@ from presto_deck.infrastructure.messaging.stream import RedisStreamPublisher
 
 
 async def flood(
-    container: Container, deck_id: str, *, slides: int, slide_bytes: int, batch: int = 50
+    container: Container,
+    deck_id: str,
+    *,
+    slides: int,
+    slide_bytes: int,
+    batch: int = 50,
+    after: int = 0,
 ) -> int:
     """Start a PENDING deck and add ``slides`` slides of about ``slide_bytes`` each, committing
-    and publishing ``batch`` at a time; returns the deck's last version.
+    and publishing ``batch`` at a time; returns the deck's last version. With ``after``, the
+    deck is one flooded with that many slides already, and more are added after them.
 
     The slides exist only as SlideAdded events: the socket delivers events, not slide rows.
     """
@@ -30,8 +37,8 @@ async def flood(
         utc_now,
     )
     last_version = 0
-    added = 0
-    while added < slides:
+    added = after
+    while added < after + slides:
         async with SqlUnitOfWork(container.engine) as uow:
             deck = await uow.decks.lock(UUID(deck_id))
             assert deck is not None, deck_id
@@ -39,7 +46,7 @@ async def flood(
             if added == 0:
                 deck.start(now)
                 deck.set_plan(DeckPlan(title="Flood", slides=[]), now)
-            for order in range(added + 1, min(added + batch, slides) + 1):
+            for order in range(added + 1, min(added + batch, after + slides) + 1):
                 deck.add_generated_slide(_slide(deck.id, order, slide_bytes, now), now)
                 added += 1
             await uow.decks.save(deck)

@@ -72,7 +72,7 @@ async def _watch(h: Harness, live_after: float | None) -> tuple[FakeSocket, list
     )
     opened = time.monotonic()
     running = asyncio.create_task(session.run(last_version=1, current=1))
-    await asyncio.sleep(0.02)  # its catch-up done: nothing yet
+    await asyncio.sleep(0.02)  # open, and up to date
     await h.service.cancel("alice", deck.id)  # version 2, committed; the fan-out is this test's
     if live_after is not None:
         await asyncio.sleep(live_after - (time.monotonic() - opened))
@@ -90,7 +90,7 @@ async def test_an_event_still_on_its_way_at_a_heartbeat_arrives_live_without_a_d
     socket, asked = await _watch(h, live_after=HEARTBEAT + 0.05)  # within the beat's grace
 
     assert socket.events() == [("DeckCancelled", 2)]
-    assert asked == [1]  # the catch-up as it opened, and no other
+    assert asked == []  # none as it opened (it was up to date), none at the beat
 
 
 async def test_an_event_that_never_comes_live_is_read_from_the_database_at_the_heartbeat(
@@ -99,4 +99,26 @@ async def test_an_event_that_never_comes_live_is_read_from_the_database_at_the_h
     socket, asked = await _watch(h, live_after=None)
 
     assert socket.events() == [("DeckCancelled", 2)]
-    assert asked[:2] == [1, 1]  # as it opened, then the heartbeat's look after the grace
+    assert asked[:1] == [1]  # the heartbeat's look after the grace (none as it opened)
+
+
+async def test_a_socket_that_opens_behind_the_deck_reads_what_it_missed_at_once() -> None:
+    h = Harness()
+    deck = await h.create()
+    await h.service.cancel("alice", deck.id)  # version 2, before the socket opens
+    socket = FakeSocket()
+    session = SocketSession(
+        socket,  # type: ignore[arg-type]
+        h.service,
+        h.edits,
+        Identity(user_id="alice", expires_at=time.time() + 60),
+        deck.id,
+        msgspec.structs.replace(h.settings, ws_heartbeat_seconds=60),
+        DeckHeads(h.service.versions, max_age_seconds=0.05),
+    )
+    running = asyncio.create_task(session.run(last_version=1, current=2))
+    await asyncio.sleep(0.05)  # long before any heartbeat
+
+    assert socket.events() == [("DeckCancelled", 2)]
+    socket.closed.set()
+    await asyncio.wait_for(running, 2)
