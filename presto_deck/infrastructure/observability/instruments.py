@@ -47,8 +47,12 @@ class MeteredWriter:
         self._writer = writer
         self._model = model
         self.name = writer.name
-        for outcome in ("ok", "error", "cancelled"):  # there from the start, at 0
-            LLM_CALLS.labels(model=model, outcome=outcome)
+        # The series, looked up once (there from the start, at 0), not at every call.
+        self._calls = {
+            outcome: LLM_CALLS.labels(model=model, outcome=outcome)
+            for outcome in ("ok", "error", "cancelled")
+        }
+        self._seconds = LLM_SECONDS.labels(model=model)
 
     async def plan(self, brief: DeckBrief, budget: ModelCallBudget) -> DeckPlan:
         return await self._measured("plan", lambda: self._writer.plan(brief, budget))
@@ -89,8 +93,8 @@ class MeteredWriter:
                 raise
             finally:
                 span.set_attribute("presto.outcome", outcome)
-                LLM_CALLS.labels(model=self._model, outcome=outcome).inc()
-                LLM_SECONDS.labels(model=self._model).observe(time.perf_counter() - started)
+                self._calls[outcome].inc()
+                self._seconds.observe(time.perf_counter() - started)
 
 
 class MeteredPublisher:
