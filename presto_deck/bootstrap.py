@@ -31,6 +31,7 @@ from presto_deck.application.ports import (
     CancelFlags,
     Clock,
     DeckExporter,
+    DeckSteps,
     DeckWriter,
     EventPublisher,
     GenerationMeter,
@@ -44,6 +45,7 @@ from presto_deck.application.publishing import EventPublishing
 from presto_deck.application.recovery import Recovery
 from presto_deck.domain.events import utc_now
 from presto_deck.domain.themes import ThemeBook
+from presto_deck.infrastructure.db.steps import PsycopgDeckSteps
 from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork, create_engine
 from presto_deck.infrastructure.export.html import HtmlExporter
 from presto_deck.infrastructure.export.pdf import PdfExporter
@@ -79,6 +81,9 @@ _CLOSE_STEP_SECONDS = 2.0
 _EDIT_CALL_ROUNDS = 2
 #: A worker marks the events it published in one transaction this often, not one per step.
 _MARK_AFTER_SECONDS = 0.1
+#: A worker's connections for its runs' steps, beside the engine's pool. A step is one short
+#: statement: 20 decks written at once keep fewer than this busy.
+_STEP_CONNECTIONS = 4
 
 
 #: The service a process's spans are of, unless OTEL_SERVICE_NAME names another.
@@ -108,6 +113,7 @@ class Ports:
     """The adapters the use cases talk to: built from the settings here, fakes in unit tests."""
 
     uow: UnitOfWorkFactory
+    steps: DeckSteps
     publisher: EventPublisher
     queue: JobQueue
     cancel_flags: CancelFlags
@@ -206,6 +212,7 @@ def worker_services(
     return WorkerServices(
         generator=DeckGenerator(
             uow=ports.uow,
+            steps=ports.steps,
             writer=writer,
             renderer=ports.renderer,
             publishing=publishing,
@@ -248,6 +255,7 @@ class Container:
     settings: Settings
     role: Role
     engine: AsyncEngine
+    steps: PsycopgDeckSteps
     redis: ArqRedis
     themes: ThemeBook
     readiness: Readiness
@@ -273,7 +281,11 @@ class Container:
             with contextlib.suppress(TimeoutError, Exception):
                 async with asyncio.timeout(_CLOSE_STEP_SECONDS):
                     await self.worker.services.publishing.flush()
-        for closing in (self.redis.aclose(close_connection_pool=True), self.engine.dispose()):
+        for closing in (
+            self.redis.aclose(close_connection_pool=True),
+            self.engine.dispose(),
+            self.steps.close(),
+        ):
             with contextlib.suppress(TimeoutError, Exception):
                 async with asyncio.timeout(_CLOSE_STEP_SECONDS):
                     await closing
@@ -293,12 +305,21 @@ def build_container(settings: Settings, role: Role = Role.BOTH) -> Container:
         # are tried again anyway, and it makes many more of them.
         pre_ping=role.serves_api,
     )
+    # A worker's connections for its most frequent statements (see steps.py): short ones, so a
+    # few serve all the decks it writes at once.
+    steps = PsycopgDeckSteps(
+        settings.libpq_url,
+        connections=_STEP_CONNECTIONS,
+        lock_timeout_seconds=settings.db_lock_timeout_seconds,
+        idle_transaction_timeout_seconds=settings.db_idle_transaction_timeout_seconds,
+    )
     redis = connect(settings.redis_url)
-    ports = build_ports(settings, engine, redis, themes)
+    ports = build_ports(settings, engine, steps, redis, themes)
     container = Container(
         settings=settings,
         role=role,
         engine=engine,
+        steps=steps,
         redis=redis,
         themes=themes,
         readiness=Readiness(
@@ -324,15 +345,20 @@ def build_container(settings: Settings, role: Role = Role.BOTH) -> Container:
 
 
 def build_ports(
-    settings: Settings, engine: AsyncEngine, redis: ArqRedis, themes: ThemeBook
+    settings: Settings,
+    engine: AsyncEngine,
+    steps: DeckSteps,
+    redis: ArqRedis,
+    themes: ThemeBook,
 ) -> Ports:
     """The real adapters, on PostgreSQL and Redis."""
 
-    def uow(*, one_statement: bool = False) -> SqlUnitOfWork:
-        return SqlUnitOfWork(engine, one_statement=one_statement)
+    def uow() -> SqlUnitOfWork:
+        return SqlUnitOfWork(engine)
 
     return Ports(
         uow=uow,
+        steps=steps,
         publisher=MeteredPublisher(RedisStreamPublisher(redis, settings.stream_maxlen)),
         queue=ArqJobQueue(redis),
         cancel_flags=RedisCancelFlags(redis),

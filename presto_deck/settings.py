@@ -140,6 +140,11 @@ class Settings(msgspec.Struct, frozen=True, kw_only=True, forbid_unknown_fields=
             return "postgresql+psycopg://" + self.database_url.removeprefix("postgresql://")
         return self.database_url
 
+    @property
+    def libpq_url(self) -> str:
+        """The database URL as psycopg itself (libpq) wants it."""
+        return "postgresql://" + self.sqlalchemy_url.removeprefix("postgresql+psycopg://")
+
     def require_jwt_key(self, *, strong: bool = True) -> None:
         """Refuse to serve without a way to verify tokens, or (``strong``) with an HMAC secret
         shorter than RFC 7518 asks for (a key as long as the hash: 32 bytes for HS256)."""

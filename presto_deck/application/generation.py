@@ -44,6 +44,7 @@ from presto_deck.application.ports import (
     CancelFlags,
     CancelRequested,
     Clock,
+    DeckSteps,
     DeckWriter,
     GenerationMeter,
     LeaseLost,
@@ -71,6 +72,7 @@ class DeckGenerator:
         self,
         *,
         uow: UnitOfWorkFactory,
+        steps: DeckSteps,
         writer: DeckWriter,
         renderer: SlideRenderer,
         publishing: EventPublishing,
@@ -84,6 +86,7 @@ class DeckGenerator:
         slide_slots: asyncio.Semaphore | None = None,
     ) -> None:
         self._uow = uow
+        self._steps = steps
         self._writer = writer
         self._meter = meter
         self._slides_per_deck = slides_per_deck
@@ -286,12 +289,9 @@ class DeckGenerator:
         stored = False
         if slides is not None:
             try:
-                async with self._uow(one_statement=True) as uow:
-                    stored = await uow.decks.save_if_unchanged(
-                        ahead, since=known.version, owner=owner, slides=slides
-                    )
-                    if stored:
-                        await uow.commit()
+                stored = await self._steps.save_if_unchanged(
+                    ahead, since=known.version, owner=owner, slides=slides
+                )
             except StorageError as exc:  # its commit may have been lost: the lock will tell
                 logger.debug(
                     "deck {}: a step from version {} failed: {}", known.id, known.version, exc

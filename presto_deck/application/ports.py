@@ -48,15 +48,6 @@ class DeckRepository(Protocol):
         """Write the deck's new state and append its pending events to the event log."""
         ...
 
-    async def save_if_unchanged(
-        self, deck: Deck, *, since: int, owner: str, slides: Sequence[Slide] = ()
-    ) -> bool:
-        """Write what ``save`` writes and add ``slides``, in one statement without a lock taken
-        first, if the stored deck is still at version ``since``, leased to ``owner``, with no
-        cancellation asked for and none of the slides' places taken; else write nothing and say
-        False. The lease's expiry stays as stored (renewals write it), unless the deck ended."""
-        ...
-
     async def list_for_user(self, user_id: str, limit: int, offset: int) -> tuple[list[Deck], int]:
         """The user's decks, newest first, and how many there are in all."""
         ...
@@ -201,10 +192,23 @@ class UnitOfWork(Protocol):
 
 
 class UnitOfWorkFactory(Protocol):
-    def __call__(self, *, one_statement: bool = False) -> UnitOfWork:
-        """A new unit of work. With ``one_statement`` it runs a single statement, which is its
-        own transaction (atomic as any statement), without the round trips that open and commit
-        a transaction around it; ``commit`` then only says that it is done."""
+    def __call__(self) -> UnitOfWork:
+        """A new unit of work."""
+        ...
+
+
+class DeckSteps(Protocol):
+    """A generation run's steps from the deck as it last stored it: each one statement, its own
+    transaction, with no lock taken and nothing read first."""
+
+    async def save_if_unchanged(
+        self, deck: Deck, *, since: int, owner: str, slides: Sequence[Slide] = ()
+    ) -> bool:
+        """Write what ``DeckRepository.save`` writes and add ``slides`` if the stored deck is
+        still at version ``since``, leased to ``owner``, with no cancellation asked for and none
+        of the slides' places taken; else write nothing and say False. The lease's expiry stays
+        as stored (renewals write it), unless the deck ended. A ``StorageError`` if the
+        database failed: the step may have been committed or not."""
         ...
 
 

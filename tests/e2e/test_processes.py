@@ -535,8 +535,14 @@ async def test_stream_resumes_exactly_after_the_api_is_killed_and_restarted(
     deployment: Deployment, alice: DeckClient
 ) -> None:
     deployment.fresh()
-    # The worker is paused while the API restarts, so its lease must outlast the restart.
-    slow = {"offline_slide_delay_ms": "300", "worker_lease_seconds": "60"}
+    # The worker is paused while the API restarts, so its lease must outlast the restart; it
+    # writes one slide at a time, so that the deck cannot end in the step that follows the kill
+    # (four written at once may be stored with the completion in one step).
+    slow = {
+        "offline_slide_delay_ms": "300",
+        "worker_lease_seconds": "60",
+        "llm_concurrent_slides_per_deck": "1",
+    }
     worker = deployment.start_work(**slow)
     api = deployment.serve(**slow)
     slides = 8

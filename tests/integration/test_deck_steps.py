@@ -4,16 +4,20 @@ and nothing at all otherwise."""
 
 from __future__ import annotations
 
+import asyncio
 import dataclasses
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import UTC, datetime, timedelta
 from uuid import uuid4
 
 import pytest
+import sqlalchemy as sa
 from sqlalchemy.ext.asyncio import AsyncEngine
 
+from presto_deck.application.ports import StorageError
 from presto_deck.domain.content import DeckPlan, SlideContent, SlideOutline
 from presto_deck.domain.deck import Deck, DeckStatus, Lease, Slide
+from presto_deck.infrastructure.db.steps import APPLICATION_NAME, PsycopgDeckSteps
 from presto_deck.infrastructure.db.unit_of_work import SqlUnitOfWork, create_engine
 from presto_deck.settings import Settings
 from tests.unit.fakes import new_deck
@@ -28,6 +32,18 @@ async def engine(settings: Settings) -> AsyncIterator[AsyncEngine]:
     built = create_engine(settings.sqlalchemy_url)
     yield built
     await built.dispose()
+
+
+@pytest.fixture
+async def steps(settings: Settings) -> AsyncIterator[PsycopgDeckSteps]:
+    built = PsycopgDeckSteps(
+        settings.libpq_url,
+        connections=2,
+        lock_timeout_seconds=5,
+        idle_transaction_timeout_seconds=10,
+    )
+    yield built
+    await built.close()
 
 
 async def _generating(engine: AsyncEngine) -> Deck:
@@ -64,18 +80,15 @@ def _slides(deck: Deck, *orders: int) -> list[Slide]:
     ]
 
 
-async def _step(engine: AsyncEngine, known: Deck, slides: list[Slide], *, last: bool) -> bool:
+async def _step(
+    steps: PsycopgDeckSteps, known: Deck, slides: list[Slide], *, last: bool = False
+) -> bool:
     ahead = dataclasses.replace(known, pending_events=[])
     for slide in slides:
         ahead.add_generated_slide(slide, NOW)
     if last:
         ahead.complete(len(PLAN.slides), NOW)
-    async with SqlUnitOfWork(engine, one_statement=True) as uow:  # as a run steps
-        stored = await uow.decks.save_if_unchanged(
-            ahead, since=known.version, owner=OWNER, slides=slides
-        )
-        await uow.commit()
-    return stored
+    return await steps.save_if_unchanged(ahead, since=known.version, owner=OWNER, slides=slides)
 
 
 async def _stored(engine: AsyncEngine, deck: Deck) -> tuple[Deck, list[int], list[str]]:
@@ -88,7 +101,7 @@ async def _stored(engine: AsyncEngine, deck: Deck) -> tuple[Deck, list[int], lis
 
 
 async def test_an_unchanged_deck_gets_its_slides_events_and_state_and_keeps_its_renewed_lease(
-    engine: AsyncEngine,
+    engine: AsyncEngine, steps: PsycopgDeckSteps
 ) -> None:
     known = await _generating(engine)
     renewed = NOW + timedelta(minutes=5)
@@ -96,7 +109,7 @@ async def test_an_unchanged_deck_gets_its_slides_events_and_state_and_keeps_its_
         await uow.decks.renew_lease(known.id, OWNER, renewed)
         await uow.commit()
 
-    assert await _step(engine, known, _slides(known, 1, 2), last=False)
+    assert await _step(steps, known, _slides(known, 1, 2))
 
     stored, orders, events = await _stored(engine, known)
     assert stored.version == known.version + 2
@@ -106,10 +119,12 @@ async def test_an_unchanged_deck_gets_its_slides_events_and_state_and_keeps_its_
     assert events[-2:] == ["SlideAdded", "SlideAdded"]
 
 
-async def test_the_step_that_ends_the_deck_gives_up_its_lease(engine: AsyncEngine) -> None:
+async def test_the_step_that_ends_the_deck_gives_up_its_lease(
+    engine: AsyncEngine, steps: PsycopgDeckSteps
+) -> None:
     known = await _generating(engine)
 
-    assert await _step(engine, known, _slides(known, 1, 2, 3), last=True)
+    assert await _step(steps, known, _slides(known, 1, 2, 3), last=True)
 
     stored, orders, events = await _stored(engine, known)
     assert (stored.status, stored.lease) == (DeckStatus.COMPLETED, None)
@@ -152,29 +167,59 @@ async def _slide_stored(engine: AsyncEngine, deck: Deck) -> None:
     ids=lambda f: f.__name__,
 )
 async def test_a_deck_changed_since_the_run_stored_it_is_left_as_it_is(
-    engine: AsyncEngine, meanwhile: Callable[[AsyncEngine, Deck], Awaitable[None]]
+    engine: AsyncEngine,
+    steps: PsycopgDeckSteps,
+    meanwhile: Callable[[AsyncEngine, Deck], Awaitable[None]],
 ) -> None:
     known = await _generating(engine)
     await meanwhile(engine, known)
     before = await _stored(engine, known)
 
-    assert not await _step(engine, known, _slides(known, 1, 2), last=False)
+    assert not await _step(steps, known, _slides(known, 1, 2))
 
     assert await _stored(engine, known) == before
 
 
-async def test_a_connection_used_for_one_statement_goes_back_to_the_pool_transactional(
-    settings: Settings,
+async def test_a_step_on_a_connection_the_server_ended_fails_as_transient_and_a_new_one_serves(
+    engine: AsyncEngine, steps: PsycopgDeckSteps
 ) -> None:
-    """The next unit on the same connection still rolls back what it does not commit."""
-    engine = create_engine(settings.sqlalchemy_url, pool_size=1)
-    try:
-        known = await _generating(engine)
-        assert await _step(engine, known, _slides(known, 1), last=False)
-        async with SqlUnitOfWork(engine) as uow:  # not committed
-            await uow.slides.add(_slides(known, 2)[0])
-        _, orders, _ = await _stored(engine, known)
-    finally:
-        await engine.dispose()
+    known = await _generating(engine)
+    assert await _step(steps, known, _slides(known, 1))  # the pool's connection is open
+    known, _, _ = await _stored(engine, known)
+    async with engine.connect() as conn:
+        ended = await conn.scalar(
+            sa.text(
+                "SELECT count(pg_terminate_backend(pid)) FROM pg_stat_activity"
+                " WHERE application_name = :name AND datname = current_database()"
+            ),
+            {"name": APPLICATION_NAME},
+        )
+    assert ended >= 1
 
-    assert orders == [1]
+    failed: list[StorageError] = []
+    async with asyncio.timeout(10):  # the pool puts new connections in their place
+        while True:
+            try:
+                assert await _step(steps, known, _slides(known, 2))
+                break
+            except StorageError as exc:
+                failed.append(exc)
+    # One step fails on each connection the server ended, as a failure worth trying again.
+    assert 1 <= len(failed) <= ended
+    assert all(exc.transient for exc in failed)
+    _, orders, _ = await _stored(engine, known)
+    assert orders == [1, 2]
+
+
+async def test_a_slide_the_database_refuses_fails_the_step_for_good_and_writes_nothing(
+    engine: AsyncEngine, steps: PsycopgDeckSteps
+) -> None:
+    known = await _generating(engine)
+    before = await _stored(engine, known)
+    refused = dataclasses.replace(_slides(known, 1)[0], html_content="<p>\x00</p>")
+
+    with pytest.raises(StorageError) as failed:
+        await _step(steps, known, [refused])
+
+    assert not failed.value.transient
+    assert await _stored(engine, known) == before

@@ -83,7 +83,7 @@ def generator_for(
     """A generator wired as bootstrap wires it, with our own writer and worker id (and, if
     given, our own stream publisher instead of the container's Redis stream)."""
     settings = container.settings
-    ports = build_ports(settings, container.engine, container.redis, THEME_BOOK)
+    ports = build_ports(settings, container.engine, container.steps, container.redis, THEME_BOOK)
     if publisher is not None:
         ports = dataclasses.replace(ports, publisher=publisher)
     # Each publish marked at once: no batch left waiting when the test's loop ends.

@@ -140,10 +140,21 @@ class FakeStore:
         #: Errors the next commits raise, one each (a lost connection, a lock not granted).
         self.commit_faults: list[StorageError] = []
 
-    def uow(self, *, one_statement: bool = False) -> FakeUnitOfWork:
-        """A new transaction: pass ``store.uow`` where a ``UnitOfWorkFactory`` is wanted (one
-        statement or many, it commits all at once)."""
+    def uow(self) -> FakeUnitOfWork:
+        """A new transaction: pass ``store.uow`` where a ``UnitOfWorkFactory`` is wanted."""
         return FakeUnitOfWork(self)
+
+    async def save_if_unchanged(
+        self, deck: Deck, *, since: int, owner: str, slides: Sequence[Slide] = ()
+    ) -> bool:
+        """The ``DeckSteps``: pass ``store`` where one is wanted (each step its own transaction)."""
+        async with self.uow() as uow:
+            stored = await uow.decks.save_if_unchanged(
+                deck, since=since, owner=owner, slides=slides
+            )
+            if stored:
+                await uow.commit()
+        return stored
 
     # -- seen from the tests ----------------------------------------------------------------------
 
@@ -981,6 +992,7 @@ class Harness:
         )
         self.ports = Ports(
             uow=self.store.uow,
+            steps=self.store,
             publisher=self.publisher,
             queue=self.queue,
             cancel_flags=self.flags,

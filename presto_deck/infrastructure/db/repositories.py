@@ -129,7 +129,8 @@ _ADD_SLIDES_UNLESS_TAKEN = (
 
 # The step of a run that holds the deck, from the deck as it last stored it: the row updated only
 # if nothing else changed it meanwhile, and its slides and events inserted only if it was (they
-# join the updated row, so they are not written without it).
+# join the updated row, so they are not written without it). Run by ``steps.py``, with the
+# parameters of ``step_parameters``; it says how many decks it updated (1 or 0).
 _ENDS = sa.bindparam("ends", type_=sa.Boolean)
 _saved_unchanged = (
     sa.update(decks)
@@ -156,7 +157,7 @@ _saved_unchanged = (
     .returning(decks.c.id)
     .cte("saved")
 )
-_SAVE_IF_UNCHANGED = (
+SAVE_IF_UNCHANGED = (
     sa.select(sa.func.count())
     .select_from(_saved_unchanged)
     .add_cte(
@@ -243,22 +244,6 @@ class SqlDeckRepository:
                 "new_lease_expires_at": None if deck.lease is None else deck.lease.expires_at,
             },
         )
-
-    async def save_if_unchanged(
-        self, deck: Deck, *, since: int, owner: str, slides: Sequence[Slide] = ()
-    ) -> bool:
-        saved = await self._conn.scalar(
-            _SAVE_IF_UNCHANGED,
-            _saved_state(deck)
-            | {
-                "since": since,
-                "owner": owner,
-                "ends": deck.lease is None,
-                "orders": [slide.order for slide in slides],
-                "new_slides": [_slide_row(slide) for slide in slides],
-            },
-        )
-        return bool(saved)
 
     async def list_for_user(self, user_id: str, limit: int, offset: int) -> tuple[list[Deck], int]:
         rows = await self._conn.execute(
@@ -622,6 +607,20 @@ def _event(row: Any) -> Event:
         timestamp=row["created_at"],
         payload=row["payload"] or {},
     )
+
+
+def step_parameters(
+    deck: Deck, *, since: int, owner: str, slides: Sequence[Slide]
+) -> dict[str, Any]:
+    """The parameters of ``SAVE_IF_UNCHANGED``: ``deck`` stored with ``slides`` if it is still at
+    version ``since`` and leased to ``owner``."""
+    return _saved_state(deck) | {
+        "since": since,
+        "owner": owner,
+        "ends": deck.lease is None,
+        "orders": [slide.order for slide in slides],
+        "new_slides": [_slide_row(slide) for slide in slides],
+    }
 
 
 def _saved_state(deck: Deck) -> dict[str, Any]:

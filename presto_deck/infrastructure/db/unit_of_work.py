@@ -9,6 +9,7 @@ from types import TracebackType
 from typing import Self
 
 import msgspec
+import psycopg
 from opentelemetry import trace
 from opentelemetry.trace import Span, SpanKind, StatusCode
 from sqlalchemy import exc as sa_exc
@@ -24,12 +25,21 @@ from presto_deck.infrastructure.db.repositories import (
 )
 
 #: Failures that may pass when tried again: lost connections, a lock not granted within
-#: ``lock_timeout``, a session ended by the server, a pool with no free connection.
-_TRANSIENT = (sa_exc.OperationalError, sa_exc.InterfaceError, sa_exc.TimeoutError, OSError)
+#: ``lock_timeout``, a session ended by the server, a pool with no free connection (psycopg's own
+#: errors where a statement goes through psycopg directly; its pool's timeout is one of them).
+_TRANSIENT = (
+    sa_exc.OperationalError,
+    sa_exc.InterfaceError,
+    sa_exc.TimeoutError,
+    psycopg.OperationalError,
+    psycopg.InterfaceError,
+    OSError,
+)
 _QUOTED = re.compile(r"\"[^\"]*\"|'[^']*'")
 #: An undefined table or column: a database not migrated to this version.
 _SCHEMA_MISSING = frozenset({"42P01", "42703"})
 _DB_ATTRIBUTES = {"db.system.name": "postgresql"}
+CONNECT_TIMEOUT_SECONDS = 10
 
 
 def create_engine(
@@ -51,10 +61,7 @@ def create_engine(
     on a dropped connection fails as transient and the whole pool is renewed: for callers that
     try their transactions again anyway, it saves a round trip on every one.
     """
-    options = (
-        f"-c lock_timeout={round(lock_timeout_seconds * 1000)}"
-        f" -c idle_in_transaction_session_timeout={round(idle_transaction_timeout_seconds * 1000)}"
-    )
+    options = session_options(lock_timeout_seconds, idle_transaction_timeout_seconds)
     return create_async_engine(
         url,
         pool_size=pool_size,
@@ -65,7 +72,15 @@ def create_engine(
         hide_parameters=True,
         json_serializer=lambda value: msgspec.json.encode(value).decode(),
         json_deserializer=msgspec.json.decode,
-        connect_args={"connect_timeout": 10, "options": options},
+        connect_args={"connect_timeout": CONNECT_TIMEOUT_SECONDS, "options": options},
+    )
+
+
+def session_options(lock_timeout_seconds: float, idle_transaction_timeout_seconds: float) -> str:
+    """libpq's ``options`` for every session: ``create_engine`` says why."""
+    return (
+        f"-c lock_timeout={round(lock_timeout_seconds * 1000)}"
+        f" -c idle_in_transaction_session_timeout={round(idle_transaction_timeout_seconds * 1000)}"
     )
 
 
@@ -75,30 +90,21 @@ class SqlUnitOfWork:
     events: SqlEventLog
     edits: SqlEditRepository
 
-    def __init__(self, engine: AsyncEngine, *, one_statement: bool = False) -> None:
+    def __init__(self, engine: AsyncEngine) -> None:
         self._engine = engine
-        #: A single statement, in autocommit: psycopg sends no BEGIN, and the commit is a no-op.
-        self._one_statement = one_statement
         self._conn: AsyncConnection | None = None
         self._span: Span | None = None
         self._committed = False
 
     async def __aenter__(self) -> Self:
-        # A transaction of a deck's work is a span of its trace; one with no trace (the sweep's,
-        # a health check's) would be a trace of its own every few seconds: it is not traced.
-        if trace.get_current_span().is_recording():
-            self._span = tracer.start_span(
-                "db transaction", kind=SpanKind.CLIENT, attributes=_DB_ATTRIBUTES
-            )
+        self._span = transaction_span()
         try:
             self._conn = await self._engine.connect()
-            if self._one_statement:  # the pool puts the connection back as it was
-                self._conn = await self._conn.execution_options(isolation_level="AUTOCOMMIT")
             await self._conn.begin()
         except (sa_exc.SQLAlchemyError, OSError) as exc:
             await self._close()
             self._end_span(exc)
-            raise _storage_error(exc) from exc
+            raise storage_error(exc) from exc
         self.decks = SqlDeckRepository(self._conn)
         self.slides = SqlSlideRepository(self._conn)
         self.events = SqlEventLog(self._conn)
@@ -121,16 +127,12 @@ class SqlUnitOfWork:
             await self._close()
             self._end_span(failure)
         if isinstance(failure, sa_exc.SQLAlchemyError | OSError):
-            raise _storage_error(failure) from failure
+            raise storage_error(failure) from failure
 
     def _end_span(self, failure: BaseException | None) -> None:
-        if self._span is None:
-            return
-        span, self._span = self._span, None
-        span.set_attribute("db.transaction.committed", self._committed)
-        if failure is not None:
-            span.set_status(StatusCode.ERROR, type(failure).__name__)
-        span.end()
+        if self._span is not None:
+            span, self._span = self._span, None
+            end_transaction_span(span, committed=self._committed, failure=failure)
 
     async def commit(self) -> None:
         assert self._conn is not None
@@ -144,8 +146,25 @@ class SqlUnitOfWork:
                 await conn.close()
 
 
-def _storage_error(exc: BaseException) -> StorageError:
-    if getattr(getattr(exc, "orig", None), "sqlstate", None) in _SCHEMA_MISSING:
+def transaction_span() -> Span | None:
+    """A transaction's span, when it is part of a deck's work. One with no trace (the sweep's, a
+    health check's) would be a trace of its own every few seconds: it is not traced."""
+    if not trace.get_current_span().is_recording():
+        return None
+    return tracer.start_span("db transaction", kind=SpanKind.CLIENT, attributes=_DB_ATTRIBUTES)
+
+
+def end_transaction_span(span: Span, *, committed: bool, failure: BaseException | None) -> None:
+    span.set_attribute("db.transaction.committed", committed)
+    if failure is not None:
+        span.set_status(StatusCode.ERROR, type(failure).__name__)
+    span.end()
+
+
+def storage_error(exc: BaseException) -> StorageError:
+    """What SQLAlchemy or psycopg raised, as the port's error."""
+    driver_error = exc if isinstance(exc, psycopg.Error) else getattr(exc, "orig", None)
+    if getattr(driver_error, "sqlstate", None) in _SCHEMA_MISSING:
         # Not our bug but the operator's step: the service is unavailable until it is taken.
         return StorageError(
             "the database's schema is not this version's: run presto-deck migrate",

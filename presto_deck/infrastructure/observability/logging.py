@@ -138,6 +138,8 @@ def configure_logging(log_format: str, level: str) -> None:
     logging.basicConfig(handlers=[_InterceptHandler()], level=logging.INFO, force=True)
     # Alembic announces each of its plugins as it is imported: nothing an operator needs.
     logging.getLogger("alembic.runtime.plugins").setLevel(logging.WARNING)
+    # psycopg's pool says at INFO each connection it lends and takes back.
+    logging.getLogger("psycopg.pool").setLevel(logging.WARNING)
     for name in ("uvicorn", "uvicorn.error", "uvicorn.access", "arq", "stamina"):
         logging.getLogger(name).handlers = []
         logging.getLogger(name).propagate = True
