@@ -38,8 +38,10 @@ _SQL = str(_COMPILED)
 _JSON = frozenset(name for name, bind in _COMPILED.binds.items() if isinstance(bind.type, JSONB))
 #: What these connections are called in ``pg_stat_activity``.
 APPLICATION_NAME = "presto-deck steps"
-#: How long a step waits for a connection of the pool before it fails (and is tried again).
-_WAIT_SECONDS = 10.0
+#: How long a step waits for a connection of the pool before it fails and the run takes the
+#: engine's way instead. Each step holds one for a millisecond or two: a longer wait means the
+#: database is unreachable, and the engine's way says so at once.
+_WAIT_SECONDS = 2.0
 
 
 class PsycopgDeckSteps:
