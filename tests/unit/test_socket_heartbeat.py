@@ -46,6 +46,18 @@ def h() -> Harness:
     return Harness()
 
 
+def _session(h: Harness, socket: FakeSocket, deck_id: UUID, heartbeat: float) -> SocketSession:
+    return SocketSession(
+        socket,  # type: ignore[arg-type]
+        h.service,
+        h.edits,
+        Identity(user_id="alice", expires_at=time.time() + 60),
+        deck_id,
+        msgspec.structs.replace(h.settings, ws_heartbeat_seconds=heartbeat),
+        DeckHeads(h.service.versions, max_age_seconds=0.05),
+    )
+
+
 async def _watch(h: Harness, live_after: float | None) -> tuple[FakeSocket, list[int]]:
     """A socket on a deck that is cancelled just after it opens, the event committed but not
     fanned out; it comes live ``live_after`` seconds after the socket opened (never, with None).
@@ -60,16 +72,7 @@ async def _watch(h: Harness, live_after: float | None) -> tuple[FakeSocket, list
 
     h.service.history = counted  # type: ignore[method-assign]
     socket = FakeSocket()
-    settings = msgspec.structs.replace(h.settings, ws_heartbeat_seconds=HEARTBEAT)
-    session = SocketSession(
-        socket,  # type: ignore[arg-type]
-        h.service,
-        h.edits,
-        Identity(user_id="alice", expires_at=time.time() + 60),
-        deck.id,
-        settings,
-        DeckHeads(h.service.versions, max_age_seconds=0.05),
-    )
+    session = _session(h, socket, deck.id, HEARTBEAT)
     opened = time.monotonic()
     running = asyncio.create_task(session.run(last_version=1, current=1))
     await asyncio.sleep(0.02)  # open, and up to date
@@ -107,15 +110,7 @@ async def test_a_socket_that_opens_behind_the_deck_reads_what_it_missed_at_once(
     deck = await h.create()
     await h.service.cancel("alice", deck.id)  # version 2, before the socket opens
     socket = FakeSocket()
-    session = SocketSession(
-        socket,  # type: ignore[arg-type]
-        h.service,
-        h.edits,
-        Identity(user_id="alice", expires_at=time.time() + 60),
-        deck.id,
-        msgspec.structs.replace(h.settings, ws_heartbeat_seconds=60),
-        DeckHeads(h.service.versions, max_age_seconds=0.05),
-    )
+    session = _session(h, socket, deck.id, heartbeat=60)
     running = asyncio.create_task(session.run(last_version=1, current=2))
     await asyncio.sleep(0.05)  # long before any heartbeat
 
