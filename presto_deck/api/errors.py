@@ -124,7 +124,9 @@ def _validation(_: _AnyRequest, exc: ValidationException) -> Response[dict[str, 
     problems = exc.extra if isinstance(exc.extra, list) else []
     named = [_describe_problem(p) for p in problems if isinstance(p, dict)]
     detail = "; ".join(named) or exc.detail or "Invalid request."
-    return _error(HTTP_400_BAD_REQUEST, detail, code=INVALID_REQUEST, extra=problems)
+    # The problems by field, when the request's fields were checked (not for a refusal of ours).
+    fields = {"extra": problems} if problems else {}
+    return _error(HTTP_400_BAD_REQUEST, detail, code=INVALID_REQUEST, **fields)
 
 
 def _undecodable(_: _AnyRequest, exc: Exception) -> Response[dict[str, Any]]:
