@@ -132,16 +132,19 @@ class Inbox:
     def __len__(self) -> int:
         return len(self._frames)
 
-    def put(self, frame: bytes) -> None:
+    def put(self, frame: bytes, *, wake: bool = True) -> None:
+        """Add a frame; without ``wake``, whoever waits for it is woken by a later ``wake``
+        (or finds it when it next looks)."""
         self._frames.append(frame)
         if len(self._frames) > self._limit:
             del self._frames[0]
-        self._wake()
+        if wake:
+            self.wake()
 
     def catch_up_soon(self) -> None:
         """Live events may have been lost: read the database at once, not at the next beat."""
         self._catch_up = True
-        self._wake()
+        self.wake()
 
     def pop(self) -> bytes | None:
         """The oldest waiting frame, if any."""
@@ -158,13 +161,14 @@ class Inbox:
             return
         loop = asyncio.get_running_loop()
         self._waiter = waiter = loop.create_future()
-        timer = loop.call_at(deadline, self._wake)
+        timer = loop.call_at(deadline, self.wake)
         try:
             await waiter
         finally:
             timer.cancel()
             self._waiter = None
 
-    def _wake(self) -> None:
+    def wake(self) -> None:
+        """Wake whoever waits, if anyone does."""
         if self._waiter is not None and not self._waiter.done():
             self._waiter.set_result(None)

@@ -4,6 +4,7 @@ of its sockets, on Litestar's channels plugin with its in-memory backend."""
 from __future__ import annotations
 
 import asyncio
+import contextlib
 from collections.abc import Iterable
 from typing import Any
 from uuid import UUID, uuid4
@@ -169,3 +170,40 @@ async def test_catching_up_tells_every_socket_of_every_deck(channels: ChannelsPl
 
     assert told == 3
     assert all(inbox.told_to_catch_up() for inbox in inboxes)
+
+
+async def test_a_frame_that_comes_while_sockets_are_woken_joins_the_first_for_those_not_yet_woken(
+    channels: ChannelsPlugin,
+) -> None:
+    # A deck's events often come in twos (its last slide and its completion). Woken all at
+    # once, a thousand sockets would each send the first alone, and the second only after all
+    # of them; woken in turns, the event loop reads the second between turns, and the sockets
+    # not woken yet take both in one go.
+    feeds = DeckFeeds(channels)
+    deck = uuid4()
+    inboxes = [Inbox(10) for _ in range(1000)]
+    takes: list[list[list[bytes]]] = [[] for _ in inboxes]
+    second_sent = asyncio.Event()
+
+    async def socket(index: int) -> None:
+        inbox = inboxes[index]
+        while sum(map(len, takes[index])) < 2:
+            await inbox.wait(asyncio.get_running_loop().time() + 5)
+            takes[index].append(frames(inbox))
+            if not second_sent.is_set():  # the first socket woken: the second frame comes
+                second_sent.set()
+                await channels.wait_published(b"two", [deck_channel(deck)])
+
+    async with contextlib.AsyncExitStack() as stack:
+        for inbox in inboxes:
+            await stack.enter_async_context(feeds.following(deck, inbox))
+        async with asyncio.timeout(5):
+            sockets = [asyncio.create_task(socket(index)) for index in range(len(inboxes))]
+            await channels.wait_published(b"one", [deck_channel(deck)])
+            await asyncio.gather(*sockets)
+
+    woken_once = sum(take == [[b"one", b"two"]] for take in takes)
+    woken_twice = sum(take == [[b"one"], [b"two"]] for take in takes)
+    assert woken_once + woken_twice == len(inboxes)  # each frame once, in order
+    assert woken_once > len(inboxes) / 2
+    assert woken_twice >= 1

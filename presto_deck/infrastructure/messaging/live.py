@@ -9,6 +9,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+from collections import deque
 from collections.abc import AsyncIterator, Sequence
 from typing import Protocol
 from uuid import UUID
@@ -27,6 +28,8 @@ from presto_deck.settings import Settings
 #: How the API's Pub/Sub connection shows in Redis's CLIENT LIST.
 PUBSUB_CLIENT_NAME = "presto-deck-pubsub"
 _STOP_STEP_SECONDS = 3.0
+#: How many of a deck's sockets are woken for a frame in one turn of the event loop.
+_WAKE_AT_ONCE = 50
 
 
 class Follower(Protocol):
@@ -36,7 +39,11 @@ class Follower(Protocol):
         """How many frames wait in it."""
         ...
 
-    def put(self, frame: bytes) -> None: ...
+    def put(self, frame: bytes, *, wake: bool = True) -> None: ...
+
+    def wake(self) -> None:
+        """Wake the socket if it waits for a frame."""
+        ...
 
     def catch_up_soon(self) -> None:
         """Read what this socket may have missed from the database, without waiting."""
@@ -44,31 +51,62 @@ class Follower(Protocol):
 
 
 class _Feed:
-    """One deck's Pub/Sub subscription, handed to each of its followers."""
+    """One deck's Pub/Sub subscription, handed to each of its followers.
+
+    A frame reaches every follower's inbox at once, and the followers are woken for it in turns
+    of ``_WAKE_AT_ONCE``, the event loop looking at its connections between turns: one turn is
+    the sending of a frame to that many sockets. Woken all at once, thousands of sockets would
+    send in one pass of the loop, and a frame that came meanwhile (a deck's events often come
+    in twos: its start and plan, its last slide and completion) would be read only after the
+    pass, then sent in a second one; now it joins the first frame in the inboxes of the
+    followers not yet woken, who send both, and only those woken before it are woken again.
+    """
 
     def __init__(self, channels: ChannelsPlugin, channel: str) -> None:
         self.followers: set[Follower] = set()
         self._channels = channels
         self._subscribed = asyncio.ensure_future(channels.subscribe([channel]))
-        self._relay: asyncio.Task[None] | None = None
+        self._tasks: list[asyncio.Task[None]] = []
+        self._to_wake: deque[Follower] = deque()
+        self._waking: set[Follower] = set()  # those in _to_wake
+        self._woken = asyncio.Event()
 
     async def subscribed(self) -> None:
         """Once the subscription is in place: from then on the deck's events reach the
         followers. Shielded: a socket that closes meanwhile must not cancel it for the others."""
         subscriber = await asyncio.shield(self._subscribed)
-        if self._relay is None:
-            self._relay = asyncio.create_task(self._hand_on(subscriber), name="deck-feed")
+        if not self._tasks:
+            self._tasks = [
+                asyncio.create_task(self._hand_on(subscriber), name="deck-feed"),
+                asyncio.create_task(self._wake_in_turns(), name="deck-feed-wake"),
+            ]
 
     async def _hand_on(self, subscriber: Subscriber) -> None:
         async for frame in subscriber.iter_events():
             for follower in self.followers:
-                follower.put(frame)
+                follower.put(frame, wake=False)
+                if follower not in self._waking:
+                    self._waking.add(follower)
+                    self._to_wake.append(follower)
+            self._woken.set()
+
+    async def _wake_in_turns(self) -> None:
+        while True:
+            await self._woken.wait()
+            self._woken.clear()
+            while self._to_wake:
+                for _ in range(min(_WAKE_AT_ONCE, len(self._to_wake))):
+                    follower = self._to_wake.popleft()
+                    self._waking.discard(follower)
+                    follower.wake()
+                await asyncio.sleep(0)  # their turn, and the connections'
 
     async def close(self) -> None:
-        if self._relay is not None:
-            self._relay.cancel()
+        for task in self._tasks:
+            task.cancel()
+        for task in self._tasks:
             with contextlib.suppress(asyncio.CancelledError):
-                await self._relay
+                await task
         try:  # a subscription still on its way is let finish, then undone
             subscriber = await asyncio.shield(self._subscribed)
         except Exception:  # it failed: nothing to undo
