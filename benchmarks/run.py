@@ -475,6 +475,11 @@ class Bench:
                 target="= 0",
             ),
             Row("fan-out: events read from PostgreSQL for sockets", fan.replayed),
+            Row(
+                "fan-out: full GC pauses while written, in all",
+                (fan.collections or (0, 0.0))[1] * 1000,
+                unit="ms",
+            ),
         ]
         if sizes.two_serves:
             two = await sockets.real_fanout(

@@ -20,8 +20,9 @@ time, --slide-delay-ms apart). For every event and watcher, the delivery latency
 frame was read from the socket minus the event's ``timestamp`` (set as its transaction is built,
 just before the commit); prints p50, p99 and max (target p99 < 250 ms), the frames received
 against expected with any missing, repeated or out of order, each event's spread from its first
-watcher to its last (--per-event: a line per event), and the events the servers read from
-PostgreSQL for the sockets meanwhile. --two-serves runs it again with the watchers split over
+watcher to its last (--per-event: a line per event), the events the servers read from
+PostgreSQL for the sockets meanwhile, and the serves' full garbage collections while the deck was
+written (each one stops every socket of its process; ``presto_gc_pause_seconds``). --two-serves runs it again with the watchers split over
 two serve processes (no balancer); --heartbeat-storm with the watchers opened all at once and the
 deck written just as their first heartbeats fall due, together.
 
@@ -215,11 +216,21 @@ async def close_all(watchers: Sequence[Watcher], within: float = 10) -> None:
 # -- what the servers say ---------------------------------------------------------------------
 
 
-async def metric(http: httpx.AsyncClient, url: str, name: str) -> float:
-    """The sum of a Prometheus series' samples on ``url``/metrics (0 when absent)."""
+async def metric(http: httpx.AsyncClient, url: str, name: str, label: str = "") -> float:
+    """The sum of a Prometheus series' samples on ``url``/metrics (0 when absent); with
+    ``label`` (``name="value"``), of those that carry it."""
     text = (await http.get(f"{url}/metrics")).text
-    pattern = re.compile(rf"^{re.escape(name)}(?:{{[^}}]*}})? ([0-9.e+-]+)$", re.MULTILINE)
+    labels = rf"{{[^}}]*{re.escape(label)}[^}}]*}}" if label else r"(?:{[^}]*})?"
+    pattern = re.compile(rf"^{re.escape(name)}{labels} ([0-9.e+-]+)$", re.MULTILINE)
     return sum(float(value) for value in pattern.findall(text))
+
+
+async def full_collections(http: httpx.AsyncClient, urls: Sequence[str]) -> tuple[float, float]:
+    """The serves' full garbage collections so far: how many, and their pauses in seconds."""
+    full = 'generation="2"'
+    count = sum([await metric(http, u, "presto_gc_pause_seconds_count", full) for u in urls])
+    pauses = sum([await metric(http, u, "presto_gc_pause_seconds_sum", full) for u in urls])
+    return count, pauses
 
 
 async def wait_for_gauge(
@@ -471,6 +482,8 @@ class FanoutResult:
     #: Per event (version, type): the latency to its first watcher and to its last.
     per_event: dict[tuple[int, str], tuple[float, float]] = field(default_factory=dict)
     replayed: float = 0.0  # events the servers read from PostgreSQL for the sockets
+    #: The serves' full garbage collections while the deck was written, and their pauses.
+    collections: tuple[float, float] | None = None
     serves: int = 1
     connect_seconds: float = 0.0
     #: When the deck's writing started and when every watcher had its end, in seconds from
@@ -499,6 +512,12 @@ class FanoutResult:
         ]
         if self.replayed:
             out.append(f"  {self.replayed:.0f} events read from PostgreSQL for the sockets")
+        if self.collections is not None:
+            count, pauses = self.collections
+            out.append(
+                f"  full garbage collections while the deck was written: {count:.0f}"
+                + (f", pausing {pauses * 1000:.0f} ms in all" if count else "")
+            )
         return out
 
     def _timing(self) -> str:
@@ -636,10 +655,12 @@ async def real_fanout(
             replayed_before = sum(
                 [await metric(http, u, "presto_events_replayed_total") for u in stack.urls]
             )
+            collections_before = await full_collections(http, stack.urls)
             async with recorded(stack.serves[0].pid, profile):
                 work.resume()
                 await wait_terminal(opened, within=slides * delay_ms / 1000 + 60)
             ended = time.monotonic()
+            collections_after = await full_collections(http, stack.urls)
             await asyncio.sleep(0.5)  # frames of the last event still in flight elsewhere
             history = (
                 await http.get(
@@ -655,6 +676,10 @@ async def real_fanout(
         report_trouble(stack.trouble())
     result = judge(opened, [int(event["version"]) for event in history], serves)
     result.replayed = replayed
+    result.collections = (
+        collections_after[0] - collections_before[0],
+        collections_after[1] - collections_before[1],
+    )
     result.connect_seconds = connected - started
     result.written_seconds = (connected - started, ended - started)
     return result

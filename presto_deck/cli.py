@@ -117,9 +117,12 @@ def serve(
 def _settle_heap() -> None:
     """Move what start-up built (modules, the app, its routes) out of the collector's way: a full
     collection would otherwise walk it all again and again, pausing every request and socket for
-    a hundred milliseconds or more."""
+    a hundred milliseconds or more; and from then on, time each collection (a metric)."""
+    from presto_deck.infrastructure.observability.metrics import time_garbage_collections
+
     gc.collect()
     gc.freeze()
+    time_garbage_collections()
 
 
 #: How long ``work`` may take to stop once told to: under the 10 s that Docker and most

@@ -205,6 +205,8 @@ def test_both_metrics_endpoints_show_every_series_moved_by_the_deck(observed: Ob
     assert _value(api, "presto_open_websockets") == 0  # the socket was closed
     for gauge in ("presto_stream_pending_entries", "presto_stream_lag_entries"):
         assert (gauge, ()) in api
+    for process in (worker, api):  # each collection's pause, by generation
+        assert _value(process, "presto_gc_pause_seconds_count", generation="0") > 0
 
 
 def test_the_decks_log_lines_all_carry_its_id_and_its_trace_id(observed: Observed) -> None:

@@ -4,6 +4,9 @@ in its one ``/metrics``)."""
 
 from __future__ import annotations
 
+import gc
+import time
+
 from prometheus_client import Counter, Gauge, Histogram
 
 OPEN_WEBSOCKETS = Gauge("presto_open_websockets", "WebSocket connections currently open")
@@ -100,3 +103,30 @@ def _zeroed() -> None:
 
 
 _zeroed()
+GC_PAUSES = Histogram(
+    "presto_gc_pause_seconds",
+    "How long each of Python's garbage collections stopped the process (every socket and job in "
+    "it waits meanwhile); generation 2 is a full collection, which walks every object alive",
+    ["generation"],
+    buckets=(0.001, 0.0025, 0.005, 0.01, 0.025, 0.05, 0.1, 0.25, 0.5, 1, 2.5),
+)
+
+
+class _CollectionTimer:
+    """Observes each collection's pause in ``GC_PAUSES``; one per process."""
+
+    def __init__(self) -> None:
+        self._by_generation = [GC_PAUSES.labels(generation=str(g)) for g in range(3)]
+        self._started = 0.0
+
+    def __call__(self, phase: str, info: dict[str, int]) -> None:
+        if phase == "start":
+            self._started = time.perf_counter()
+        else:
+            self._by_generation[info["generation"]].observe(time.perf_counter() - self._started)
+
+
+def time_garbage_collections() -> None:
+    """From now on, observe how long each garbage collection of this process takes."""
+    if not any(isinstance(callback, _CollectionTimer) for callback in gc.callbacks):
+        gc.callbacks.append(_CollectionTimer())
