@@ -32,7 +32,15 @@ from collections.abc import Awaitable, Callable, Mapping
 from dataclasses import dataclass, field
 
 import psycopg
-from stack import cpu_seconds, mint, raise_open_files, recorded, running_stack, stop_on_sigterm
+from stack import (
+    cpu_seconds,
+    mint,
+    raise_open_files,
+    recorded,
+    running_stack,
+    steady_heap,
+    stop_on_sigterm,
+)
 
 #: Requests a client may have in flight: far more than a server that keeps up ever needs.
 _CONNECTIONS = 256
@@ -246,9 +254,10 @@ async def measure(
                 headers = {**kind, "Authorization": f"Bearer {tokens[n]}"}
                 return http.request("POST", "/api/v1/decks", headers, body)
 
-            floor = await open_loop("GET /health/live", rate, seconds, pid, live, 200)
-            async with recorded(pid, profile):
-                created = await open_loop("POST /api/v1/decks", rate, seconds, pid, create, 202)
+            with steady_heap():
+                floor = await open_loop("GET /health/live", rate, seconds, pid, live, 200)
+                async with recorded(pid, profile):
+                    created = await open_loop("POST /api/v1/decks", rate, seconds, pid, create, 202)
         finally:
             await http.close()
         done = finished_decks(stack.database_url)

@@ -22,9 +22,11 @@ just before the commit); prints p50, p99 and max (target p99 < 250 ms), the fram
 against expected with any missing, repeated or out of order, each event's spread from its first
 watcher to its last (--per-event: a line per event), the events the servers read from
 PostgreSQL for the sockets meanwhile, and the serves' full garbage collections while the deck was
-written (each one stops every socket of its process; ``presto_gc_pause_seconds``). --two-serves runs it again with the watchers split over
-two serve processes (no balancer); --heartbeat-storm with the watchers opened all at once and the
-deck written just as their first heartbeats fall due, together.
+written (each one stops every socket of its process; ``presto_gc_pause_seconds``). The driver
+moves what it holds out of its own collector's way while it times the frames. --two-serves runs
+it again with the watchers split over two serve processes (no balancer); --heartbeat-storm with
+the watchers opened all at once and the deck written just as their first heartbeats fall due,
+together.
 
 --profile records the serve process with py-spy while the sockets idle (PREFIX.idle.txt) and
 while it fans out (PREFIX.fanout.txt), as collapsed stacks.
@@ -65,6 +67,7 @@ from stack import (
     require_free,
     rss_kib,
     running_stack,
+    steady_heap,
     stop_on_sigterm,
     wait_until,
 )
@@ -605,8 +608,9 @@ async def bare_fanout(watchers: int, events: int, delay_ms: int, port: int) -> F
                 if time.monotonic() > deadline:
                     break
                 await asyncio.sleep(0.1)
-        opened[0].send_text(f"broadcast {events} {delay_ms} 1500")
-        await wait_terminal(opened, within=events * delay_ms / 1000 + 30)
+        with steady_heap():
+            opened[0].send_text(f"broadcast {events} {delay_ms} 1500")
+            await wait_terminal(opened, within=events * delay_ms / 1000 + 30)
         await close_all(opened)
     return judge(opened, range(1, events + 1))
 
@@ -656,9 +660,10 @@ async def real_fanout(
                 [await metric(http, u, "presto_events_replayed_total") for u in stack.urls]
             )
             collections_before = await full_collections(http, stack.urls)
-            async with recorded(stack.serves[0].pid, profile):
-                work.resume()
-                await wait_terminal(opened, within=slides * delay_ms / 1000 + 60)
+            with steady_heap():
+                async with recorded(stack.serves[0].pid, profile):
+                    work.resume()
+                    await wait_terminal(opened, within=slides * delay_ms / 1000 + 60)
             ended = time.monotonic()
             collections_after = await full_collections(http, stack.urls)
             await asyncio.sleep(0.5)  # frames of the last event still in flight elsewhere

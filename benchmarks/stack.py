@@ -19,6 +19,7 @@ import argparse
 import asyncio
 import contextlib
 import ctypes
+import gc
 import os
 import re
 import resource
@@ -59,6 +60,20 @@ def mint(user_id: str, ttl_seconds: int = 3600, secret: str = BENCH_JWT_SECRET) 
     """A token for ``user_id``, as `presto-deck token` makes it (HS256, ``sub``, ``exp``)."""
     now = int(time.time())
     return jwt.encode({"sub": user_id, "iat": now, "exp": now + ttl_seconds}, secret, "HS256")
+
+
+@contextlib.contextmanager
+def steady_heap() -> Iterator[None]:
+    """While a driver times what it sends or reads, a full garbage collection of its own heap
+    (thousands of watchers, and whatever the parts before left in it) would delay every send and
+    read by as long as it takes (0.2-0.3 s measured): what it holds by then is moved out of the
+    collector's way."""
+    gc.collect()
+    gc.freeze()
+    try:
+        yield
+    finally:
+        gc.unfreeze()
 
 
 def raise_open_files() -> int:
